@@ -1,4 +1,49 @@
-//! `cargo xtask`: project orchestration.
+//! `cargo xtask`: orchestration for dnc.
+//!
+//! - `train`: builds the `dnc` binary (release) and runs a Divide and Contrast experiment stage by
+//!   stage, skipping stages that `summary.json` marks as done;
+//! - `bench`: throughput benchmarks (`train`, `data`, `kmeans`), side by side with the PyTorch
+//!   reference where asked;
+//! - `ci`: what CI runs (format check, clippy, tests);
+//! - `tidy`: checks that the crate graph only points downwards.
+//!
+//! xtask does not link candle, so it compiles in seconds; heavy work happens in `dnc`.
+
+// xtask is a command-line program: printing to stdout is its job.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod ci;
+mod tidy;
+mod train;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "dnc project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Divide and Contrast experiment (default: the small preset on fixtures/).
+    Train(train::TrainArgs),
+    /// Benchmarks: `train`, `data`, `kmeans`.
+    Bench(bench::BenchArgs),
+    /// Format check, clippy with -D warnings, and the test suite.
+    Ci,
+    /// Check the crate layering (no upward dependency edges).
+    Tidy,
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("usage: cargo xtask <train|bench|ci|tidy|data> ...")
+    match Cli::parse().command {
+        Command::Train(args) => train::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Ci => ci::run(),
+        Command::Tidy => tidy::run(),
+    }
 }

@@ -1,0 +1,256 @@
+//! `cargo xtask bench`: throughput benchmarks, side by side with the PyTorch reference.
+//!
+//! - `train`: MoCLR training steps per second (images/s, median over timed steps after warm-up)
+//!   and peak memory, for the tiny conv net and the CIFAR ResNet-18; `--vs-torch` alternates runs
+//!   of `dnc` and `../shared/anchors/torch_ref.py` on the same model, batch and thread count.
+//! - `data`: the loader's rate (decode + two augmented views) against the tiny net's training rate.
+//! - `kmeans`: k-means seconds for N = 50,000 (D = 128 / 4096, K = 10 / 100, 20 iterations),
+//!   beside faiss-cpu on the same data.
+//!
+//! These machines' CPU time is unstable: only runs made back to back are compared, rounds
+//! alternate, and each result carries the CPU pressure (`/proc/pressure/cpu`) seen during it.
+
+use crate::util::{build_dnc, workspace_root};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    #[arg(value_enum)]
+    what: BenchKind,
+    /// Also run the PyTorch reference (needs `cargo xtask setup-torch`).
+    #[arg(long)]
+    vs_torch: bool,
+    /// Models for `train` (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "tiny,resnet18")]
+    models: Vec<String>,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Timed steps per run (after warm-up).
+    #[arg(long, default_value_t = 6)]
+    steps: usize,
+    /// Alternating rounds per model.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Threads for the model (dnc and PyTorch alike).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Image folder with `train/` (default: ../shared/datasets/cifar10, else fixtures).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Extra cargo features for the `dnc` build, e.g. `cuda`.
+    #[arg(long)]
+    features: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchKind {
+    Train,
+    Data,
+    Kmeans,
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    let dnc = build_dnc(&args.features)?;
+    let data = args.data.clone().unwrap_or_else(default_data);
+    match args.what {
+        BenchKind::Train => bench_train(&dnc, &data, &args),
+        BenchKind::Data => bench_data(&dnc, &data, &args),
+        BenchKind::Kmeans => bench_kmeans(&dnc, &args),
+    }
+}
+
+/// `../shared/datasets/cifar10` when present (real data), else the repository's fixtures.
+fn default_data() -> PathBuf {
+    let root = workspace_root();
+    let shared = root.join("../shared/datasets/cifar10");
+    if shared.join("train").is_dir() {
+        shared
+    } else {
+        root.join("fixtures/cifar10-mini")
+    }
+}
+
+/// The Python of the benchmark virtualenv (`cargo xtask setup-torch` makes it).
+fn python() -> Result<PathBuf> {
+    let py = workspace_root().join(".venv/bin/python");
+    if !py.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask setup-torch` first",
+            py.display()
+        );
+    }
+    Ok(py)
+}
+
+/// Runs a command and parses the last line of its stdout as JSON.
+fn json_of(cmd: &mut Command) -> Result<Value> {
+    let line = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {line}"))?;
+    if !out.status.success() {
+        bail!("{line} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8(out.stdout)?;
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
+    let last = last.with_context(|| format!("{line} printed no JSON line:\n{stdout}"))?;
+    Ok(serde_json::from_str(last)?)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => 0.5 * (xs[n / 2 - 1] + xs[n / 2]),
+    }
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn bench_train(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+    let train_limit = (args.batch * (args.steps + 2)).max(args.batch * 4);
+    println!(
+        "MoCLR step throughput: batch {}, {} timed steps, {} threads, {} rounds, data {}",
+        args.batch,
+        args.steps,
+        args.threads,
+        args.rounds,
+        data.display()
+    );
+    println!("| model | dnc img/s | torch img/s | ratio | dnc peak MiB | torch peak MiB |");
+    println!("|---|---|---|---|---|---|");
+    for model in &args.models {
+        let (mut ours, mut theirs, mut our_mem, mut their_mem) = (vec![], vec![], vec![], vec![]);
+        for round in 0..args.rounds {
+            let r = json_of(
+                Command::new(dnc)
+                    .args(["bench", "train", "--model", model])
+                    .args(["--batch", &args.batch.to_string()])
+                    .args(["--steps", &args.steps.to_string()])
+                    .args(["--threads", &args.threads.to_string()])
+                    .arg("--data")
+                    .arg(data.join("train")),
+            )?;
+            eprintln!("round {round} dnc {model}: {r}");
+            ours.push(num(&r, "median_imgs_per_s"));
+            our_mem.push(num(&r, "peak_rss_mib"));
+            if args.vs_torch {
+                let t = json_of(
+                    Command::new(python()?)
+                        .arg(workspace_root().join("../shared/anchors/torch_ref.py"))
+                        .arg("--data")
+                        .arg(data)
+                        .args(["--backbone", model, "--epochs", "1", "--no-eval"])
+                        .args(["--batch-size", &args.batch.to_string()])
+                        .args(["--max-steps", &(args.steps + 2).to_string()])
+                        .args(["--train-limit", &train_limit.to_string()])
+                        .args(["--threads", &args.threads.to_string()]),
+                )?;
+                eprintln!("round {round} torch {model}: {t}");
+                theirs.push(num(&t, "median_imgs_per_s"));
+                their_mem.push(num(&t, "peak_rss_mib"));
+            }
+        }
+        let (o, t) = (median(ours), median(theirs));
+        println!(
+            "| {model} | {o:.1} | {} | {} | {:.0} | {} |",
+            fmt_opt(t, 1),
+            fmt_opt(o / t, 2),
+            median(our_mem),
+            fmt_opt(median(their_mem), 0)
+        );
+    }
+    Ok(())
+}
+
+fn fmt_opt(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+fn bench_data(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+    let (mut loader, mut train) = (vec![], vec![]);
+    for round in 0..args.rounds {
+        let l = json_of(
+            Command::new(dnc)
+                .args(["bench", "data", "--batch", &args.batch.to_string()])
+                .args(["--threads", &args.threads.to_string()])
+                .arg("--data")
+                .arg(data.join("train")),
+        )?;
+        let t = json_of(
+            Command::new(dnc)
+                .args(["bench", "train", "--model", "tiny"])
+                .args(["--batch", &args.batch.to_string()])
+                .args(["--steps", &args.steps.to_string()])
+                .args(["--threads", &args.threads.to_string()])
+                .arg("--data")
+                .arg(data.join("train")),
+        )?;
+        eprintln!("round {round}: loader {l}, train {t}");
+        loader.push(num(&l, "imgs_per_s"));
+        train.push(num(&t, "median_imgs_per_s"));
+    }
+    let (l, t) = (median(loader), median(train));
+    println!("| loader img/s (decode + 2 views) | tiny train img/s | ratio |");
+    println!("|---|---|---|");
+    println!("| {l:.0} | {t:.1} | {:.1} |", l / t);
+    Ok(())
+}
+
+fn bench_kmeans(dnc: &Path, args: &BenchArgs) -> Result<()> {
+    let dir = workspace_root().join("target/bench-kmeans");
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "k-means, N = 50000, 20 iterations, {} threads",
+        args.threads
+    );
+    println!("| D | K | dnc s | faiss s | faiss/dnc |");
+    println!("|---|---|---|---|---|");
+    for d in [128usize, 4096] {
+        let file = dir.join(format!("data-{d}.npy"));
+        for k in [10usize, 100] {
+            let ours = json_of(
+                Command::new(dnc)
+                    .args(["bench", "kmeans", "--n", "50000", "--d", &d.to_string()])
+                    .args(["--k", &k.to_string(), "--iters", "20"])
+                    .args(["--threads", &args.threads.to_string()])
+                    .arg("--save-data")
+                    .arg(&file),
+            )?;
+            let theirs = if args.vs_torch {
+                let script = workspace_root().join("scripts/bench_kmeans_faiss.py");
+                Some(json_of(
+                    Command::new(python()?)
+                        .arg(script)
+                        .arg(&file)
+                        .args(["--k", &k.to_string(), "--iters", "20"])
+                        .args(["--threads", &args.threads.to_string()]),
+                )?)
+            } else {
+                None
+            };
+            let o = num(&ours, "seconds");
+            let t = theirs.as_ref().map_or(f64::NAN, |t| num(t, "seconds"));
+            println!(
+                "| {d} | {k} | {o:.3} | {} | {} |",
+                fmt_opt(t, 3),
+                fmt_opt(t / o, 2)
+            );
+        }
+    }
+    Ok(())
+}
