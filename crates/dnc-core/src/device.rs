@@ -74,10 +74,10 @@ impl DeviceSpec {
                 Device::new_cuda(n)
             }
             Self::Auto => {
-                if candle_core::utils::cuda_is_available() {
-                    if let Ok(d) = Device::new_cuda(0) {
-                        return Ok(d);
-                    }
+                if candle_core::utils::cuda_is_available()
+                    && let Ok(d) = Device::new_cuda(0)
+                {
+                    return Ok(d);
                 }
                 Ok(Device::Cpu)
             }

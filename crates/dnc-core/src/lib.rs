@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use device::{DeviceSpec, parse_device};
 pub use init::SeededVarMap;
-pub use names::{is_buffer, is_no_decay};
+pub use names::{is_buffer, is_no_decay, trainable_parameters};
 pub use rng::SeededRng;
 pub use tensor::{cosine_matrix, l2_normalize};
 

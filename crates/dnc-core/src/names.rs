@@ -11,6 +11,19 @@ pub fn is_buffer(name: &str) -> bool {
     matches!(leaf, "running_mean" | "running_var" | "num_batches_tracked")
 }
 
+/// Every variable of `map` that is a parameter (not a buffer), sorted by name so that optimiser
+/// state and checkpoints never depend on hash-map order.
+pub fn trainable_parameters(map: &candle_nn::VarMap) -> Vec<(String, candle_core::Var)> {
+    let data = map.data().lock().expect("varmap lock poisoned");
+    let mut params: Vec<(String, candle_core::Var)> = data
+        .iter()
+        .filter(|(name, _)| !is_buffer(name))
+        .map(|(name, var)| (name.clone(), var.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
+}
+
 /// `true` for parameters excluded from weight decay and the LARS trust ratio: biases and
 /// normalisation parameters, i.e. every parameter of rank below 2.
 pub fn is_no_decay(rank: usize) -> bool {
@@ -29,5 +42,26 @@ mod tests {
         assert!(!is_buffer("bn1.weight"));
         assert!(!is_buffer("running_mean_head.weight"));
         assert!(is_no_decay(1) && !is_no_decay(2) && !is_no_decay(4));
+    }
+
+    #[test]
+    fn trainable_parameters_are_sorted_and_skip_buffers() {
+        let map = candle_nn::VarMap::new();
+        let dev = candle_core::Device::Cpu;
+        for name in ["b.weight", "a.running_mean", "a.weight"] {
+            map.get(
+                2,
+                name,
+                candle_nn::Init::Const(0.0),
+                candle_core::DType::F32,
+                &dev,
+            )
+            .unwrap();
+        }
+        let names: Vec<String> = trainable_parameters(&map)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["a.weight", "b.weight"]);
     }
 }

@@ -1,0 +1,14 @@
+//! Distillation, step 4 of Divide and Contrast (Tian, Hénaff & van den Oord, arXiv 2105.08054,
+//! section 3.3): the base model and the K experts are distilled into one student.
+//!
+//! The student has the base's architecture (backbone + projector) and K + 1 regression heads on
+//! its projector output z. Head `r_0` regresses the base's L2-normalised projection `t_0` of the
+//! same augmented view, head `r_c` the projection `t_c` of the expert of the image's cluster:
+//! loss = ½‖r_0(z) − t_0‖² + ½‖r_c(z) − t_c‖², averaged over the batch. There is no contrastive
+//! term. The student's backbone is the DnC model.
+
+mod step;
+mod teacher;
+
+pub use step::{DistillBatch, DistillStep};
+pub use teacher::Teacher;

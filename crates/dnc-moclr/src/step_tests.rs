@@ -1,0 +1,164 @@
+//! Tests of the MoCLR step: gradient routing, the EMA target and a short training run.
+
+use super::*;
+use dnc_core::SeededRng;
+use dnc_models::{Arch, BackboneConfig, ProjectorConfig};
+use dnc_objectives::Objective;
+
+fn small_model() -> EncoderConfig {
+    EncoderConfig {
+        backbone: BackboneConfig {
+            arch: Arch::Tiny,
+            tiny_widths: vec![4, 8],
+            ..BackboneConfig::default()
+        },
+        projector: ProjectorConfig {
+            hidden: 16,
+            out: 8,
+            final_bn: false,
+        },
+    }
+}
+
+fn batch(seed: u64, b: usize) -> ViewPair {
+    let mut rng = SeededRng::new(seed);
+    let mut view = || {
+        let v: Vec<f32> = (0..b * 3 * 8 * 8).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(v, (b, 3, 8, 8), &Device::Cpu).unwrap()
+    };
+    ViewPair {
+        view1: view(),
+        view2: view(),
+    }
+}
+
+fn ctx(step: usize, total: usize) -> StepContext {
+    StepContext {
+        epoch: 0,
+        batch: step,
+        step,
+        total_steps: total,
+        steps_per_epoch: total,
+        lr: 0.1,
+    }
+}
+
+fn values(map: &VarMap, name: &str) -> Vec<f32> {
+    let data = map.data().lock().unwrap();
+    data[name]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn target_starts_as_a_copy_and_receives_no_gradient() {
+    let mut step = MoclrStep::new(&small_model(), MoclrConfig::default(), 3, &Device::Cpu).unwrap();
+    let target = step.target_vars().unwrap().clone();
+    let name = "backbone.features.0.weight";
+    assert_eq!(values(step.online_vars(), name), values(&target, name));
+
+    let out = step.forward(&batch(1, 6), &ctx(0, 10)).unwrap();
+    let grads = out.loss.backward().unwrap();
+    for (name, var) in step.parameters() {
+        let g = grads
+            .get(&var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0, "zero gradient for {name}");
+    }
+    for var in target.all_vars() {
+        assert!(grads.get(&var).is_none(), "the target got a gradient");
+    }
+    assert!(
+        step.parameters()
+            .iter()
+            .all(|(n, _)| !dnc_core::is_buffer(n))
+    );
+}
+
+#[test]
+fn after_update_moves_the_target_by_the_scheduled_momentum() {
+    let mut step = MoclrStep::new(&small_model(), MoclrConfig::default(), 3, &Device::Cpu).unwrap();
+    let name = "projector.0.weight";
+    // Move the online network away from the target, then apply one EMA update at step 0.
+    let online = step.online_vars().data().lock().unwrap()[name].clone();
+    let before_target = values(step.target_vars().unwrap(), name);
+    online
+        .set(&online.as_tensor().affine(1.0, 0.5).unwrap())
+        .unwrap();
+    step.after_update(&ctx(0, 10)).unwrap();
+    let m = 0.996f32; // momentum_schedule(0, ..) = m0
+    let after = values(step.target_vars().unwrap(), name);
+    for (a, b) in after.iter().zip(&before_target) {
+        let expected = m * b + (1.0 - m) * (b + 0.5);
+        assert!((a - expected).abs() < 1e-6, "{a} vs {expected}");
+    }
+}
+
+#[test]
+fn simclr_has_no_target() {
+    let cfg = MoclrConfig {
+        objective: ObjectiveConfig {
+            kind: Objective::Simclr,
+            temperature: 0.2,
+        },
+        ..MoclrConfig::default()
+    };
+    let mut step = MoclrStep::new(&small_model(), cfg, 0, &Device::Cpu).unwrap();
+    assert!(step.target_vars().is_none());
+    assert_eq!(step.state().len(), 1);
+    let out = step.forward(&batch(2, 4), &ctx(0, 1)).unwrap();
+    assert!(out.loss.to_scalar::<f32>().unwrap().is_finite());
+}
+
+#[test]
+fn init_from_copies_online_and_target() {
+    let base = MoclrStep::new(&small_model(), MoclrConfig::default(), 1, &Device::Cpu).unwrap();
+    let mut expert =
+        MoclrStep::new(&small_model(), MoclrConfig::default(), 2, &Device::Cpu).unwrap();
+    let name = "backbone.features.4.weight";
+    assert_ne!(
+        values(base.online_vars(), name),
+        values(expert.online_vars(), name)
+    );
+    expert.init_from(base.online_vars()).unwrap();
+    assert_eq!(
+        values(base.online_vars(), name),
+        values(expert.online_vars(), name)
+    );
+    assert_eq!(
+        values(base.online_vars(), name),
+        values(expert.target_vars().unwrap(), name)
+    );
+}
+
+#[test]
+fn a_few_sgd_steps_lower_the_loss_on_a_fixed_batch() {
+    let mut step = MoclrStep::new(&small_model(), MoclrConfig::default(), 5, &Device::Cpu).unwrap();
+    let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
+        base_lr: 0.5,
+        ..Default::default()
+    })
+    .build()
+    .unwrap();
+    let data = batch(7, 8);
+    let params = step.parameters();
+    let mut losses = Vec::new();
+    for s in 0..12 {
+        let out = step.forward(&data, &ctx(s, 12)).unwrap();
+        losses.push(out.loss.to_scalar::<f32>().unwrap());
+        let grads = out.loss.backward().unwrap();
+        opt.step(&params, &grads, 0.5).unwrap();
+        step.after_update(&ctx(s, 12)).unwrap();
+    }
+    assert!(losses[11] < losses[0] - 0.05, "losses {losses:?}");
+}

@@ -1,0 +1,179 @@
+//! Batch normalisation (Ioffe & Szegedy, arXiv 1502.03167) with PyTorch's training semantics.
+//!
+//! One type serves `BatchNorm1d` (`[N, C]`) and `BatchNorm2d` (`[N, C, H, W]`) inputs. Its four
+//! variables use PyTorch's names (`weight`, `bias`, `running_mean`, `running_var`), so a map of
+//! them loads into torchvision modules. In training the batch statistics normalise the input
+//! (biased variance) and update the running statistics (unbiased variance, momentum 0.1), exactly
+//! as `torch.nn.BatchNorm2d` does; in evaluation the running statistics are used.
+//!
+//! candle's own `BatchNorm` transposes its input to channel-first layout and copies it before
+//! reducing; here the reductions run on a free `[N, C, L]` view, and all normalisation
+//! arithmetic lives in [`normalize`], the one place a fused kernel would replace.
+
+use candle_core::{DType, Result, Tensor, Var, bail};
+use candle_nn::{Init, VarBuilder};
+
+/// Hyper-parameters of a [`BatchNorm`] layer; the defaults are PyTorch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormConfig {
+    /// Added to the variance before the square root (PyTorch: 1e-5).
+    pub eps: f64,
+    /// Weight of the current batch in the running statistics (PyTorch: 0.1).
+    pub momentum: f64,
+    /// Initial value of the scale γ: 1, or 0 for the last BatchNorm of a residual branch when
+    /// zero-initialising residuals (Goyal et al., arXiv 1706.02677).
+    pub weight_init: f64,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+            weight_init: 1.0,
+        }
+    }
+}
+
+/// A batch-normalisation layer over dimension 1 of its input.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// Creates (or reuses) `weight`, `bias`, `running_mean`, `running_var` under `vb`,
+    /// initialised to `cfg.weight_init`, 0, 0 and 1.
+    pub fn new(num_features: usize, cfg: BatchNormConfig, vb: VarBuilder) -> Result<Self> {
+        if !(cfg.eps >= 0.0 && (0.0..=1.0).contains(&cfg.momentum)) {
+            bail!(
+                "batch norm needs eps >= 0 and momentum in [0, 1], got eps {} and momentum {}",
+                cfg.eps,
+                cfg.momentum
+            )
+        }
+        let weight = vb.get_with_hints(num_features, "weight", Init::Const(cfg.weight_init))?;
+        let bias = vb.get_with_hints(num_features, "bias", Init::Const(0.0))?;
+        let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
+        let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
+        Ok(Self {
+            weight,
+            bias,
+            // A tensor that is already a variable (a `VarMap` entry) is shared, not copied, so
+            // the running-statistics updates land in the map and are saved with it.
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            eps: cfg.eps,
+            momentum: cfg.momentum,
+        })
+    }
+
+    pub fn num_features(&self) -> usize {
+        self.weight.elem_count()
+    }
+
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    /// Normalises `xs` with batch statistics (and updates the running statistics) when `train`,
+    /// with the running statistics otherwise.
+    ///
+    /// # Shapes
+    /// `xs`: `[N, C]` or `[N, C, ...]` with `C = num_features` → same shape.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let dims = xs.dims();
+        if dims.len() < 2 || dims[1] != self.num_features() {
+            bail!(
+                "batch norm over {} features got an input of shape {:?}",
+                self.num_features(),
+                dims
+            )
+        }
+        let (n, c) = (dims[0], dims[1]);
+        let l: usize = dims[2..].iter().product();
+        let in_dtype = xs.dtype();
+        let compute = match in_dtype {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        // `[N, C, L]` is a free view of a contiguous input; reductions run on the last dim.
+        let x = xs.reshape((n, c, l))?.to_dtype(compute)?;
+        let (mean, var) = if train {
+            let (mean, var) = batch_stats(&x)?;
+            self.update_running(&mean, &var, n * l)?;
+            (mean, var)
+        } else {
+            let stat = |v: &Var| v.as_detached_tensor().to_dtype(compute)?.reshape((1, c, 1));
+            (stat(&self.running_mean)?, stat(&self.running_var)?)
+        };
+        let weight = self.weight.to_dtype(compute)?;
+        let bias = self.bias.to_dtype(compute)?;
+        normalize(&x, &mean, &var, &weight, &bias, self.eps)?
+            .to_dtype(in_dtype)?
+            .reshape(dims)
+    }
+
+    /// `running ← (1 − momentum)·running + momentum·batch`, with the unbiased batch variance,
+    /// on detached values so that no gradient flows through the update.
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        if count < 2 {
+            bail!("batch norm in training needs more than one value per channel, got {count}")
+        }
+        let m = self.momentum;
+        let unbiased = count as f64 / (count as f64 - 1.0);
+        let update = |running: &Var, stat: &Tensor, scale: f64| -> Result<()> {
+            let stat = stat.detach().flatten_all()?.to_dtype(running.dtype())?;
+            let next = (running.as_detached_tensor().affine(1.0 - m, 0.0)?
+                + stat.affine(m * scale, 0.0)?)?;
+            running.set(&next)
+        };
+        update(&self.running_mean, mean, 1.0)?;
+        update(&self.running_var, var, unbiased)
+    }
+}
+
+/// Per-channel mean and biased variance of `x`, keeping the autograd graph.
+///
+/// # Shapes
+/// `x`: `[N, C, L]` → (`[1, C, 1]`, `[1, C, 1]`).
+fn batch_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (n, _, l) = x.dims3()?;
+    let count = (n * l) as f64;
+    let mean = (x.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    Ok((mean, var))
+}
+
+/// `y = (x − mean) · weight / sqrt(var + eps) + bias`, computed as one per-channel scale and
+/// shift so that only two passes touch the full-size tensor.
+///
+/// # Shapes
+/// `x`: `[N, C, L]`; `mean`, `var`: `[1, C, 1]`; `weight`, `bias`: `[C]` → `[N, C, L]`.
+fn normalize(
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let c = weight.elem_count();
+    let scale = weight.reshape((1, c, 1))?.div(&(var + eps)?.sqrt()?)?;
+    let shift = bias.reshape((1, c, 1))?.sub(&mean.mul(&scale)?)?;
+    x.broadcast_mul(&scale)?.broadcast_add(&shift)
+}
+
+#[cfg(test)]
+#[path = "batch_norm_tests.rs"]
+mod tests;

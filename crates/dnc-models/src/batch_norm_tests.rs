@@ -1,0 +1,169 @@
+//! Tests of [`BatchNorm`] against hand-computed statistics and finite differences.
+
+use super::*;
+use crate::test_util::{assert_err_contains, randn, values};
+use candle_core::Device;
+use dnc_core::SeededVarMap;
+use dnc_core::testing::{assert_close, finite_difference_grad};
+
+const EPS: f64 = 1e-5;
+
+fn layer(map: &SeededVarMap, features: usize, dtype: DType) -> BatchNorm {
+    let vb = map.var_builder(dtype, &Device::Cpu);
+    BatchNorm::new(features, BatchNormConfig::default(), vb).unwrap()
+}
+
+/// `[N=2, C=2, H=1, W=2]`. Channel 0 holds 1, 2, 3, 6 (mean 3, squared deviations 14);
+/// channel 1 holds 0, 0, 0, 4 (mean 1, squared deviations 12).
+fn hand_input() -> Tensor {
+    Tensor::new(
+        &[[[[1f32, 2.0]], [[0.0, 0.0]]], [[[3.0, 6.0]], [[0.0, 4.0]]]],
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn training_normalises_with_biased_batch_variance() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 2, DType::F32);
+    let y = values(&bn.forward_t(&hand_input(), true).unwrap());
+    let (s0, s1) = ((3.5 + EPS).sqrt(), (3.0 + EPS).sqrt());
+    let expected = [
+        -2.0 / s0,
+        -1.0 / s0,
+        -1.0 / s1,
+        -1.0 / s1,
+        0.0 / s0,
+        3.0 / s0,
+        -1.0 / s1,
+        3.0 / s1,
+    ];
+    for (a, b) in y.iter().zip(expected) {
+        assert!((a - b).abs() < 1e-6, "{y:?} vs {expected:?}");
+    }
+}
+
+#[test]
+fn running_statistics_follow_pytorch_with_unbiased_variance() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 2, DType::F32);
+    bn.forward_t(&hand_input(), true).unwrap();
+    let (mean, var) = (values(bn.running_mean()), values(bn.running_var()));
+    // mean: 0.9·0 + 0.1·(3, 1); var: 0.9·1 + 0.1·(14/3, 12/3).
+    let expected_mean = [0.3, 0.1];
+    let expected_var = [0.9 + 1.4 / 3.0, 0.9 + 0.4];
+    for i in 0..2 {
+        assert!((mean[i] - expected_mean[i]).abs() < 1e-6, "{mean:?}");
+        assert!((var[i] - expected_var[i]).abs() < 1e-6, "{var:?}");
+    }
+    bn.forward_t(&hand_input(), true).unwrap();
+    let mean = values(bn.running_mean());
+    assert!((mean[0] - (0.9 * 0.3 + 0.3)).abs() < 1e-6, "{mean:?}");
+    // The statistics are the map's variables, so they are saved with it.
+    let stored = map.varmap().data().lock().unwrap()["running_mean"].clone();
+    assert_eq!(values(stored.as_tensor()), mean);
+}
+
+#[test]
+fn evaluation_uses_running_statistics_and_leaves_them_alone() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 2, DType::F32);
+    let x = hand_input();
+    // Fresh statistics (0, 1): evaluation is x / sqrt(1 + eps).
+    let y = values(&bn.forward_t(&x, false).unwrap());
+    for (a, b) in y.iter().zip(values(&x)) {
+        assert!((a - b / (1.0 + EPS).sqrt()).abs() < 1e-6);
+    }
+    bn.forward_t(&x, true).unwrap();
+    let (mean, var) = (values(bn.running_mean()), values(bn.running_var()));
+    let y = values(&bn.forward_t(&x, false).unwrap());
+    assert_eq!(
+        values(bn.running_mean()),
+        mean,
+        "evaluation must not update"
+    );
+    let xs = values(&x);
+    for (i, (a, v)) in y.iter().zip(xs).enumerate() {
+        let c = (i / 2) % 2;
+        let want = (v - mean[c]) / (var[c] + EPS).sqrt();
+        assert!((a - want).abs() < 1e-5, "element {i}: {a} vs {want}");
+    }
+}
+
+#[test]
+fn one_d_inputs_are_normalised_per_column() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 3, DType::F64);
+    let x = randn((6, 3), DType::F64, 1).affine(3.0, 2.0).unwrap();
+    let y = bn.forward_t(&x, true).unwrap();
+    let mean = values(&y.mean(0).unwrap());
+    let var = values(&y.sqr().unwrap().mean(0).unwrap());
+    for c in 0..3 {
+        assert!(mean[c].abs() < 1e-9, "{mean:?}");
+        assert!((var[c] - 1.0).abs() < 1e-4, "{var:?}");
+    }
+    assert_eq!(y.dims(), &[6, 3]);
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 2, DType::F64);
+    let x = Var::from_tensor(&randn((3, 2, 2, 2), DType::F64, 2)).unwrap();
+    let w = randn((3, 2, 2, 2), DType::F64, 3);
+    let f = |x: &Tensor| bn.forward_t(x, true)?.mul(&w)?.sum_all();
+    let grads = f(x.as_tensor()).unwrap().backward().unwrap();
+    let numeric = finite_difference_grad(f, x.as_tensor(), 1e-5).unwrap();
+    assert_close(grads.get(x.as_tensor()).unwrap(), &numeric, 1e-6);
+
+    // dL/dγ_c = Σ w·x̂ and dL/dβ_c = Σ w over channel c, with x̂ the normalised input (γ = 1, β = 0).
+    let xhat = bn.forward_t(x.as_tensor(), true).unwrap();
+    let per_channel = |t: Tensor| t.sum((0, 2, 3)).unwrap();
+    let vars = map.varmap().data().lock().unwrap().clone();
+    let dgamma = grads.get(vars["weight"].as_tensor()).unwrap();
+    let dbeta = grads.get(vars["bias"].as_tensor()).unwrap();
+    assert_close(dgamma, &per_channel(xhat.mul(&w).unwrap()), 1e-9);
+    assert_close(dbeta, &per_channel(w.clone()), 1e-9);
+    assert!(grads.get(vars["running_mean"].as_tensor()).is_none());
+    assert!(grads.get(vars["running_var"].as_tensor()).is_none());
+}
+
+#[test]
+fn weight_init_and_half_precision() {
+    let map = SeededVarMap::new(0);
+    let cfg = BatchNormConfig {
+        weight_init: 0.0,
+        ..Default::default()
+    };
+    let bn = BatchNorm::new(2, cfg, map.var_builder(DType::F16, &Device::Cpu)).unwrap();
+    let x = hand_input().to_dtype(DType::F16).unwrap();
+    let y = bn.forward_t(&x, true).unwrap();
+    assert_eq!(y.dtype(), DType::F16);
+    assert!(
+        values(&y).iter().all(|v| *v == 0.0),
+        "γ = 0, β = 0 gives zeros"
+    );
+    let mean = values(bn.running_mean());
+    assert!((mean[0] - 0.3).abs() < 1e-3, "{mean:?}");
+}
+
+#[test]
+fn bad_inputs_are_reported() {
+    let map = SeededVarMap::new(0);
+    let bn = layer(&map, 2, DType::F32);
+    let x = Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
+    assert_err_contains(bn.forward_t(&x, true), &["2 features", "[4, 3]"]);
+    let x = Tensor::zeros((1, 2), DType::F32, &Device::Cpu).unwrap();
+    assert_err_contains(bn.forward_t(&x, true), &["more than one value", "got 1"]);
+    assert!(
+        bn.forward_t(&x, false).is_ok(),
+        "evaluation works on one sample"
+    );
+    let cfg = BatchNormConfig {
+        momentum: 1.5,
+        ..Default::default()
+    };
+    let vb = map.var_builder(DType::F32, &Device::Cpu);
+    assert_err_contains(BatchNorm::new(2, cfg, vb), &["momentum 1.5"]);
+}
