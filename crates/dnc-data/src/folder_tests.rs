@@ -1,0 +1,286 @@
+//! Tests of [`ImageFolder`] on generated folders of PNG, JPEG, junk and corrupt files.
+
+use std::fs;
+use std::path::Path;
+
+use image::{GrayImage, Rgb, RgbImage};
+
+use super::*;
+
+/// A 4×3 image whose pixel (x, y) is (seed + x, seed + 10·y, seed + 40).
+fn pattern(seed: u8) -> RgbImage {
+    RgbImage::from_fn(4, 3, |x, y| {
+        Rgb([seed + x as u8, seed + 10 * y as u8, seed + 40])
+    })
+}
+
+fn write_png(path: &Path, seed: u8) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    pattern(seed).save(path).unwrap();
+}
+
+/// root/{cat: a.png b.PNG c.jpg notes.txt, dog: x.jpeg y.png, emu: 1.png 2.png 3.png}
+fn class_tree() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    write_png(&r.join("cat/a.png"), 1);
+    write_png(&r.join("cat/b.PNG"), 2);
+    fs::create_dir_all(r.join("dog")).unwrap();
+    pattern(3).save(r.join("cat/c.jpg")).unwrap();
+    fs::write(r.join("cat/notes.txt"), b"not an image").unwrap();
+    pattern(4).save(r.join("dog/x.jpeg")).unwrap();
+    write_png(&r.join("dog/y.png"), 5);
+    for (i, name) in ["1.png", "2.png", "3.png"].iter().enumerate() {
+        write_png(&r.join("emu").join(name), 10 + i as u8);
+    }
+    tmp
+}
+
+fn file_name(folder: &ImageFolder, i: usize) -> String {
+    let path = folder.path(i).unwrap();
+    let class = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    format!("{class}/{}", path.file_name().unwrap().to_string_lossy())
+}
+
+#[test]
+fn class_folders_give_sorted_labels_and_decoded_pixels() {
+    let tmp = class_tree();
+    let f = ImageFolder::open(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    assert_eq!(f.classes(), ["cat", "dog", "emu"]);
+    assert!(f.is_labelled());
+    assert_eq!(f.len(), 8);
+    let names: Vec<_> = (0..f.len()).map(|i| file_name(&f, i)).collect();
+    assert_eq!(
+        names,
+        [
+            "cat/a.png",
+            "cat/b.PNG",
+            "cat/c.jpg",
+            "dog/x.jpeg",
+            "dog/y.png",
+            "emu/1.png",
+            "emu/2.png",
+            "emu/3.png"
+        ]
+    );
+    let labels: Vec<_> = f.labels().into_iter().map(Option::unwrap).collect();
+    assert_eq!(labels, [0, 0, 0, 1, 1, 2, 2, 2]);
+    // PNG is lossless: exact pixels.
+    let item = f.get(1).unwrap();
+    assert_eq!((item.index, item.label), (1, Some(0)));
+    assert_eq!(item.image, pattern(2));
+    // JPEG is lossy: right size, pixels close.
+    let jpeg = f.get(3).unwrap().image;
+    assert_eq!(jpeg.dimensions(), (4, 3));
+    let worst = jpeg
+        .as_raw()
+        .iter()
+        .zip(pattern(4).as_raw())
+        .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 24, "JPEG error {worst}");
+    assert!(matches!(
+        f.get(8),
+        Err(DataError::IndexOutOfRange { index: 8, len: 8 })
+    ));
+}
+
+#[test]
+fn flat_folder_is_unlabelled_and_grayscale_becomes_rgb() {
+    let tmp = tempfile::tempdir().unwrap();
+    GrayImage::from_fn(2, 2, |x, y| image::Luma([(50 * (x + 2 * y)) as u8]))
+        .save(tmp.path().join("b.png"))
+        .unwrap();
+    write_png(&tmp.path().join("a.png"), 7);
+    fs::write(tmp.path().join("readme.md"), b"# junk").unwrap();
+    let f = ImageFolder::open(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    assert!(!f.is_labelled() && f.classes().is_empty());
+    assert_eq!(f.labels(), vec![None, None]);
+    assert_eq!(f.get(0).unwrap().image, pattern(7));
+    let gray = f.get(1).unwrap();
+    assert_eq!(gray.label, None);
+    assert_eq!(gray.image.get_pixel(1, 1), &Rgb([150, 150, 150]));
+}
+
+#[test]
+fn bad_folders_are_errors_naming_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let open = |p: &Path| ImageFolder::open(p, &ImageFolderConfig::default()).unwrap_err();
+    let missing = tmp.path().join("nope");
+    let e = open(&missing);
+    assert!(matches!(e, DataError::MissingFolder { .. }), "{e:?}");
+    assert!(e.to_string().contains(&*missing.to_string_lossy()), "{e}");
+
+    let file = tmp.path().join("file.png");
+    fs::write(&file, b"x").unwrap();
+    let e = open(&file);
+    assert!(matches!(e, DataError::NotADirectory { .. }), "{e:?}");
+    assert!(e.to_string().contains("file.png"), "{e}");
+
+    let junk = tmp.path().join("junk");
+    fs::create_dir(&junk).unwrap();
+    fs::write(junk.join("a.txt"), b"x").unwrap();
+    let e = open(&junk);
+    assert!(matches!(e, DataError::NoImages { .. }), "{e:?}");
+    assert!(e.to_string().contains("junk"), "{e}");
+
+    let classes = tmp.path().join("classes");
+    write_png(&classes.join("a/1.png"), 0);
+    fs::create_dir_all(classes.join("b")).unwrap();
+    fs::write(classes.join("b/readme.txt"), b"x").unwrap();
+    let e = open(&classes);
+    assert!(matches!(e, DataError::EmptyClass { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(&*classes.join("b").to_string_lossy()),
+        "{e}"
+    );
+}
+
+fn tree_with_corrupt_file() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    write_png(&tmp.path().join("a/0.png"), 1);
+    fs::write(tmp.path().join("a/1.jpg"), b"\xff\xd8 this is not a JPEG").unwrap();
+    write_png(&tmp.path().join("a/2.png"), 3);
+    tmp
+}
+
+#[test]
+fn corrupt_image_fails_with_the_file_and_decoder_message() {
+    let tmp = tree_with_corrupt_file();
+    let f = ImageFolder::open(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    assert_eq!(f.len(), 3);
+    assert_eq!(f.get(0).unwrap().image, pattern(1));
+    match f.get(1) {
+        Err(DataError::Decode { path, message }) => {
+            assert!(path.ends_with("a/1.jpg"), "{path:?}");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    assert_eq!(f.corrupt_count(), 0);
+}
+
+#[test]
+fn corrupt_image_is_skipped_and_counted_once() {
+    let tmp = tree_with_corrupt_file();
+    let config = ImageFolderConfig {
+        on_corrupt: OnCorrupt::Skip,
+        ..Default::default()
+    };
+    let f = ImageFolder::open(tmp.path(), &config).unwrap();
+    for _ in 0..3 {
+        let e = f.get(1).unwrap_err();
+        assert!(e.is_skipped(), "{e:?}");
+    }
+    assert_eq!(f.get(2).unwrap().image, pattern(3));
+    assert_eq!(f.corrupt_count(), 1);
+    let skipped = f.corrupt_paths();
+    assert_eq!(skipped[0].0, 1);
+    assert!(skipped[0].1.ends_with("a/1.jpg"));
+}
+
+#[test]
+fn cache_serves_decoded_images_after_the_file_is_gone() {
+    let tmp = class_tree();
+    let config = ImageFolderConfig {
+        cache_decoded: true,
+        ..Default::default()
+    };
+    let f = ImageFolder::open(tmp.path(), &config).unwrap();
+    let first = f.get(0).unwrap();
+    fs::remove_file(f.path(0).unwrap()).unwrap();
+    fs::remove_file(f.path(6).unwrap()).unwrap();
+    assert_eq!(f.get(0).unwrap(), first);
+    assert_eq!(first.image, pattern(1));
+    // Never decoded before removal: a read error naming the file.
+    match f.get(6) {
+        Err(DataError::Io { path, .. }) => assert!(path.ends_with("emu/2.png")),
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn limit_takes_the_reference_balanced_subset() {
+    let tmp = class_tree(); // cat: 3, dog: 2, emu: 3
+    let open = |n| {
+        ImageFolder::open(
+            tmp.path(),
+            &ImageFolderConfig {
+                limit: Some(n),
+                ..Default::default()
+            },
+        )
+    };
+    // n = 5, C = 3: 5 // 3 = 1 each, remainder 2 to cat and dog.
+    let f = open(5).unwrap();
+    let names: Vec<_> = (0..f.len()).map(|i| file_name(&f, i)).collect();
+    assert_eq!(
+        names,
+        [
+            "cat/a.png",
+            "cat/b.PNG",
+            "dog/x.jpeg",
+            "dog/y.png",
+            "emu/1.png"
+        ]
+    );
+    let labels: Vec<_> = f.labels().into_iter().map(Option::unwrap).collect();
+    assert_eq!(labels, [0, 0, 1, 1, 2]);
+    assert_eq!(f.get(4).unwrap().image, pattern(10));
+    // n = 7: counts 3, 2, 2.
+    assert_eq!(open(7).unwrap().len(), 7);
+    // n = 8: counts 3, 3, 2 but dog has 2.
+    match open(8) {
+        Err(DataError::NotEnoughItems {
+            class,
+            requested: 8,
+            asked: 3,
+            available: 2,
+        }) => assert!(class.ends_with("dog"), "{class}"),
+        other => panic!("expected NotEnoughItems, got {other:?}"),
+    }
+    assert!(open(0).unwrap_err().is_parameter_error());
+}
+
+#[test]
+fn limit_on_a_flat_folder_takes_the_first_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, name) in ["c.png", "a.png", "b.png"].iter().enumerate() {
+        write_png(&tmp.path().join(name), i as u8);
+    }
+    let open = |n| {
+        ImageFolder::open(
+            tmp.path(),
+            &ImageFolderConfig {
+                limit: Some(n),
+                ..Default::default()
+            },
+        )
+    };
+    let f = open(2).unwrap();
+    assert_eq!(f.len(), 2);
+    assert!(f.path(1).unwrap().ends_with("b.png"));
+    let e = open(4).unwrap_err();
+    assert!(
+        e.is_parameter_error() && e.to_string().contains("holds only 3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_reads_from_toml_and_rejects_unknown_keys() {
+    let c: ImageFolderConfig = toml::from_str("on_corrupt = \"skip\"\nlimit = 100").unwrap();
+    assert_eq!(c.on_corrupt, OnCorrupt::Skip);
+    assert_eq!(c.limit, Some(100));
+    assert!(!c.cache_decoded);
+    assert!(toml::from_str::<ImageFolderConfig>("cache = true").is_err());
+    let back: ImageFolderConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+}

@@ -1,0 +1,32 @@
+//! Data for dnc: datasets, subsets and a deterministic, multi-threaded loader.
+//!
+//! - [`Dataset`]: random access to items by index; [`InMemory`] holds items in memory; [`Subset`] picks indices of another dataset
+//!   (what an expert trains on) and keeps the original indices;
+//! - [`ImageFolder`]: JPEG/PNG images in class folders or in one flat, unlabelled folder, with an
+//!   optional decoded-image cache, a policy for corrupt files ([`OnCorrupt`]) and the reference
+//!   class-balanced subset ([`balanced_subset`]);
+//! - [`Mapper`]: the per-item transform (augmentation) run on worker threads, with randomness
+//!   derived from `(seed, epoch, index)`;
+//! - [`Loader`]: seeded shuffling, batching, parallel loading and exact resumption: the batch
+//!   sequence is the same for any number of workers;
+//! - [`stack_chw`]: per-item CHW buffers to a `[B, C, H, W]` tensor.
+
+mod balanced;
+mod dataset;
+mod error;
+mod folder;
+mod loader;
+mod mapper;
+mod scan;
+mod stack;
+mod subset;
+
+pub use balanced::{balanced_counts, balanced_subset};
+pub use dataset::{Dataset, InMemory};
+pub use error::{BoxError, DataError};
+pub use folder::{ImageFolder, ImageFolderConfig, ImageItem, OnCorrupt};
+pub use loader::{Batch, EpochIter, Loader, LoaderConfig};
+pub use mapper::{Identity, ItemContext, Mapper};
+pub use scan::IMAGE_EXTENSIONS;
+pub use stack::stack_chw;
+pub use subset::Subset;

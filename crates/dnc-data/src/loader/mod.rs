@@ -1,0 +1,161 @@
+//! [`Loader`]: seeded shuffling, batching and parallel loading of a dataset.
+//!
+//! The order of an epoch is a permutation derived from `(seed, epoch)` only, so resuming at
+//! batch `k` of epoch `e` costs nothing (skipped batches are never loaded) and gives exactly the
+//! batches an uninterrupted run would have seen. Items are loaded (`Dataset::get` then
+//! `Mapper::map`) on worker threads and put back in order, so the batch sequence is the same for
+//! any number of workers.
+
+mod config;
+mod epoch;
+mod pool;
+
+use std::sync::Arc;
+
+use dnc_core::SeededRng;
+
+pub use config::LoaderConfig;
+pub use epoch::EpochIter;
+
+use crate::{DataError, Dataset, Mapper};
+
+/// Stream tag of the shuffling order, so that it never coincides with an augmentation stream
+/// derived from the same seed.
+const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
+
+/// One batch of mapped items, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch<T> {
+    /// The mapped items.
+    pub items: Vec<T>,
+    /// The dataset index of each item.
+    pub indices: Vec<usize>,
+    /// The index of each item in the dataset the loaded one was cut from
+    /// ([`Dataset::source_index`]), e.g. the original image of a [`Subset`](crate::Subset) item.
+    pub source_indices: Vec<usize>,
+    /// Dataset indices of this batch that were left out ([`DataError::Skipped`], e.g. corrupt
+    /// images under `OnCorrupt::Skip`).
+    pub skipped: Vec<usize>,
+    /// The epoch the batch belongs to.
+    pub epoch: u64,
+    /// The batch's position in its epoch (counting batches that were skipped or left empty).
+    pub batch_index: usize,
+}
+
+impl<T> Batch<T> {
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Loads a dataset in batches through a mapper.
+pub struct Loader<D, M> {
+    dataset: Arc<D>,
+    mapper: Arc<M>,
+    config: LoaderConfig,
+}
+
+impl<D: Dataset, M> std::fmt::Debug for Loader<D, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("items", &self.dataset.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D, M> Loader<D, M>
+where
+    D: Dataset + 'static,
+    M: Mapper<D::Item> + 'static,
+{
+    /// A loader of `dataset` through `mapper`. Fails on invalid settings and when an epoch would
+    /// hold no batch (an empty dataset, or fewer items than `batch_size` with `drop_last`).
+    pub fn new(dataset: Arc<D>, mapper: Arc<M>, config: LoaderConfig) -> Result<Self, DataError> {
+        config.validate()?;
+        if config.batches_for(dataset.len()) == 0 {
+            return Err(DataError::invalid(
+                "batch_size",
+                config.batch_size,
+                format!(
+                    "the dataset has {} items, not enough for one batch (drop_last = {})",
+                    dataset.len(),
+                    config.drop_last
+                ),
+            ));
+        }
+        Ok(Self {
+            dataset,
+            mapper,
+            config,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// The dataset being loaded.
+    pub fn dataset(&self) -> &Arc<D> {
+        &self.dataset
+    }
+
+    /// The number of batches in every epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        self.config.batches_for(self.dataset.len())
+    }
+
+    /// The order in which epoch `epoch` visits the dataset (before dropping the last batch).
+    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+        let n = self.dataset.len();
+        if self.config.shuffle {
+            SeededRng::derive(self.config.seed, &[SHUFFLE_STREAM, epoch]).permutation(n)
+        } else {
+            (0..n).collect()
+        }
+    }
+
+    /// The dataset indices of every batch of epoch `epoch`, without loading anything.
+    pub fn batch_plan(&self, epoch: u64) -> Vec<Vec<usize>> {
+        let order = self.epoch_order(epoch);
+        order
+            .chunks(self.config.batch_size)
+            .take(self.batches_per_epoch())
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// The batches of epoch `epoch` from batch `skip_batches` on. The first error ends the
+    /// iteration; dropping the iterator early stops the workers. `skip_batches` equal to
+    /// [`batches_per_epoch`](Self::batches_per_epoch) gives an empty epoch, a larger one an error.
+    pub fn epoch(&self, epoch: u64, skip_batches: usize) -> EpochIter<D, M> {
+        let total = self.batches_per_epoch();
+        if skip_batches > total {
+            let error = DataError::invalid(
+                "skip_batches",
+                skip_batches,
+                format!("an epoch has {total} batches"),
+            );
+            return EpochIter::failed(self.dataset.clone(), self.mapper.clone(), epoch, error);
+        }
+        let plan: Vec<Vec<usize>> = self.batch_plan(epoch).split_off(skip_batches);
+        EpochIter::new(
+            self.dataset.clone(),
+            self.mapper.clone(),
+            &self.config,
+            epoch,
+            skip_batches,
+            plan,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
