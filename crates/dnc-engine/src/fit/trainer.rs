@@ -1,0 +1,341 @@
+//! The loop behind [`fit`](fn@super::fit): epochs, steps, updates, logging and epoch summaries.
+//! Checkpointing and resuming are in `persist.rs`.
+
+use std::time::Instant;
+
+use candle_core::{DType, Tensor, Var};
+use dnc_core::is_buffer;
+
+use super::{FitConfig, FitIo, Plan};
+use crate::checkpoint::CheckpointStore;
+use crate::error::{ConfigError, EngineError};
+use crate::metrics::{MetricsRecord, MetricsWriter, RecordKind};
+use crate::optim::Optimizer;
+use crate::progress::Progress;
+use crate::report::{BestRecord, EpochSummary, FitOutcome, FitReport, RunningMeans};
+use crate::step::{BatchSource, StepContext, StepOutput, TrainStep};
+
+/// Where the run stands: `global_step = epoch · steps_per_epoch + batch` steps are done.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Position {
+    pub(super) global_step: usize,
+    pub(super) epoch: usize,
+    pub(super) batch: usize,
+}
+
+/// The mutable state of one `fit` call.
+pub(super) struct Trainer<'a, T: TrainStep> {
+    pub(super) step: &'a mut T,
+    pub(super) optimizer: &'a mut dyn Optimizer,
+    pub(super) params: Vec<(String, Var)>,
+    pub(super) cfg: &'a FitConfig,
+    pub(super) stage: String,
+    pub(super) metrics: Option<&'a mut MetricsWriter>,
+    pub(super) store: Option<CheckpointStore>,
+    pub(super) stop_after: Option<usize>,
+    pub(super) plan: Plan,
+    pub(super) pos: Position,
+    pub(super) history: Vec<EpochSummary>,
+    /// Sums over the steps of the current epoch.
+    pub(super) current: RunningMeans,
+    /// Sums since the last step record.
+    pub(super) window: RunningMeans,
+    pub(super) best: Option<BestRecord>,
+    pub(super) last_saved: Option<usize>,
+    pub(super) last_loss: f64,
+    pub(super) resumed_from: Option<usize>,
+    pub(super) progress: Progress,
+    pub(super) started: Instant,
+}
+
+impl<'a, T: TrainStep> Trainer<'a, T> {
+    pub(super) fn new(
+        step: &'a mut T,
+        optimizer: &'a mut dyn Optimizer,
+        cfg: &'a FitConfig,
+        io: FitIo<'a>,
+        plan: Plan,
+    ) -> Self {
+        // Buffers never have gradients; leaving them out keeps them out of the optimiser
+        // even if a train step lists them.
+        let params: Vec<(String, Var)> = step
+            .parameters()
+            .into_iter()
+            .filter(|(name, _)| !is_buffer(name))
+            .collect();
+        let store = io
+            .checkpoint_dir
+            .map(|dir| CheckpointStore::new(dir, cfg.keep_last));
+        let progress = Progress::new(&io.stage, plan.total_steps, cfg.quiet);
+        Self {
+            step,
+            optimizer,
+            params,
+            cfg,
+            stage: io.stage,
+            metrics: io.metrics,
+            store,
+            stop_after: io.stop_after,
+            plan,
+            pos: Position::default(),
+            history: Vec::new(),
+            current: RunningMeans::default(),
+            window: RunningMeans::default(),
+            best: None,
+            last_saved: None,
+            last_loss: f64::NAN,
+            resumed_from: None,
+            progress,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs epochs until the stop step, an interruption or an error.
+    pub(super) fn run<S>(&mut self, source: &S) -> Result<FitOutcome, EngineError>
+    where
+        S: BatchSource<Batch = T::Batch> + ?Sized,
+    {
+        self.progress.start_at(self.pos.global_step);
+        while self.pos.global_step < self.plan.stop_at {
+            if let Some(outcome) = self.run_epoch(source)? {
+                self.progress.finish();
+                return Ok(outcome);
+            }
+        }
+        self.progress.finish();
+        Ok(self.final_outcome())
+    }
+
+    fn final_outcome(&self) -> FitOutcome {
+        if self.pos.global_step >= self.plan.total_steps {
+            FitOutcome::Completed
+        } else {
+            FitOutcome::MaxSteps
+        }
+    }
+
+    /// Trains the rest of the current epoch; `Some` when the run must stop inside it.
+    fn run_epoch<S>(&mut self, source: &S) -> Result<Option<FitOutcome>, EngineError>
+    where
+        S: BatchSource<Batch = T::Batch> + ?Sized,
+    {
+        let epoch = self.pos.epoch;
+        let mut batches = source.epoch(epoch, self.pos.batch);
+        let mut started = Instant::now();
+        while self.pos.epoch == epoch {
+            let batch = match batches.next() {
+                Some(Ok(batch)) => batch,
+                Some(Err(e)) => return Err(self.data_error(Box::new(e))),
+                None => {
+                    let msg = format!(
+                        "the batch source ended after {} of {} batches",
+                        self.pos.batch, self.plan.steps_per_epoch
+                    );
+                    return Err(self.data_error(msg.into()));
+                }
+            };
+            let ctx = self.train_step(&batch, started)?;
+            if let Some(outcome) = self.after_step(&ctx)? {
+                return Ok(Some(outcome));
+            }
+            started = Instant::now();
+        }
+        Ok(None)
+    }
+
+    fn data_error(&self, source: Box<dyn std::error::Error + Send + Sync>) -> EngineError {
+        EngineError::Data {
+            epoch: self.pos.epoch,
+            batch: self.pos.batch,
+            source,
+        }
+    }
+
+    fn context(&self) -> StepContext {
+        StepContext {
+            epoch: self.pos.epoch,
+            batch: self.pos.batch,
+            step: self.pos.global_step,
+            total_steps: self.plan.total_steps,
+            steps_per_epoch: self.plan.steps_per_epoch,
+            lr: self.plan.schedule.at(self.pos.global_step),
+        }
+    }
+
+    /// Forward, loss check, update; then the step counts as done.
+    fn train_step(
+        &mut self,
+        batch: &T::Batch,
+        started: Instant,
+    ) -> Result<StepContext, EngineError> {
+        let ctx = self.context();
+        let at_step = |source| EngineError::Step {
+            step: ctx.step,
+            source,
+        };
+        let out = self.step.forward(batch, &ctx).map_err(at_step)?;
+        let loss = scalar_loss(&out.loss).map_err(at_step)?;
+        if !loss.is_finite() {
+            return Err(EngineError::NonFiniteLoss {
+                step: ctx.step,
+                epoch: ctx.epoch,
+                batch: ctx.batch,
+                loss,
+            });
+        }
+        self.apply_update(&out.loss, &ctx).map_err(at_step)?;
+        self.record(loss, &out, started.elapsed().as_secs_f64());
+        Ok(ctx)
+    }
+
+    /// Backward pass, optimiser update at the step's learning rate, then the step's hook.
+    fn apply_update(&mut self, loss: &Tensor, ctx: &StepContext) -> candle_core::Result<()> {
+        let grads = loss.backward()?;
+        self.optimizer.step(&self.params, &grads, ctx.lr)?;
+        self.step.after_update(ctx)
+    }
+
+    fn record(&mut self, loss: f64, out: &StepOutput, seconds: f64) {
+        self.current
+            .push(loss, out.batch_size, seconds, &out.metrics);
+        self.window
+            .push(loss, out.batch_size, seconds, &out.metrics);
+        self.last_loss = loss;
+        self.pos.global_step += 1;
+        self.pos.batch += 1;
+    }
+
+    /// Logging, epoch end, checkpoints and stop conditions after a finished step.
+    fn after_step(&mut self, ctx: &StepContext) -> Result<Option<FitOutcome>, EngineError> {
+        let done = self.pos.global_step;
+        let log_every = self.cfg.log_every;
+        let log_due =
+            log_every > 0 && (done.checked_rem(log_every) == Some(0) || done == self.plan.stop_at);
+        if log_due {
+            self.log_window(ctx)?;
+        }
+        let recent = self.current.examples_per_s();
+        let (epochs, loss) = (self.plan.epochs, self.last_loss);
+        self.progress
+            .update(done, ctx.epoch, epochs, loss, ctx.lr, recent);
+        let epoch_ended = self.pos.batch == self.plan.steps_per_epoch;
+        let improved = if epoch_ended {
+            self.end_epoch(ctx)?
+        } else {
+            false
+        };
+        self.maybe_checkpoint(epoch_ended, improved)?;
+        if self.stop_after.is_some_and(|n| done >= n) {
+            tracing::warn!(stage = %self.stage, step = done, "stopping as asked (simulated crash)");
+            return Ok(Some(FitOutcome::Interrupted));
+        }
+        if done >= self.plan.stop_at {
+            return Ok(Some(self.final_outcome()));
+        }
+        Ok(None)
+    }
+
+    fn write_record(&mut self, record: MetricsRecord) -> Result<(), EngineError> {
+        tracing::info!(
+            stage = %record.stage,
+            epoch = record.epoch,
+            step = record.step,
+            loss = record.loss,
+            lr = record.lr,
+            images_per_s = record.images_per_s,
+            "{}",
+            if record.kind == RecordKind::Epoch { "epoch" } else { "train" }
+        );
+        match self.metrics.as_deref_mut() {
+            Some(writer) => writer.write(&record),
+            None => Ok(()),
+        }
+    }
+
+    fn log_window(&mut self, ctx: &StepContext) -> Result<(), EngineError> {
+        let window = std::mem::take(&mut self.window);
+        self.write_record(MetricsRecord {
+            stage: self.stage.clone(),
+            kind: RecordKind::Step,
+            epoch: ctx.epoch,
+            step: self.pos.global_step,
+            loss: window.loss(),
+            lr: ctx.lr,
+            images_per_s: window.examples_per_s(),
+            metrics: window.metric_means(),
+        })
+    }
+
+    /// Folds the epoch into the history and reports whether it beat the best so far.
+    fn end_epoch(&mut self, ctx: &StepContext) -> Result<bool, EngineError> {
+        let summary = EpochSummary::from_means(ctx.epoch, &self.current);
+        self.write_record(MetricsRecord {
+            stage: self.stage.clone(),
+            kind: RecordKind::Epoch,
+            epoch: ctx.epoch,
+            step: self.pos.global_step,
+            loss: summary.loss,
+            lr: ctx.lr,
+            images_per_s: summary.images_per_s,
+            metrics: summary.metrics.clone(),
+        })?;
+        let improved = self.update_best(&summary)?;
+        self.history.push(summary);
+        self.current = RunningMeans::default();
+        self.pos.epoch += 1;
+        self.pos.batch = 0;
+        Ok(improved)
+    }
+
+    fn update_best(&mut self, summary: &EpochSummary) -> Result<bool, EngineError> {
+        let Some(keep) = &self.cfg.keep_best else {
+            return Ok(false);
+        };
+        let value = if keep.metric == "loss" {
+            summary.loss
+        } else {
+            match summary.metrics.get(&keep.metric) {
+                Some(v) => *v,
+                None => {
+                    let known: Vec<&str> = summary.metrics.keys().map(String::as_str).collect();
+                    let reason = format!("the train step reports only loss and {known:?}");
+                    return Err(
+                        ConfigError::new("fit.keep_best.metric", &keep.metric, reason).into(),
+                    );
+                }
+            }
+        };
+        let previous = self.best.as_ref().map(|b| b.value);
+        if !keep.mode.improves(value, previous) {
+            return Ok(false);
+        }
+        self.best = Some(BestRecord {
+            metric: keep.metric.clone(),
+            value,
+            epoch: summary.epoch,
+            global_step: self.pos.global_step,
+        });
+        Ok(true)
+    }
+
+    pub(super) fn report(self, outcome: FitOutcome) -> FitReport {
+        FitReport {
+            outcome,
+            global_step: self.pos.global_step,
+            total_steps: self.plan.total_steps,
+            resumed_from: self.resumed_from,
+            last_loss: self.last_loss,
+            epochs: self.history,
+            best: self.best,
+            seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The value of a one-element loss tensor.
+fn scalar_loss(loss: &Tensor) -> candle_core::Result<f64> {
+    if loss.elem_count() != 1 {
+        candle_core::bail!("the loss must be a scalar, got shape {:?}", loss.dims())
+    }
+    Ok(loss.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0])
+}
