@@ -5,7 +5,8 @@
 //! - `bench`: throughput benchmarks (`train`, `data`, `kmeans`), side by side with the PyTorch
 //!   reference where asked;
 //! - `ci`: what CI runs (format check, clippy, tests);
-//! - `tidy`: checks that the crate graph only points downwards.
+//! - `tidy`: checks that the crate graph only points downwards;
+//! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks.
 //!
 //! xtask does not link candle, so it compiles in seconds; heavy work happens in `dnc`.
 
@@ -14,6 +15,7 @@
 
 mod bench;
 mod ci;
+mod setup;
 mod tidy;
 mod train;
 mod util;
@@ -37,6 +39,8 @@ enum Command {
     Ci,
     /// Check the crate layering (no upward dependency edges).
     Tidy,
+    /// Install the PyTorch reference (and faiss) into `.venv/` for `bench --vs-torch`.
+    SetupTorch,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Ci => ci::run(),
         Command::Tidy => tidy::run(),
+        Command::SetupTorch => setup::run(),
     }
 }

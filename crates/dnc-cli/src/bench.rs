@@ -1,0 +1,242 @@
+//! `dnc bench`: throughput measurements, one JSON object on the last line of stdout.
+//!
+//! `cargo xtask bench` runs these side by side with the PyTorch reference; the thread count of
+//! candle's CPU kernels is set through `RAYON_NUM_THREADS` by the caller.
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, Subcommand};
+use dnc_augment::{TwoViewConfig, TwoViewMapper};
+use dnc_core::SeededRng;
+use dnc_data::{Dataset, ImageFolder, ImageFolderConfig, Loader, LoaderConfig, stack_chw};
+use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
+use dnc_models::{Arch, BackboneConfig, EncoderConfig, ProjectorConfig, Stem};
+use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// MoCLR training steps (augmentation, both views through online and target, backward,
+    /// SGD update, EMA update), as `anchors/torch_ref.py` times them.
+    Train(TrainBench),
+    /// The loader alone: decode and two augmented views per image.
+    Data(DataBench),
+    /// k-means on random normal data.
+    Kmeans(KmeansBench),
+}
+
+#[derive(Args)]
+pub(crate) struct TrainBench {
+    /// `tiny` or `resnet18` (CIFAR stem), with torch_ref's projector (512 hidden, 128 out).
+    #[arg(long, default_value = "tiny")]
+    model: String,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 6)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Loader threads (decode + augmentation).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Recorded in the output (candle's threads come from RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// An image folder with class subfolders (a `train/` split).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: dnc_core::DeviceSpec,
+}
+
+#[derive(Args)]
+pub(crate) struct DataBench {
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Images to load (a balanced subset of the folder).
+    #[arg(long, default_value_t = 5120)]
+    images: usize,
+    /// Loader threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long)]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct KmeansBench {
+    #[arg(long, default_value_t = 50_000)]
+    n: usize,
+    #[arg(long, default_value_t = 128)]
+    d: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Recorded in the output (candle's threads come from RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Also write the data as a float32 .npy file (for faiss to cluster the same points).
+    #[arg(long)]
+    save_data: Option<PathBuf>,
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
+    let out = match cmd {
+        BenchCommand::Train(a) => bench_train(a)?,
+        BenchCommand::Data(a) => bench_data(a)?,
+        BenchCommand::Kmeans(a) => bench_kmeans(a)?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn encoder_for(model: &str) -> Result<EncoderConfig> {
+    let backbone = match model {
+        "tiny" => BackboneConfig { arch: Arch::Tiny, ..BackboneConfig::default() },
+        "resnet18" => BackboneConfig { arch: Arch::Resnet18, stem: Stem::Cifar, ..BackboneConfig::default() },
+        other => anyhow::bail!("unknown model {other:?}: expected tiny or resnet18"),
+    };
+    Ok(EncoderConfig {
+        backbone,
+        projector: ProjectorConfig { hidden: 512, out: 128, final_bn: false },
+    })
+}
+
+fn open_images(dir: &Path, limit: usize, cache: bool) -> Result<Arc<ImageFolder>> {
+    let cfg = ImageFolderConfig { cache_decoded: cache, limit: Some(limit), ..Default::default() };
+    Ok(Arc::new(ImageFolder::open(dir, &cfg).with_context(|| format!("opening {}", dir.display()))?))
+}
+
+fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
+    let device = a.device.open()?;
+    let total = a.steps + a.warmup;
+    let images = open_images(&a.data, a.batch * total, true)?;
+    let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
+    let loader_cfg = LoaderConfig { batch_size: a.batch, workers: a.workers, ..Default::default() };
+    let loader = Loader::new(images.clone(), mapper, loader_cfg)?;
+    let moclr = MoclrConfig { ema_momentum: 0.99, ..Default::default() };
+    let mut step = MoclrStep::new(&encoder_for(&a.model)?, moclr, 0, &device)?;
+    let mut opt = OptimizerConfig::Sgd(SgdConfig::default()).build()?;
+    let params = step.parameters();
+    let mut times = Vec::new();
+    let mut batches = loader.epoch(0, 0);
+    for s in 0..total {
+        let start = Instant::now();
+        let batch = batches.next().context("the loader ran out of batches")??;
+        let chw = (3, 32, 32);
+        let pair = ViewPair {
+            view1: stack_chw(batch.items.iter().map(|t| t.view1.as_slice()), chw, &device)?,
+            view2: stack_chw(batch.items.iter().map(|t| t.view2.as_slice()), chw, &device)?,
+        };
+        let ctx = StepContext { epoch: 0, batch: s, step: s, total_steps: total, steps_per_epoch: total, lr: 0.01 };
+        let out = step.forward(&pair, &ctx)?;
+        let grads = out.loss.backward()?;
+        opt.step(&params, &grads, ctx.lr)?;
+        step.after_update(&ctx)?;
+        out.loss.to_scalar::<f32>()?; // synchronise (GPU)
+        if s >= a.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    Ok(serde_json::json!({
+        "model": a.model, "batch_size": a.batch, "timed_steps": times.len(),
+        "median_imgs_per_s": round(a.batch as f64 / median),
+        "imgs_per_s": round(a.batch as f64 / mean),
+        "s_per_step": round(mean), "threads": a.threads, "workers": a.workers,
+        "peak_rss_mib": peak_rss_mib(), "cpu_pressure_some": cpu_pressure(),
+    }))
+}
+
+fn bench_data(a: DataBench) -> Result<serde_json::Value> {
+    // No decoded-image cache: every epoch decodes the JPEGs again, as a large dataset would.
+    let images = open_images(&a.data, a.images, false)?;
+    let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
+    let cfg = LoaderConfig { batch_size: a.batch, workers: a.threads, ..Default::default() };
+    let loader = Loader::new(images.clone(), mapper, cfg)?;
+    let start = Instant::now();
+    let mut n = 0;
+    for batch in loader.epoch(0, 0) {
+        n += batch?.items.len();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "images": n, "seconds": round(seconds), "imgs_per_s": round(n as f64 / seconds),
+        "threads": a.threads, "dataset": images.len(), "cpu_pressure_some": cpu_pressure(),
+    }))
+}
+
+fn bench_kmeans(a: KmeansBench) -> Result<serde_json::Value> {
+    let mut rng = SeededRng::new(42);
+    let values: Vec<f32> = (0..a.n * a.d).map(|_| rng.normal() as f32).collect();
+    if let Some(path) = &a.save_data {
+        write_npy(path, &values, a.n, a.d)?;
+    }
+    let data = Tensor::from_vec(values, (a.n, a.d), &Device::Cpu)?.to_dtype(DType::F32)?;
+    let cfg = dnc_cluster::KMeansConfig {
+        n_clusters: a.k,
+        metric: dnc_cluster::Metric::Euclidean,
+        init: dnc_cluster::InitMethod::Random,
+        max_iter: a.iters,
+        tol: 0.0,
+        ..dnc_cluster::KMeansConfig::default()
+    };
+    let start = Instant::now();
+    let fit = dnc_cluster::fit(&data, &cfg)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let inertia: f64 = fit.distances.iter().map(|&d| f64::from(d)).sum();
+    Ok(serde_json::json!({
+        "seconds": round(seconds), "inertia": inertia, "n": a.n, "d": a.d, "k": a.k,
+        "iters": a.iters, "threads": a.threads, "cpu_pressure_some": cpu_pressure(),
+    }))
+}
+
+/// Writes a C-order float32 `.npy` file (format version 1.0).
+fn write_npy(path: &Path, values: &[f32], n: usize, d: usize) -> Result<()> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    f.write_all(b"\x93NUMPY\x01\x00")?;
+    f.write_all(&(header.len() as u16).to_le_bytes())?;
+    f.write_all(header.as_bytes())?;
+    for v in values {
+        f.write_all(&v.to_le_bytes())?;
+    }
+    Ok(f.flush()?)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Linux CPU pressure (PSI "some" averages): high values mean the CPU was contended.
+fn cpu_pressure() -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let first = text.lines().next()?;
+    let mut obj = serde_json::Map::new();
+    for kv in first.split_whitespace().skip(1).take(3) {
+        let (k, v) = kv.split_once('=')?;
+        obj.insert(k.into(), v.parse::<f64>().ok()?.into());
+    }
+    Some(obj.into())
+}

@@ -1,0 +1,234 @@
+//! The run subcommands: init, stages, stage, train, report, export.
+
+use crate::logging;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use dnc_core::DeviceSpec;
+use dnc_pipeline::{Run, RunConfig, Stage, apply_overrides, ordered_models};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub(crate) struct ConfigArgs {
+    /// Experiment configuration (TOML). Without it, the built-in defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder holding `train/` and `test/` class folders (overrides `data.root`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// `cpu`, `cuda:N` or `auto` (overrides `device`).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Also train the matched MoCLR baseline.
+    #[arg(long)]
+    baseline: bool,
+    /// Override a config value, e.g. `--set base.epochs=2` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The run directory to create.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// The run directory.
+    #[arg(long)]
+    run: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct StageArgs {
+    /// base, embed, cluster, experts, distill, baseline or eval.
+    name: String,
+    #[command(flatten)]
+    rest: StageOnlyArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct StageOnlyArgs {
+    /// The run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Continue the stage from its last checkpoint instead of starting it again.
+    #[arg(long)]
+    resume: bool,
+    /// Run on this device instead of the configured one.
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Run directory (default `runs/<config name>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in `--out`: skip finished stages, resume the current one.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// The run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Which model: `dnc` (the student), `base`, `baseline` or `expert-<k>`.
+    #[arg(long, default_value = "dnc")]
+    model: String,
+    /// The folder to write (model.safetensors, config.json, README.md).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Reads the config file (or the defaults), applies the command-line overrides, and makes the
+/// data folder absolute so the saved config works from any directory.
+pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (RunConfig::default().to_toml(), "the built-in defaults".to_string()),
+    };
+    let mut doc: toml::Value =
+        toml::from_str(&text).with_context(|| format!("{origin} is not valid TOML"))?;
+    let mut overrides = args.overrides.clone();
+    if let Some(data) = &args.data {
+        overrides.push(format!("data.root={}", toml::Value::String(data.display().to_string())));
+    }
+    if let Some(device) = &args.device {
+        overrides.push(format!("device=\"{device}\""));
+    }
+    if args.baseline {
+        overrides.push("baseline=true".into());
+    }
+    apply_overrides(&mut doc, &overrides)?;
+    let mut cfg: RunConfig = doc
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {e}"))?;
+    if let Ok(abs) = std::fs::canonicalize(&cfg.data.root) {
+        cfg.data.root = abs;
+    }
+    Ok(cfg)
+}
+
+pub(crate) fn init(args: InitArgs) -> Result<()> {
+    let cfg = resolve_config(&args.config)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    logging::init(Some(&args.out.join("log.txt")));
+    let run = Run::create(cfg, &args.out)?;
+    tracing::info!("created run {} ({} stages)", args.out.display(), run.stages().len());
+    Ok(())
+}
+
+pub(crate) fn stages(args: RunArgs) -> Result<()> {
+    let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
+    for stage in run.stages() {
+        println!("{stage}");
+    }
+    Ok(())
+}
+
+pub(crate) fn stage(args: StageArgs) -> Result<()> {
+    let stage: Stage = args.name.parse()?;
+    run_one(stage, args.rest)
+}
+
+pub(crate) fn stage_only(name: &str, args: StageOnlyArgs) -> Result<()> {
+    run_one(name.parse()?, args)
+}
+
+fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
+    logging::init(Some(&args.run.join("log.txt")));
+    let run = Run::open(&args.run, args.device)?;
+    if !run.stages().contains(&stage) {
+        bail!("this run has no {stage} stage; its stages are {:?}", names(&run));
+    }
+    run.run_stage(stage, args.resume)?;
+    Ok(())
+}
+
+fn names(run: &Run) -> Vec<&'static str> {
+    run.stages().iter().map(|s| s.name()).collect()
+}
+
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => default_out(args.config.config.as_deref()),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    logging::init(Some(&out.join("log.txt")));
+    let run = if args.resume {
+        Run::open(&out, args.config.device)?
+    } else {
+        Run::create(resolve_config(&args.config)?, &out)?
+    };
+    run.run_all(args.resume)?;
+    print_results(&run)
+}
+
+fn default_out(config: Option<&Path>) -> PathBuf {
+    let stem = config
+        .and_then(|c| c.file_stem())
+        .map_or("dnc".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(stem)
+}
+
+pub(crate) fn report(args: RunArgs) -> Result<()> {
+    let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
+    dnc_pipeline::write_report(&run)?;
+    print_results(&run)
+}
+
+fn print_results(run: &Run) -> Result<()> {
+    let summary = run.dir.read_summary()?;
+    println!("{}", run.dir.root().display());
+    println!("{:<14} {:>11} {:>13}", "model", "k-NN top-1", "linear top-1");
+    for name in ordered_models(&summary) {
+        let e = &summary.eval[&name];
+        let linear = e.linear_top1.map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
+        println!("{name:<14} {:>10.2}% {linear:>13}", 100.0 * e.knn_top1);
+    }
+    for (stage, s) in &summary.stages {
+        println!("stage {stage:<9} {:>8.1} s{}", s.seconds, if s.done { "" } else { " (not done)" });
+    }
+    println!("report: {}", run.dir.report_path().display());
+    Ok(())
+}
+
+pub(crate) fn export(args: ExportArgs) -> Result<()> {
+    logging::init(None);
+    let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
+    let file = match args.model.as_str() {
+        "dnc" => run.dir.root().join("distill/model.safetensors"),
+        "base" | "baseline" => run.dir.root().join(&args.model).join("model.safetensors"),
+        other => match other.strip_prefix("expert-") {
+            Some(k) => run.dir.root().join(format!("experts/expert-{k}/model.safetensors")),
+            None => bail!("unknown model {other:?}: expected dnc, base, baseline or expert-<k>"),
+        },
+    };
+    if !file.is_file() {
+        bail!("{} does not exist: has the stage that writes it finished?", file.display());
+    }
+    let (_, vars) = dnc_pipeline::load_encoder(&run.cfg.model, &file, &candle_core::Device::Cpu)?;
+    let mut info = dnc_hub::BackboneInfo::new(&run.cfg.model.backbone);
+    let view = &run.cfg.augment.view1;
+    info.preprocessing.input_size = view.size as usize;
+    info.preprocessing.mean = view.mean.map(f64::from);
+    info.preprocessing.std = view.std.map(f64::from);
+    let card = dnc_hub::ModelCard::from_run_dir(run.dir.root(), &args.model)?;
+    let files = dnc_hub::export_backbone(&vars, "backbone.", &info, &args.out, &card)?;
+    println!("{}", files.weights.display());
+    println!("{}", files.config.display());
+    println!("{}", files.card.display());
+    Ok(())
+}

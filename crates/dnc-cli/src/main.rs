@@ -1,0 +1,72 @@
+//! `dnc`: Divide and Contrast from the command line.
+//!
+//! `dnc train` runs a whole experiment in one process; `dnc init` + `dnc stage <name>` run it
+//! stage by stage (what `cargo xtask train` does); `dnc export` writes a hub-ready backbone;
+//! `dnc bench` measures throughput.
+
+// A command-line program: stdout is where its results go.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod commands;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dnc", version, about = "Divide and Contrast: self-supervised learning from uncurated images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a run directory: resolve and validate the config, write config.toml.
+    Init(commands::InitArgs),
+    /// List the stages of a run, one per line.
+    Stages(commands::RunArgs),
+    /// Run one stage of a run (base, embed, cluster, experts, distill, baseline, eval).
+    Stage(commands::StageArgs),
+    /// Create (or resume) a run and execute every stage that is not done.
+    Train(commands::TrainArgs),
+    /// Embed the training images with the base model (the `embed` stage).
+    Embed(commands::StageOnlyArgs),
+    /// Cluster the embeddings (the `cluster` stage).
+    Cluster(commands::StageOnlyArgs),
+    /// Train one expert per cluster (the `experts` stage).
+    Experts(commands::StageOnlyArgs),
+    /// Distil base and experts into the student (the `distill` stage).
+    Distill(commands::StageOnlyArgs),
+    /// Evaluate every model of the run (the `eval` stage).
+    Eval(commands::StageOnlyArgs),
+    /// Write report.md and print the results table.
+    Report(commands::RunArgs),
+    /// Export a trained backbone as a hub-ready folder (model.safetensors, config.json, README.md).
+    Export(commands::ExportArgs),
+    /// Throughput benchmarks (JSON on the last line).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => commands::init(a),
+        Command::Stages(a) => commands::stages(a),
+        Command::Stage(a) => commands::stage(a),
+        Command::Train(a) => commands::train(a),
+        Command::Embed(a) => commands::stage_only("embed", a),
+        Command::Cluster(a) => commands::stage_only("cluster", a),
+        Command::Experts(a) => commands::stage_only("experts", a),
+        Command::Distill(a) => commands::stage_only("distill", a),
+        Command::Eval(a) => commands::stage_only("eval", a),
+        Command::Report(a) => commands::report(a),
+        Command::Export(a) => commands::export(a),
+        Command::Bench(b) => bench::run(b),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

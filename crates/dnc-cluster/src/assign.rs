@@ -1,0 +1,365 @@
+//! Nearest-centroid assignment, chunk by chunk: one matmul per chunk of rows, then an argmin.
+//!
+//! Squared distances come from `‖x‖² − 2·x·cᵀ + ‖c‖²`, so the only `[rows, K]` block alive at
+//! any time is the current chunk's. In cosine mode the centroids are unit vectors and the data
+//! is never normalised: the nearest centroid of `x` is the one with the largest `x·c`, and
+//! `‖x/‖x‖ − c‖² = 2 − 2·x·c/‖x‖`.
+
+use crate::params::Metric;
+use crate::points::{HOST_TASK_ROWS, Points, with_host_f32};
+use crate::sums::Sums;
+use candle_core::{Result, Tensor};
+use rayon::prelude::*;
+
+/// Centroids in the forms the kernels use.
+///
+/// When the points are centred on their mean `μ` (Euclidean data far from the origin), the
+/// tensor holds `c' = c − μ` and `‖x − c‖² = ‖x − μ‖² + b − 2·x·c'` with the bias
+/// `b = ‖c'‖² + 2·μ·c'`: the products `x·c'` are then small and f32 keeps the distances
+/// accurate. Without a centre, `c' = c` and `b = ‖c‖²`.
+pub(crate) struct Centroids {
+    pub(crate) k: usize,
+    pub(crate) d: usize,
+    /// Row-major `[K * D]`, in the data's own coordinates.
+    pub(crate) host: Vec<f32>,
+    /// `[K, D]` f32 `c'` on the data's device.
+    pub(crate) tensor: Tensor,
+    /// `b_j`.
+    pub(crate) bias: Vec<f32>,
+}
+
+impl Centroids {
+    /// Centroids (row-major `[K * D]`) for use against `points`.
+    pub(crate) fn new(host: Vec<f32>, k: usize, points: &Points) -> Result<Self> {
+        let d = points.d;
+        let (shifted, bias) = match &points.centre {
+            Some(mu) => {
+                let shifted: Vec<f32> = host
+                    .chunks_exact(d)
+                    .flat_map(|c| c.iter().zip(mu).map(|(a, m)| a - m))
+                    .collect();
+                let bias = shifted
+                    .chunks_exact(d)
+                    .map(|c| c.iter().zip(mu).map(|(a, m)| a * a + 2.0 * m * a).sum())
+                    .collect();
+                (shifted, bias)
+            }
+            None => {
+                let bias = host
+                    .chunks_exact(d)
+                    .map(|c| c.iter().map(|v| v * v).sum())
+                    .collect();
+                (host.clone(), bias)
+            }
+        };
+        let tensor = Tensor::from_vec(shifted, (k, d), points.device())?;
+        Ok(Self {
+            k,
+            d,
+            host,
+            tensor,
+            bias,
+        })
+    }
+}
+
+/// The cluster of every point and its squared distance to that cluster's centroid.
+///
+/// In cosine mode the distance is between the L2-normalised point and the unit centroid,
+/// `2 − 2·cos`, so that inertia keeps its meaning of a sum of squared distances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// Cluster index of each point, in `0..K`.
+    pub labels: Vec<u32>,
+    /// Squared distance of each point to its centroid.
+    pub distances: Vec<f32>,
+}
+
+impl Assignment {
+    /// Sum of the squared distances, accumulated in f64.
+    pub fn inertia(&self) -> f64 {
+        crate::metrics::inertia(&self.distances)
+    }
+}
+
+/// Squared distance from a dot product `x·c'`, in the given metric (`x_sq = ‖x − μ‖²`,
+/// `bias` = `b`, see [`Centroids`]).
+#[inline]
+fn sq_distance(metric: Metric, dot: f32, x_sq: f32, inv_norm: f32, bias: f32) -> f32 {
+    match metric {
+        Metric::Euclidean => (x_sq + bias - 2.0 * dot).max(0.0),
+        Metric::Cosine => (2.0 - 2.0 * dot * inv_norm).max(0.0),
+    }
+}
+
+/// Assigns every point to its nearest centroid.
+pub(crate) fn assign(points: &Points, c: &Centroids) -> Result<Assignment> {
+    assign_pass(points, c, None)
+}
+
+/// Assigns every point and, in the same pass over the data, sums the points per new cluster
+/// (row-major `[K * D]`, f64).
+pub(crate) fn assign_and_sum(points: &Points, c: &Centroids) -> Result<(Assignment, Vec<f64>)> {
+    let mut sums = Sums::new(points, c.k)?;
+    let assignment = assign_pass(points, c, Some(&mut sums))?;
+    Ok((assignment, sums.finish()?))
+}
+
+fn assign_pass(points: &Points, c: &Centroids, mut sums: Option<&mut Sums>) -> Result<Assignment> {
+    let mut labels = vec![0u32; points.n];
+    let mut distances = vec![0f32; points.n];
+    let ct = c.tensor.t()?;
+    let bias_row = Tensor::from_slice(&c.bias, (1, c.k), c.tensor.device())?;
+    for (start, len) in points.chunks() {
+        let chunk = points.chunk(start, len)?;
+        let dots = chunk.matmul(&ct)?;
+        let (l, d) = (
+            &mut labels[start..start + len],
+            &mut distances[start..start + len],
+        );
+        if !(points.host && host_nearest(points, c, &dots, start, l, d)) {
+            tensor_nearest(points, c, &bias_row, &dots, start, l, d)?;
+        }
+        if let Some(sums) = sums.as_deref_mut() {
+            sums.add_chunk(points, start, &chunk, l)?;
+        }
+    }
+    Ok(Assignment { labels, distances })
+}
+
+/// Fused argmin over a CPU `[len, K]` block read in place; `false` if the block is not on the host.
+fn host_nearest(
+    points: &Points,
+    c: &Centroids,
+    dots: &Tensor,
+    start: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) -> bool {
+    let (k, metric) = (c.k, points.metric);
+    let x_sq = &points.sq_norms[start..];
+    let inv = points.inv_norms.as_deref().map(|v| &v[start..]);
+    // The nearest centroid minimises `offset_j − x·c'_j`: `b_j / 2` in Euclidean mode (half of
+    // `b_j − 2·x·c'_j`), 0 in cosine mode (the largest dot product wins).
+    let offset: Vec<f32> = match metric {
+        Metric::Euclidean => c.bias.iter().map(|s| 0.5 * s).collect(),
+        Metric::Cosine => vec![0.0; k],
+    };
+    with_host_f32(dots, |dots| {
+        let tasks = labels.par_chunks_mut(HOST_TASK_ROWS);
+        let tasks = tasks.zip(distances.par_chunks_mut(HOST_TASK_ROWS));
+        tasks.enumerate().for_each(|(t, (labels, distances))| {
+            let first = t * HOST_TASK_ROWS;
+            for (r, (label, dist)) in labels.iter_mut().zip(distances).enumerate() {
+                let i = first + r;
+                let row = &dots[i * k..(i + 1) * k];
+                let best = argmin_offset_minus(&offset, row);
+                let inv_i = inv.map_or(1.0, |v| v[i]);
+                *label = best as u32;
+                *dist = sq_distance(metric, row[best], x_sq[i], inv_i, c.bias[best]);
+            }
+        });
+    })
+    .is_some()
+}
+
+/// Lanes of the branch-free argmin, so that the compiler keeps them in SIMD registers.
+const LANES: usize = 8;
+
+/// First index of the smallest `offset[j] − row[j]` (finite inputs).
+#[inline]
+fn argmin_offset_minus(offset: &[f32], row: &[f32]) -> usize {
+    let mut best = [f32::INFINITY; LANES];
+    let mut index = [0u32; LANES];
+    let mut rows = row.chunks_exact(LANES);
+    let mut offsets = offset.chunks_exact(LANES);
+    for (b, (r, o)) in (&mut rows).zip(&mut offsets).enumerate() {
+        for l in 0..LANES {
+            let s = o[l] - r[l];
+            let better = s < best[l];
+            best[l] = if better { s } else { best[l] };
+            index[l] = if better {
+                (b * LANES + l) as u32
+            } else {
+                index[l]
+            };
+        }
+    }
+    let tail = row.len() - rows.remainder().len();
+    for (l, (r, o)) in rows.remainder().iter().zip(offsets.remainder()).enumerate() {
+        let s = o - r;
+        if s < best[l] {
+            (best[l], index[l]) = (s, (tail + l) as u32);
+        }
+    }
+    // Smallest score, and among equal scores the smallest index.
+    let mut pick = 0;
+    for l in 1..LANES {
+        if best[l] < best[pick] || (best[l] == best[pick] && index[l] < index[pick]) {
+            pick = l;
+        }
+    }
+    index[pick] as usize
+}
+
+/// The same argmin with tensor ops on the block's device; only `len` labels and values come back.
+fn tensor_nearest(
+    points: &Points,
+    c: &Centroids,
+    bias_row: &Tensor,
+    dots: &Tensor,
+    start: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) -> Result<()> {
+    let (idx, best_dot) = match points.metric {
+        Metric::Euclidean => {
+            let scores = dots.affine(-2.0, 0.0)?.broadcast_add(bias_row)?;
+            let idx = scores.argmin_keepdim(1)?;
+            (idx.squeeze(1)?, dots.gather(&idx, 1)?.squeeze(1)?)
+        }
+        Metric::Cosine => {
+            let idx = dots.argmax_keepdim(1)?;
+            (idx.squeeze(1)?, dots.gather(&idx, 1)?.squeeze(1)?)
+        }
+    };
+    labels.copy_from_slice(&idx.to_vec1::<u32>()?);
+    let best_dot = best_dot.to_vec1::<f32>()?;
+    for (r, (dist, dot)) in distances.iter_mut().zip(best_dot).enumerate() {
+        let i = start + r;
+        let c_sq_i = c.bias[labels[r] as usize];
+        *dist = sq_distance(
+            points.metric,
+            dot,
+            points.sq_norms[i],
+            points.weight(i),
+            c_sq_i,
+        );
+    }
+    Ok(())
+}
+
+/// Squared distances from every point to each of a few centres, row-major `[N * M]`.
+///
+/// Used by k-means++, where `M` is the handful of candidates of one step.
+pub(crate) fn distances_to(points: &Points, centres: &Centroids) -> Result<Vec<f32>> {
+    let m = centres.k;
+    let ct = centres.tensor.t()?;
+    let mut out = Vec::with_capacity(points.n * m);
+    for (start, len) in points.chunks() {
+        let dots: Vec<f32> = points
+            .chunk(start, len)?
+            .matmul(&ct)?
+            .flatten_all()?
+            .to_vec1()?;
+        for (r, row) in dots.chunks_exact(m).enumerate() {
+            let i = start + r;
+            let (x_sq, w) = (points.sq_norms[i], points.weight(i));
+            let dist = |(j, &dot): (usize, &f32)| {
+                sq_distance(points.metric, dot, x_sq, w, centres.bias[j])
+            };
+            out.extend(row.iter().enumerate().map(dist));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::points::Points;
+    use candle_core::{DType, Device};
+
+    /// Brute force: every point against every centroid, in f64.
+    fn brute_force(x: &[Vec<f32>], c: &[Vec<f32>], metric: Metric) -> (Vec<u32>, Vec<f64>) {
+        let unit = |v: &[f32]| {
+            let n = v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+            v.iter().map(|a| f64::from(*a) / n).collect::<Vec<f64>>()
+        };
+        let mut labels = Vec::new();
+        let mut dists = Vec::new();
+        for p in x {
+            let p: Vec<f64> = match metric {
+                Metric::Cosine => unit(p),
+                Metric::Euclidean => p.iter().map(|a| f64::from(*a)).collect(),
+            };
+            let d2 = |q: &Vec<f32>| -> f64 {
+                p.iter()
+                    .zip(q)
+                    .map(|(a, b)| (a - f64::from(*b)).powi(2))
+                    .sum()
+            };
+            let (j, d) = c
+                .iter()
+                .map(d2)
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            labels.push(j as u32);
+            dists.push(d);
+        }
+        (labels, dists)
+    }
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = dnc_core::SeededRng::new(seed);
+        (0..rows)
+            .map(|_| (0..cols).map(|_| rng.normal() as f32).collect())
+            .collect()
+    }
+
+    fn check(metric: Metric, dtype: DType, chunk_bytes: usize) {
+        let (n, d, k) = (300, 7, 9);
+        let x = random(n, d, 1);
+        let mut c = random(k, d, 2);
+        if metric == Metric::Cosine {
+            for row in &mut c {
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        let data = Tensor::new(x.clone(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        let points = Points::prepare(&data, metric, chunk_bytes, k).unwrap();
+        let flat: Vec<f32> = c.concat();
+        let centroids = Centroids::new(flat, k, &points).unwrap();
+        let got = assign(&points, &centroids).unwrap();
+        let (labels, dists) = brute_force(&x, &c, metric);
+        assert_eq!(got.labels, labels, "{metric:?} {dtype:?} {chunk_bytes}");
+        for (a, b) in got.distances.iter().zip(&dists) {
+            assert!((f64::from(*a) - b).abs() < 1e-4 * (1.0 + b), "{a} vs {b}");
+        }
+        // distances_to agrees with the brute force on every centroid.
+        let all = distances_to(&points, &centroids).unwrap();
+        for (i, row) in all.chunks_exact(k).enumerate() {
+            assert_eq!(row[labels[i] as usize], got.distances[i]);
+        }
+    }
+
+    #[test]
+    fn branch_free_argmin_finds_the_first_minimum() {
+        for len in [1, 5, 8, 13, 24, 37] {
+            let mut rng = dnc_core::SeededRng::new(len as u64);
+            let row: Vec<f32> = (0..len).map(|_| rng.below(5) as f32).collect();
+            let offset: Vec<f32> = (0..len).map(|_| rng.below(3) as f32).collect();
+            let scores: Vec<f32> = offset.iter().zip(&row).map(|(o, r)| o - r).collect();
+            let min = scores.iter().copied().fold(f32::INFINITY, f32::min);
+            let first = scores.iter().position(|&s| s == min).unwrap();
+            assert_eq!(argmin_offset_minus(&offset, &row), first, "{scores:?}");
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_on_every_path() {
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            // Host kernel (f32) and tensor kernel (f64 input), whole and in chunks of a few rows.
+            for dtype in [DType::F32, DType::F64] {
+                for chunk_bytes in [1 << 20, 200] {
+                    check(metric, dtype, chunk_bytes);
+                }
+            }
+        }
+    }
+}

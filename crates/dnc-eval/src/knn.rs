@@ -1,0 +1,134 @@
+//! Weighted k-nearest-neighbour classification of frozen features.
+//!
+//! The protocol of InstDisc (Wu et al., "Unsupervised Feature Learning via Non-Parametric
+//! Instance Discrimination", CVPR 2018), used by lightly's and solo-learn's benchmarks: features
+//! are L2-normalised, the `k` bank items with the highest cosine similarity to a query vote for
+//! their class with weight `exp(sim / τ)`, and the class with the largest total wins.
+//!
+//! Similarities of one chunk of queries against the whole bank are computed on the device with
+//! one matmul; the top-k selection runs on the host with a linear-time partial selection.
+//! candle 0.11.1 has no top-k op, only a full per-row sort (`arg_sort_last_dim`): `O(N log N)`
+//! per row on the CPU, and on CUDA a bitonic sort that keeps the whole row, padded to a power of
+//! two, in one block's shared memory (4 bytes per item), which bounds the bank size it accepts.
+
+use crate::accuracy::{Accuracy, score};
+use crate::config::KnnConfig;
+use crate::error::EvalError;
+use crate::input::{check_labels, feature_dims, same_dim};
+use candle_core::{DType, Tensor};
+use dnc_core::l2_normalize;
+use std::cmp::Ordering;
+
+/// Predicts a class for every query by a weighted vote of its `k` nearest bank items.
+///
+/// Features need not be normalised (it is done here) and may be of any float dtype; similarities
+/// are computed in f32 on the bank's device. Ties between equally similar bank items go to the
+/// lower index, ties between classes with equal votes to the lower class index.
+///
+/// # Shapes
+/// `bank`: `[N_bank, D]`, `bank_labels`: `N_bank` labels, `queries`: `[N_query, D]` → `N_query`
+/// class indices.
+pub fn knn_predict(
+    bank: &Tensor,
+    bank_labels: &[u32],
+    queries: &Tensor,
+    num_classes: usize,
+    config: &KnnConfig,
+) -> Result<Vec<u32>, EvalError> {
+    config.validate()?;
+    let (n_bank, d_bank) = feature_dims(bank, "bank features")?;
+    let (n_query, d_query) = feature_dims(queries, "query features")?;
+    same_dim(("bank features", d_bank), ("query features", d_query))?;
+    check_labels(bank_labels, n_bank, num_classes, "bank labels")?;
+    let k = config.k.min(n_bank);
+    let bank_t = l2_normalize(&bank.to_dtype(DType::F32)?)?.t()?;
+    let queries = l2_normalize(&queries.to_dtype(DType::F32)?.to_device(bank.device())?)?;
+    let mut voter = Voter::new(n_bank, num_classes);
+    let mut predictions = Vec::with_capacity(n_query);
+    for start in (0..n_query).step_by(config.chunk) {
+        let rows = config.chunk.min(n_query - start);
+        let sim = queries.narrow(0, start, rows)?.matmul(&bank_t)?;
+        let sim: Vec<f32> = sim.flatten_all()?.to_vec1()?;
+        for row in sim.chunks_exact(n_bank) {
+            predictions.push(voter.vote(row, bank_labels, k, config.temperature));
+        }
+    }
+    tracing::debug!(n_bank, n_query, k, "k-NN predictions done");
+    Ok(predictions)
+}
+
+/// Weighted k-NN top-1 and per-class accuracy of `queries` against the labelled `bank`.
+///
+/// # Shapes
+/// `bank`: `[N_bank, D]`, `queries`: `[N_query, D]`, labels one per row.
+pub fn knn_evaluate(
+    bank: &Tensor,
+    bank_labels: &[u32],
+    queries: &Tensor,
+    query_labels: &[u32],
+    num_classes: usize,
+    config: &KnnConfig,
+) -> Result<Accuracy, EvalError> {
+    let rows = queries.dims().first().copied().unwrap_or(0);
+    check_labels(query_labels, rows, num_classes, "query labels")?;
+    let predictions = knn_predict(bank, bank_labels, queries, num_classes, config)?;
+    score(&predictions, query_labels, num_classes)
+}
+
+/// Reusable scratch space for the vote of one query.
+struct Voter {
+    order: Vec<u32>,
+    votes: Vec<f64>,
+}
+
+impl Voter {
+    fn new(n_bank: usize, num_classes: usize) -> Self {
+        Self {
+            order: Vec::with_capacity(n_bank),
+            votes: vec![0.0; num_classes],
+        }
+    }
+
+    /// The class voted for by the `k` most similar entries of `sim` (one query's row).
+    ///
+    /// Weights are `exp((sim - sim_max) / τ)`: the common factor `exp(-sim_max / τ)` leaves the
+    /// argmax unchanged and keeps small temperatures from overflowing.
+    fn vote(&mut self, sim: &[f32], labels: &[u32], k: usize, temperature: f64) -> u32 {
+        // Descending similarity, then ascending index: a total order, so the selected set is
+        // unique even with ties.
+        let by_similarity = |&a: &u32, &b: &u32| -> Ordering {
+            sim[b as usize].total_cmp(&sim[a as usize]).then(a.cmp(&b))
+        };
+        self.order.clear();
+        self.order.extend(0..sim.len() as u32);
+        if k < self.order.len() {
+            self.order.select_nth_unstable_by(k - 1, by_similarity);
+        }
+        let top = &self.order[..k];
+        let best = top
+            .iter()
+            .map(|&i| sim[i as usize])
+            .fold(f32::NEG_INFINITY, f32::max);
+        self.votes.iter_mut().for_each(|v| *v = 0.0);
+        for &i in top {
+            let weight = ((f64::from(sim[i as usize]) - f64::from(best)) / temperature).exp();
+            self.votes[labels[i as usize] as usize] += weight;
+        }
+        argmax_first(&self.votes)
+    }
+}
+
+/// Index of the largest value; the first one among equals.
+fn argmax_first(values: &[f64]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+#[path = "knn_tests.rs"]
+mod tests;

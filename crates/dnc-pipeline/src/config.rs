@@ -1,0 +1,330 @@
+//! The run configuration: one TOML file composed of each crate's own config, validated once,
+//! written to `runs/<name>/config.toml` before any work.
+//!
+//! Unknown keys are errors (every struct is `deny_unknown_fields`); impossible values are errors
+//! that name the key and the value ([`RunConfig::validate`]).
+
+use crate::error::PipelineError;
+use dnc_augment::TwoViewConfig;
+use dnc_cluster::KMeansConfig;
+use dnc_core::DeviceSpec;
+use dnc_engine::OptimizerConfig;
+use dnc_eval::{KnnConfig, LinearProbeConfig};
+
+use dnc_models::EncoderConfig;
+use dnc_objectives::ObjectiveConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// A name for people (reports, model cards).
+    pub name: String,
+    /// Seeds weights, shuffling, augmentation and k-means.
+    pub seed: u64,
+    /// `cpu`, `cuda:N` or `auto`.
+    pub device: DeviceSpec,
+    /// `dnc` (base → embed → cluster → experts → distill → eval) or `moclr` (base → eval).
+    pub method: Method,
+    /// Also train the matched MoCLR baseline (same total epochs as base + experts + distill).
+    pub baseline: bool,
+    pub data: DataConfig,
+    pub augment: TwoViewConfig,
+    pub model: EncoderConfig,
+    pub base: TrainConfig,
+    pub divide: DivideConfig,
+    pub experts: ExpertsConfig,
+    pub distill: DistillConfig,
+    pub eval: EvalConfig,
+}
+
+/// What a run trains.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Divide and Contrast: base, embed, cluster, experts, distill, then evaluation.
+    Dnc,
+    /// MoCLR alone: the base model, then evaluation.
+    Moclr,
+}
+
+/// Where the images are and how to read them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folder holding `train/` and `test/` (class subfolders; labels are used only to evaluate).
+    pub root: PathBuf,
+    /// Class-balanced subset of the train split (0 = all images).
+    pub train_limit: usize,
+    /// Class-balanced subset of the test split (0 = all images).
+    pub test_limit: usize,
+    /// `skip` (count and report) or `fail` on an undecodable image.
+    pub on_corrupt: dnc_data::OnCorrupt,
+    /// Keep decoded images in memory (right for CIFAR-sized data).
+    pub cache_decoded: bool,
+    /// Decode/augment threads (0 = on the training thread).
+    pub workers: usize,
+    /// Batches decoded ahead of training.
+    pub prefetch_batches: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("fixtures/cifar10-mini"),
+            train_limit: 0,
+            test_limit: 0,
+            on_corrupt: dnc_data::OnCorrupt::Skip,
+            cache_decoded: true,
+            workers: 1,
+            prefetch_batches: 2,
+        }
+    }
+}
+
+/// One contrastive training run (the base model, an expert, the baseline).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub objective: ObjectiveConfig,
+    pub optimizer: OptimizerConfig,
+    /// Linear warm-up, in epochs, before the cosine decay.
+    pub warmup_epochs: f64,
+    /// Initial EMA momentum m0 of the target network (SPEC: 0.996; raised to 1 on a cosine).
+    pub ema_momentum: f64,
+    /// Save a checkpoint every this many steps (and at every epoch end).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept per stage.
+    pub keep_checkpoints: usize,
+    /// Log a metrics line every this many steps.
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 128,
+            objective: ObjectiveConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            warmup_epochs: 0.0,
+            ema_momentum: 0.99,
+            checkpoint_every: 50,
+            keep_checkpoints: 2,
+            log_every: 5,
+        }
+    }
+}
+
+/// Which layer of the base model the images are clustered on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterLayer {
+    /// The projector's hidden layer after BatchNorm + ReLU (the paper's choice).
+    Hidden,
+    /// The backbone output.
+    Backbone,
+    /// The projector output.
+    Output,
+}
+
+/// Step 2: embed and cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DivideConfig {
+    pub layer: ClusterLayer,
+    /// k-means settings; `kmeans.n_clusters` is K, the number of experts (the paper: 5 or 10).
+    pub kmeans: KMeansConfig,
+    /// Embedding batch size.
+    pub batch_size: usize,
+}
+
+impl Default for DivideConfig {
+    fn default() -> Self {
+        Self {
+            layer: ClusterLayer::Hidden,
+            kmeans: KMeansConfig::new(5),
+            batch_size: 256,
+        }
+    }
+}
+
+/// How the expert epoch budget is split across experts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetSplit {
+    /// In proportion to cluster size (the paper): every expert sees the same number of epochs of
+    /// its own data, and the total equals `epochs` full-dataset epochs.
+    Proportional,
+    /// The same number of steps for every expert.
+    Equal,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Random initialisation (the paper's experts).
+    Scratch,
+    /// Start from the base model's weights.
+    Base,
+}
+
+/// What to do with a cluster smaller than the batch size.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmallCluster {
+    Error,
+    /// Merge it into its nearest cluster (logged).
+    Merge,
+}
+
+/// Step 3: one MoCLR expert per cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExpertsConfig {
+    /// Expert budget in full-dataset epochs, split across experts.
+    pub epochs: usize,
+    pub split: BudgetSplit,
+    pub init: Init,
+    pub small_cluster: SmallCluster,
+    /// Devices the experts are spread over, round-robin (empty = the run's device).
+    pub devices: Vec<DeviceSpec>,
+    /// Training settings; `epochs` here is ignored (the budget above decides).
+    pub train: Option<TrainConfig>,
+}
+
+impl Default for ExpertsConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            split: BudgetSplit::Proportional,
+            init: Init::Scratch,
+            small_cluster: SmallCluster::Merge,
+            devices: Vec::new(),
+            train: None,
+        }
+    }
+}
+
+/// Step 4: distil base and experts into one student.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistillConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub init: Init,
+    pub optimizer: OptimizerConfig,
+    pub warmup_epochs: f64,
+    pub checkpoint_every: usize,
+    pub keep_checkpoints: usize,
+    pub log_every: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            init: Init::Scratch,
+            optimizer: OptimizerConfig::default(),
+            warmup_epochs: 0.0,
+            checkpoint_every: 50,
+            keep_checkpoints: 2,
+            log_every: 5,
+        }
+    }
+}
+
+/// Evaluation protocol (SPEC): weighted k-NN and a linear probe on frozen backbone features.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    pub knn: KnnConfig,
+    pub linear: LinearProbeConfig,
+    /// Train the linear probe too (k-NN is always computed).
+    pub linear_probe: bool,
+    /// Embedding batch size.
+    pub batch_size: usize,
+    /// Also report the "BatchNorm-adapted" floor: the untrained network after one pass over the
+    /// training data in training mode (its BatchNorm statistics fitted, no weight changed).
+    pub bn_adapted_floor: bool,
+    /// Also evaluate every expert's backbone.
+    pub experts: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            knn: KnnConfig::default(),
+            linear: LinearProbeConfig::default(),
+            linear_probe: true,
+            batch_size: 256,
+            bn_adapted_floor: true,
+            experts: false,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// The evaluator's own settings.
+    pub fn protocol(&self) -> dnc_eval::EvalConfig {
+        dnc_eval::EvalConfig {
+            knn: self.knn.clone(),
+            linear: self.linear.clone(),
+            linear_probe: self.linear_probe,
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            name: "dnc".into(),
+            seed: 0,
+            device: DeviceSpec::Cpu,
+            method: Method::Dnc,
+            baseline: false,
+            data: DataConfig::default(),
+            augment: TwoViewConfig::cifar(),
+            model: EncoderConfig::default(),
+            base: TrainConfig::default(),
+            divide: DivideConfig::default(),
+            experts: ExpertsConfig::default(),
+            distill: DistillConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file; unknown keys and wrong types are errors naming the file and key.
+    pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+        Self::from_toml(&text).map_err(|message| PipelineError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the run config serialises to TOML")
+    }
+
+    /// The expert training settings: `experts.train` when given, else the base settings.
+    pub fn expert_train(&self) -> &TrainConfig {
+        self.experts.train.as_ref().unwrap_or(&self.base)
+    }
+
+    /// Epochs of the matched baseline: the DnC run's total (base + experts + distill).
+    pub fn baseline_epochs(&self) -> usize {
+        self.base.epochs + self.experts.epochs + self.distill.epochs
+    }
+}

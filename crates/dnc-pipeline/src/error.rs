@@ -1,0 +1,55 @@
+//! Errors of the pipeline: bad configuration (named key and value) apart from runtime failures.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A configuration value that cannot work, with the key and the value.
+    #[error("config: `{key}` = {value}: {reason}")]
+    BadConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A configuration file that does not parse (unknown keys, wrong types), naming the file.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0} is not a run directory (no config.toml); start one with `dnc init`")]
+    NotARun(PathBuf),
+    #[error("stage {stage:?} needs stage {needs:?} to be done first")]
+    StageOrder { stage: String, needs: String },
+    #[error("unknown stage {0:?}")]
+    UnknownStage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Data(#[from] dnc_data::DataError),
+    #[error(transparent)]
+    Engine(#[from] dnc_engine::EngineError),
+    #[error(transparent)]
+    Cluster(#[from] dnc_cluster::KMeansError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PipelineError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn bad_config(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Self::BadConfig {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

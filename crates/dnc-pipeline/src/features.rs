@@ -1,0 +1,97 @@
+//! Embedding a split without augmentation (resize + centre crop + normalise), in dataset order,
+//! on the loader's worker threads, with a progress bar.
+
+use crate::config::RunConfig;
+use crate::error::PipelineError;
+use candle_core::{Device, Tensor};
+use dnc_augment::{EvalConfig, EvalMapper};
+use dnc_data::{Dataset, ImageItem, Loader, LoaderConfig, stack_chw};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
+/// What an embedding pass returns: one row per image that could be read.
+pub(crate) struct Embedded {
+    /// One `[N, D_i]` matrix per output of the embedding function.
+    pub outputs: Vec<Tensor>,
+    /// Dataset index of every row.
+    pub indices: Vec<usize>,
+    /// Label of every row (`None` for unlabelled data).
+    pub labels: Vec<Option<u32>>,
+}
+
+/// The evaluation transform matching the training views' size and normalisation.
+pub(crate) fn eval_config(run: &RunConfig) -> EvalConfig {
+    let view = &run.augment.view1;
+    EvalConfig {
+        resize: view.size,
+        crop: view.size,
+        mean: view.mean,
+        std: view.std,
+    }
+}
+
+/// Streams `dataset` through `embed` (which returns one or more `[B, D_i]` tensors per batch).
+pub(crate) fn embed_dataset<D, F>(
+    run: &RunConfig,
+    dataset: Arc<D>,
+    device: &Device,
+    label: &str,
+    mut embed: F,
+) -> Result<Embedded, PipelineError>
+where
+    D: Dataset<Item = ImageItem> + 'static,
+    F: FnMut(&Tensor) -> candle_core::Result<Vec<Tensor>>,
+{
+    let eval = eval_config(run);
+    let size = eval.crop as usize;
+    let mapper = EvalMapper::new(eval).map_err(|e| PipelineError::Other(e.to_string()))?;
+    let loader_cfg = LoaderConfig {
+        batch_size: run.eval.batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+        workers: run.data.workers,
+        prefetch_batches: run.data.prefetch_batches.max(1),
+    };
+    let n = dataset.len();
+    let loader = Loader::new(dataset, Arc::new(mapper), loader_cfg)?;
+    let bar = progress(n as u64, label);
+    let mut parts: Vec<Vec<Tensor>> = Vec::new();
+    let (mut indices, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for batch in loader.epoch(0, 0) {
+        let batch = batch?;
+        let images = stack_chw(batch.items.iter().map(|it| it.image.as_slice()), (3, size, size), device)?;
+        let outs = embed(&images)?;
+        for (i, out) in outs.into_iter().enumerate() {
+            if parts.len() <= i {
+                parts.push(Vec::new());
+            }
+            parts[i].push(out.detach());
+        }
+        indices.extend(batch.indices.iter().copied());
+        labels.extend(batch.items.iter().map(|it| it.label));
+        bar.inc((batch.items.len() + batch.skipped.len()) as u64);
+    }
+    bar.finish_and_clear();
+    let outputs = parts
+        .iter()
+        .map(|p| Tensor::cat(p, 0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Embedded {
+        outputs,
+        indices,
+        labels,
+    })
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress(len: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} images {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}

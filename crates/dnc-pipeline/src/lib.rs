@@ -1,0 +1,37 @@
+//! The Divide and Contrast recipe end to end (Tian, Hénaff & van den Oord, arXiv 2105.08054).
+//!
+//! - [`RunConfig`]: one TOML file composed of every crate's configuration, validated once and
+//!   saved as `runs/<name>/config.toml` before any work;
+//! - [`Run`]: a run directory and its stages ([`Stage`]): base → embed → cluster → experts →
+//!   distill → (baseline) → eval, each skipped once done and resumable from its checkpoints;
+//! - [`RunDir`] and [`Summary`]: the run-directory contract (`summary.json`, `metrics.jsonl`,
+//!   `report.md`, one folder per stage);
+//! - [`apply_overrides`]: `--set key.path=value` on top of a config file.
+
+mod audit;
+pub mod config;
+mod datasets;
+mod error;
+mod features;
+mod overrides;
+mod report;
+mod run;
+mod run_dir;
+mod sources;
+mod stage;
+mod stages;
+mod train;
+mod validate;
+mod weights;
+
+pub use config::RunConfig;
+pub use datasets::{Split, open_split};
+pub use error::PipelineError;
+pub use overrides::apply_overrides;
+pub use report::{ordered_models, results_table, write_report};
+pub use run::Run;
+pub use run_dir::{ModelEval, RunDir, StageStatus, Summary, write_atomic};
+pub use stage::Stage;
+pub use stages::{ClusterInfo, ExpertPlan, expert_plan, load_assignments};
+pub use validate::validate;
+pub use weights::{fresh_encoder, load_encoder, save_encoder};

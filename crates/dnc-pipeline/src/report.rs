@@ -1,0 +1,136 @@
+//! `report.md`: the run for people — results table, stage times, clusters and loss curves.
+
+use crate::error::PipelineError;
+use crate::run::Run;
+use crate::run_dir::{Summary, write_atomic};
+use crate::stages::ClusterInfo;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Report order of the models; others follow alphabetically.
+const MODEL_ORDER: [&str; 5] = ["untrained", "untrained-bn", "base", "dnc", "baseline"];
+
+/// The models of a summary in report order.
+pub fn ordered_models(summary: &Summary) -> Vec<String> {
+    let mut names: Vec<String> = MODEL_ORDER
+        .iter()
+        .filter(|m| summary.eval.contains_key(**m))
+        .map(|m| m.to_string())
+        .collect();
+    names.extend(
+        summary
+            .eval
+            .keys()
+            .filter(|k| !MODEL_ORDER.contains(&k.as_str()))
+            .cloned(),
+    );
+    names
+}
+
+/// The results table (Markdown) of a summary.
+pub fn results_table(summary: &Summary) -> String {
+    let mut out = String::from("| model | k-NN top-1 | linear top-1 |\n|---|---|---|\n");
+    for name in ordered_models(summary) {
+        let e = &summary.eval[&name];
+        let linear = e.linear_top1.map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
+        let _ = writeln!(out, "| {name} | {:.2}% | {linear} |", 100.0 * e.knn_top1);
+    }
+    out
+}
+
+/// Writes `report.md` (and `loss.png`) from `summary.json` and `metrics.jsonl`.
+pub fn write_report(run: &Run) -> Result<(), PipelineError> {
+    let summary = run.dir.read_summary()?;
+    let cfg = &run.cfg;
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", cfg.name);
+    let _ = writeln!(
+        md,
+        "Data `{}` (train limit {}, test limit {}); backbone `{:?}`; method `{:?}`; seed {}.\n",
+        cfg.data.root.display(),
+        cfg.data.train_limit,
+        cfg.data.test_limit,
+        cfg.model.backbone.arch,
+        cfg.method,
+        cfg.seed
+    );
+    md.push_str("## Results\n\nFrozen backbone features; k-NN: k = ");
+    let _ = writeln!(
+        md,
+        "{}, τ = {} on the test split with the train split as memory bank.\n",
+        cfg.eval.knn.k, cfg.eval.knn.temperature
+    );
+    md.push_str(&results_table(&summary));
+    md.push_str("\n## Stages\n\n| stage | done | wall time |\n|---|---|---|\n");
+    for stage in run.stages() {
+        if let Some(s) = summary.stages.get(stage.name()) {
+            let _ = writeln!(md, "| {stage} | {} | {:.1} s |", s.done, s.seconds);
+        }
+    }
+    if let Some(info) = summary.info.get("cluster") {
+        let info: ClusterInfo = serde_json::from_value(info.clone())
+            .map_err(|e| PipelineError::Other(format!("summary.json info.cluster: {e}")))?;
+        md.push_str(&cluster_section(&info));
+    }
+    if loss_plot(run)? {
+        md.push_str("\n## Training loss\n\n![loss per stage](loss.png)\n");
+    }
+    write_atomic(&run.dir.report_path(), md.as_bytes())
+}
+
+fn cluster_section(info: &ClusterInfo) -> String {
+    let mut md = format!("\n## Clusters\n\nK = {}; sizes {:?}", info.k, info.sizes);
+    let score = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
+    let _ = write!(
+        md,
+        "; against the class labels: NMI {}, ARI {}, purity {}.\n",
+        score(info.nmi),
+        score(info.ari),
+        score(info.purity)
+    );
+    for m in &info.merged {
+        let _ = writeln!(md, "\n- merged {m}");
+    }
+    if info.nmi.is_some() {
+        md.push_str("\n![cluster composition by class](cluster/composition.png)\n");
+    }
+    md
+}
+
+/// Plots the step losses of every stage from `metrics.jsonl`; false when there is nothing to plot.
+fn loss_plot(run: &Run) -> Result<bool, PipelineError> {
+    let path = run.dir.metrics_path();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(false);
+    };
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["kind"] != "step" {
+            continue;
+        }
+        if let (Some(stage), Some(step), Some(loss)) =
+            (v["stage"].as_str(), v["step"].as_f64(), v["loss"].as_f64())
+        {
+            series.entry(stage.to_string()).or_default().push((step, loss));
+        }
+    }
+    if series.is_empty() {
+        return Ok(false);
+    }
+    let chart = dnc_plot::LineChart {
+        title: "Training loss".into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: series
+            .into_iter()
+            .map(|(name, points)| dnc_plot::Series { name, points })
+            .collect(),
+        ..dnc_plot::LineChart::default()
+    };
+    dnc_plot::line_chart(&run.dir.root().join("loss.png"), &chart)
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    Ok(true)
+}

@@ -1,0 +1,212 @@
+//! Cluster the embeddings with k-means (SPEC step 2) and describe the clusters.
+//!
+//! Writes `cluster/assignments.safetensors` (image id → cluster, and the centroids),
+//! `cluster/sizes.json`, `cluster/composition.png` (class make-up of each cluster, when labels
+//! exist) and a `cluster` entry in `summary.json`'s `info`. A cluster smaller than the experts'
+//! batch size is an error naming it, or (`experts.small_cluster = "merge"`) it is merged into its
+//! nearest cluster, which is logged and recorded.
+
+use super::embed::{NO_LABEL, features_path, load_features};
+use crate::config::{ClusterLayer, SmallCluster};
+use crate::datasets::{Split, open_split};
+use crate::error::PipelineError;
+use crate::run::Run;
+use candle_core::{Device, Tensor};
+use dnc_cluster::{ClusterAssignments, KMeansFit, Metric, ari, majority_vote_accuracy, nmi};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What the cluster stage found, as stored in `summary.json` (`info.cluster`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterInfo {
+    /// Clusters after merging (the number of experts).
+    pub k: usize,
+    pub sizes: Vec<usize>,
+    /// Clusters merged away, e.g. "cluster 3 (12 images) into cluster 1".
+    pub merged: Vec<String>,
+    /// Agreement with the class labels, when the data has them.
+    pub nmi: Option<f64>,
+    pub ari: Option<f64>,
+    /// Majority-vote accuracy (purity).
+    pub purity: Option<f64>,
+    /// `composition[c][class]`: images of each class in each cluster.
+    pub composition: Vec<Vec<usize>>,
+    pub class_names: Vec<String>,
+    /// Final k-means inertia.
+    pub inertia: f64,
+}
+
+pub(crate) fn assignments_path(run: &Run) -> PathBuf {
+    run.dir.root().join("cluster").join("assignments.safetensors")
+}
+
+pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
+    let feats = load_features(&features_path(run), &run.device)?;
+    let key = match run.cfg.divide.layer {
+        ClusterLayer::Hidden => "hidden",
+        ClusterLayer::Backbone => "backbone",
+        ClusterLayer::Output => "output",
+    };
+    let data = feats.tensors.get(key).ok_or_else(|| {
+        PipelineError::Other(format!("the features file has no {key:?} tensor"))
+    })?;
+    let fit = dnc_cluster::fit(data, &run.cfg.divide.kmeans)?;
+    let min_size = run.cfg.expert_train().batch_size;
+    let (labels, centroids, merged) =
+        resolve_small_clusters(&fit, min_size, run.cfg.experts.small_cluster)?;
+    let ids: Vec<u64> = feats.indices.iter().map(|&i| u64::from(i)).collect();
+    let assignments = ClusterAssignments::new(ids, labels, centroids, fit.model.metric)?;
+    run.dir.stage_dir("cluster")?;
+    assignments.save(&assignments_path(run))?;
+    let info = describe(run, &assignments, &feats.labels, merged, inertia_of(&fit))?;
+    let sizes_path = run.dir.root().join("cluster").join("sizes.json");
+    let json = serde_json::to_string_pretty(&info).expect("cluster info serialises");
+    crate::run_dir::write_atomic(&sizes_path, json.as_bytes())?;
+    plot_composition(run, &info)?;
+    run.dir.update_summary(|s| {
+        s.info.insert("cluster".into(), serde_json::to_value(&info).expect("serialises"));
+    })?;
+    Ok(())
+}
+
+fn inertia_of(fit: &KMeansFit) -> f64 {
+    fit.distances.iter().map(|&d| f64::from(d)).sum()
+}
+
+/// Merges clusters smaller than `min_size` into their nearest cluster (or fails, by policy), and
+/// renumbers the remaining clusters `0..K'`.
+fn resolve_small_clusters(
+    fit: &KMeansFit,
+    min_size: usize,
+    policy: SmallCluster,
+) -> Result<(Vec<u32>, Tensor, Vec<String>), PipelineError> {
+    let mut labels = fit.assignments.clone();
+    let centroids: Vec<Vec<f32>> = fit.model.centroids.to_device(&Device::Cpu)?.to_vec2()?;
+    let mut alive: Vec<usize> = (0..centroids.len()).collect();
+    let mut merged = Vec::new();
+    loop {
+        let size = |c: usize| labels.iter().filter(|&&l| l as usize == c).count();
+        let Some(&small) = alive.iter().filter(|&&c| size(c) < min_size).min_by_key(|&&c| size(c))
+        else {
+            break;
+        };
+        let n = size(small);
+        if policy == SmallCluster::Error || alive.len() == 1 {
+            return Err(PipelineError::bad_config(
+                "experts.small_cluster",
+                format!("{policy:?}").to_lowercase(),
+                format!(
+                    "cluster {small} has {n} images, fewer than the expert batch size {min_size}; \
+                     lower the batch size, use fewer clusters, or set experts.small_cluster = \"merge\""
+                ),
+            ));
+        }
+        let nearest = alive
+            .iter()
+            .copied()
+            .filter(|&c| c != small)
+            .max_by(|&a, &b| {
+                similarity(&centroids[small], &centroids[a], fit.model.metric)
+                    .total_cmp(&similarity(&centroids[small], &centroids[b], fit.model.metric))
+            })
+            .expect("another cluster exists");
+        for l in labels.iter_mut().filter(|l| **l as usize == small) {
+            *l = nearest as u32;
+        }
+        alive.retain(|&c| c != small);
+        let msg = format!("cluster {small} ({n} images) into cluster {nearest}");
+        tracing::warn!("merged {msg}: smaller than the expert batch size {min_size}");
+        merged.push(msg);
+    }
+    let renumber: Vec<Option<u32>> = (0..centroids.len())
+        .map(|c| alive.iter().position(|&a| a == c).map(|p| p as u32))
+        .collect();
+    for l in labels.iter_mut() {
+        *l = renumber[*l as usize].expect("labels only name live clusters");
+    }
+    let rows: Vec<f32> = alive.iter().flat_map(|&c| centroids[c].clone()).collect();
+    let dim = centroids.first().map_or(0, Vec::len);
+    let kept = Tensor::from_vec(rows, (alive.len(), dim), &Device::Cpu)?;
+    Ok((labels, kept, merged))
+}
+
+fn similarity(a: &[f32], b: &[f32], metric: Metric) -> f64 {
+    match metric {
+        Metric::Cosine => a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum(),
+        Metric::Euclidean => -a.iter().zip(b).map(|(x, y)| f64::from((x - y).powi(2))).sum::<f64>(),
+    }
+}
+
+fn describe(
+    run: &Run,
+    assignments: &ClusterAssignments,
+    labels: &[u32],
+    merged: Vec<String>,
+    inertia: f64,
+) -> Result<ClusterInfo, PipelineError> {
+    let k = assignments.n_clusters();
+    let class_names = open_split(&run.cfg.data, Split::Train)?.classes().to_vec();
+    let labelled: Vec<(u32, u32)> = labels
+        .iter()
+        .zip(&assignments.labels)
+        .filter(|(l, _)| **l != NO_LABEL)
+        .map(|(l, c)| (*l, *c))
+        .collect();
+    let mut composition = vec![vec![0usize; class_names.len()]; k];
+    for &(class, cluster) in &labelled {
+        if let Some(cell) = composition[cluster as usize].get_mut(class as usize) {
+            *cell += 1;
+        }
+    }
+    let (truth, pred): (Vec<u32>, Vec<u32>) = labelled.into_iter().unzip();
+    let scored = !truth.is_empty();
+    Ok(ClusterInfo {
+        k,
+        sizes: assignments.sizes(),
+        merged,
+        nmi: if scored { Some(nmi(&truth, &pred)?) } else { None },
+        ari: if scored { Some(ari(&truth, &pred)?) } else { None },
+        purity: if scored { Some(majority_vote_accuracy(&truth, &pred)?) } else { None },
+        composition,
+        class_names,
+        inertia,
+    })
+}
+
+fn plot_composition(run: &Run, info: &ClusterInfo) -> Result<(), PipelineError> {
+    if info.class_names.is_empty() || info.nmi.is_none() {
+        return Ok(());
+    }
+    let chart = dnc_plot::StackedBars {
+        title: "Cluster composition by class".into(),
+        x_label: "cluster".into(),
+        y_label: "images".into(),
+        categories: (0..info.k).map(|c| c.to_string()).collect(),
+        stacks: info.class_names.clone(),
+        values: info
+            .composition
+            .iter()
+            .map(|row| row.iter().map(|&v| v as f64).collect())
+            .collect(),
+        ..dnc_plot::StackedBars::default()
+    };
+    let path = run.dir.root().join("cluster").join("composition.png");
+    dnc_plot::stacked_bar_chart(&path, &chart).map_err(|e| PipelineError::Other(e.to_string()))
+}
+
+/// The cluster of every image of the training split, by dataset index.
+pub fn load_assignments(run: &Run, n_images: usize) -> Result<Vec<u32>, PipelineError> {
+    let path = assignments_path(run);
+    let a = ClusterAssignments::load(&path, &Device::Cpu)?;
+    let mut by_index = vec![u32::MAX; n_images];
+    for (&id, &label) in a.image_ids.iter().zip(&a.labels) {
+        let slot = by_index.get_mut(id as usize).ok_or_else(|| {
+            PipelineError::Other(format!(
+                "{}: image id {id} is outside the training split of {n_images} images",
+                path.display()
+            ))
+        })?;
+        *slot = label;
+    }
+    Ok(by_index)
+}

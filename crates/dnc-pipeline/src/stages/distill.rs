@@ -1,0 +1,64 @@
+//! Distil the base model and the experts into one student (SPEC step 4).
+//!
+//! Writes `distill/student.safetensors` (student with its K + 1 heads) and
+//! `distill/model.safetensors` (its encoder: the DnC model).
+
+use super::cluster::load_assignments;
+use super::experts::expert_dir;
+use crate::config::Init;
+use crate::datasets::{Split, open_split};
+use crate::error::PipelineError;
+use crate::run::Run;
+use crate::sources::{DistillSource, SingleViewMapper};
+use crate::train::{fit_config, train_loader_config};
+use crate::weights::{load_encoder, save_encoder, save_vars};
+use dnc_data::{Dataset, Loader};
+use dnc_distill::{DistillStep, Teacher};
+use dnc_engine::{FitIo, fit};
+use std::sync::Arc;
+
+/// Seed offset of the student, so it never starts from the base's initial weights by accident.
+const STUDENT_SEED: u64 = 0x5354_5544;
+
+pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
+    let cfg = &run.cfg;
+    let train = open_split(&cfg.data, Split::Train)?;
+    let clusters = load_assignments(run, train.len())?;
+    let k = clusters.iter().filter(|&&c| c != u32::MAX).map(|&c| c as usize + 1).max().unwrap_or(0);
+    let base_path = run.dir.root().join("base/model.safetensors");
+    let (base, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
+    let experts = (0..k)
+        .map(|c| {
+            let (enc, vars) = load_encoder(
+                &cfg.model,
+                &expert_dir(run, c).join("model.safetensors"),
+                &run.device,
+            )?;
+            Ok(Teacher::new(enc, vars))
+        })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    let seed = cfg.seed ^ STUDENT_SEED;
+    let mut step = DistillStep::new(&cfg.model, Teacher::new(base, base_vars.clone()), experts, seed, &run.device)?;
+    if cfg.distill.init == Init::Base {
+        step.init_student_from(&base_vars)?;
+    }
+    let mapper = Arc::new(SingleViewMapper::new(cfg.augment.view1.clone(), seed));
+    let loader = Loader::new(train, mapper, train_loader_config(cfg, cfg.distill.batch_size, seed))?;
+    let source = DistillSource::new(loader, Arc::new(clusters), cfg.augment.view1.size, run.device.clone());
+    let mut optimizer = cfg
+        .distill
+        .optimizer
+        .build()
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    let d = &cfg.distill;
+    let fit_cfg = fit_config(d.epochs, d.warmup_epochs, d.log_every, d.checkpoint_every, d.keep_checkpoints);
+    let dir = run.dir.stage_dir("distill")?;
+    let mut metrics = run.metrics()?;
+    let io = FitIo::new("distill")
+        .with_checkpoints(dir.join("checkpoints"))
+        .with_metrics(&mut metrics)
+        .with_resume(resume);
+    fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+    save_vars(step.vars(), &dir.join("student.safetensors"), |_| true)?;
+    save_encoder(step.vars(), &dir.join("model.safetensors"))
+}

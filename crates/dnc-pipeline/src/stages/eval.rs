@@ -1,0 +1,121 @@
+//! Evaluation (SPEC protocol): weighted k-NN and a linear probe on frozen backbone features of
+//! every model of the run, always beside the untrained floor.
+
+use super::experts::expert_dir;
+use crate::datasets::{Split, open_split};
+use crate::error::PipelineError;
+use crate::features::embed_dataset;
+use crate::run::Run;
+use crate::run_dir::ModelEval;
+use crate::weights::{fresh_encoder, load_encoder};
+use candle_core::Tensor;
+use dnc_data::ImageFolder;
+use dnc_eval::{Comparison, evaluate};
+use dnc_models::Encoder;
+use std::sync::Arc;
+
+/// The models of the run that exist on disk, by report name, in report order.
+fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
+    let root = run.dir.root();
+    let mut models = vec![("base".to_string(), root.join("base/model.safetensors"))];
+    for (name, stage) in [("dnc", "distill"), ("baseline", "baseline")] {
+        models.push((name.to_string(), root.join(stage).join("model.safetensors")));
+    }
+    if run.cfg.eval.experts {
+        for k in 0.. {
+            let path = expert_dir(run, k).join("model.safetensors");
+            if !path.is_file() {
+                break;
+            }
+            models.push((format!("expert-{k}"), path));
+        }
+    }
+    models.into_iter().filter(|(_, p)| p.is_file()).collect()
+}
+
+pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
+    let train = open_split(&run.cfg.data, Split::Train)?;
+    let test = open_split(&run.cfg.data, Split::Test)?;
+    if !train.is_labelled() || !test.is_labelled() {
+        return Err(PipelineError::Other(
+            "evaluation needs class folders (labels) in both train/ and test/".into(),
+        ));
+    }
+    let num_classes = train.classes().len();
+    let mut comparison = Comparison::new();
+    let mut models: Vec<(String, Encoder)> = Vec::new();
+    models.push(("untrained".into(), fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0));
+    if run.cfg.eval.bn_adapted_floor {
+        let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
+        adapt_batch_norm(run, &encoder, train.clone())?;
+        models.push(("untrained-bn".into(), encoder));
+    }
+    for (name, path) in trained_models(run) {
+        models.push((name, load_encoder(&run.cfg.model, &path, &run.device)?.0));
+    }
+    for (name, encoder) in &models {
+        let result = evaluate_encoder(run, encoder, name, &train, &test, num_classes)?;
+        comparison.push_scores(name.clone(), result.knn_top1, result.linear_top1);
+        run.dir.update_summary(|s| {
+            s.eval.insert(name.clone(), result);
+        })?;
+    }
+    tracing::info!("\n{}", comparison.to_plain());
+    Ok(())
+}
+
+/// One pass over the training images in training mode, so that the BatchNorm running statistics
+/// of an untrained network fit the data (no weight changes).
+fn adapt_batch_norm(run: &Run, encoder: &Encoder, train: Arc<ImageFolder>) -> Result<(), PipelineError> {
+    embed_dataset(&run.cfg, train, &run.device, "bn-adapt", |x| {
+        encoder.forward_t(x, true)?;
+        Ok(Vec::new())
+    })?;
+    Ok(())
+}
+
+fn backbone_features(
+    run: &Run,
+    encoder: &Encoder,
+    split: Arc<ImageFolder>,
+    label: &str,
+) -> Result<(Tensor, Vec<u32>), PipelineError> {
+    let embedded = embed_dataset(&run.cfg, split, &run.device, label, |x| {
+        Ok(vec![encoder.backbone().forward_t(x, false)?])
+    })?;
+    let labels = embedded
+        .labels
+        .iter()
+        .map(|l| l.expect("labelled split"))
+        .collect();
+    let features = embedded.outputs.into_iter().next().expect("one output");
+    Ok((features, labels))
+}
+
+fn evaluate_encoder(
+    run: &Run,
+    encoder: &Encoder,
+    name: &str,
+    train: &Arc<ImageFolder>,
+    test: &Arc<ImageFolder>,
+    num_classes: usize,
+) -> Result<ModelEval, PipelineError> {
+    let (bank, bank_labels) = backbone_features(run, encoder, train.clone(), name)?;
+    let (queries, query_labels) = backbone_features(run, encoder, test.clone(), name)?;
+    let r = evaluate(&bank, &bank_labels, &queries, &query_labels, num_classes, &run.cfg.eval.protocol())
+        .map_err(|e| PipelineError::Other(format!("evaluating {name}: {e}")))?;
+    let per_class = |v: &[dnc_eval::ClassAccuracy]| -> Vec<f64> {
+        v.iter().map(|c| c.accuracy().unwrap_or(f64::NAN)).collect()
+    };
+    tracing::info!(
+        "{name}: k-NN top-1 {:.4}{}",
+        r.knn_top1,
+        r.linear_top1.map(|l| format!(", linear top-1 {l:.4}")).unwrap_or_default()
+    );
+    Ok(ModelEval {
+        knn_top1: r.knn_top1,
+        linear_top1: r.linear_top1,
+        knn_per_class: per_class(&r.per_class_knn),
+        linear_per_class: r.per_class_linear.as_deref().map(per_class).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,172 @@
+//! One MoCLR expert per cluster, each trained only on its cluster's images (SPEC step 3).
+//!
+//! The expert budget `experts.epochs` counts full-dataset epochs. Split in proportion to cluster
+//! size (the paper), every expert trains that many epochs over its own images; split equally,
+//! every expert gets the same number of images `epochs · N / K`. Each expert has its own folder
+//! `experts/expert-<k>/` (checkpoints, `model.safetensors`, `served.json`) and resumes on its own;
+//! experts spread over `experts.devices` round-robin, one thread per device.
+
+use super::cluster::load_assignments;
+use crate::audit::Audited;
+use crate::config::{BudgetSplit, Init};
+use crate::datasets::{Split, open_split};
+use crate::error::PipelineError;
+use crate::run::Run;
+use crate::train::{MoclrJob, train_moclr};
+use crate::weights::load_encoder;
+use candle_core::Device;
+use dnc_data::{Dataset, ImageFolder, Subset};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What one expert trains on, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpertPlan {
+    pub cluster: usize,
+    /// Dataset indices of the cluster's images.
+    pub images: Vec<usize>,
+    pub epochs: usize,
+}
+
+/// Splits the expert budget over the clusters of `clusters` (cluster id of every image).
+pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -> Vec<ExpertPlan> {
+    let k = clusters.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+    let n = clusters.len();
+    (0..k)
+        .map(|c| {
+            let images: Vec<usize> = (0..n).filter(|&i| clusters[i] as usize == c).collect();
+            let epochs = match split {
+                BudgetSplit::Proportional => budget_epochs,
+                BudgetSplit::Equal => {
+                    let share = budget_epochs as f64 * n as f64 / (k as f64 * images.len().max(1) as f64);
+                    (share.round() as usize).max(1)
+                }
+            };
+            ExpertPlan {
+                cluster: c,
+                images,
+                epochs,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn expert_dir(run: &Run, cluster: usize) -> PathBuf {
+    run.dir.root().join("experts").join(format!("expert-{cluster}"))
+}
+
+pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
+    let train = open_split(&run.cfg.data, Split::Train)?;
+    let clusters = load_assignments(run, train.len())?;
+    let plans = expert_plan(&clusters, run.cfg.experts.epochs, run.cfg.experts.split);
+    let devices: Vec<Device> = if run.cfg.experts.devices.len() > 1 {
+        run.cfg
+            .experts
+            .devices
+            .iter()
+            .map(|d| d.open())
+            .collect::<candle_core::Result<_>>()?
+    } else {
+        vec![run.device.clone()]
+    };
+    let mut lanes: Vec<Vec<&ExpertPlan>> = vec![Vec::new(); devices.len()];
+    for (i, plan) in plans.iter().enumerate() {
+        lanes[i % devices.len()].push(plan);
+    }
+    let results: Vec<Result<(), PipelineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .iter()
+            .zip(&devices)
+            .map(|(lane, device)| {
+                let train = train.clone();
+                scope.spawn(move || train_lane(run, lane, &train, device, resume))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(PipelineError::Other("an expert thread panicked".into()))))
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let summary: Vec<serde_json::Value> = plans
+        .iter()
+        .map(|p| serde_json::json!({"cluster": p.cluster, "images": p.images.len(), "epochs": p.epochs}))
+        .collect();
+    run.dir.update_summary(|s| {
+        s.info.insert("experts".into(), serde_json::Value::Array(summary));
+    })?;
+    Ok(())
+}
+
+/// Trains the experts of one device, in sequence.
+fn train_lane(
+    run: &Run,
+    lane: &[&ExpertPlan],
+    train: &Arc<ImageFolder>,
+    device: &Device,
+    resume: bool,
+) -> Result<(), PipelineError> {
+    let mut metrics = run.metrics()?;
+    let base_vars = match run.cfg.experts.init {
+        Init::Base => Some(
+            load_encoder(&run.cfg.model, &run.dir.root().join("base/model.safetensors"), device)?.1,
+        ),
+        Init::Scratch => None,
+    };
+    for plan in lane {
+        let dir = expert_dir(run, plan.cluster);
+        if dir.join("model.safetensors").is_file() {
+            tracing::info!("expert {}: done, skipped", plan.cluster);
+            continue;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+        let subset = Subset::new(train.clone(), plan.images.clone())?;
+        let audited = Arc::new(Audited::new(subset));
+        let job = MoclrJob {
+            name: format!("expert-{}", plan.cluster),
+            train: run.cfg.expert_train(),
+            epochs: plan.epochs,
+            seed: run.cfg.seed.wrapping_add(1 + plan.cluster as u64),
+            init: base_vars.as_ref(),
+            dir: &dir,
+        };
+        tracing::info!(
+            "expert {}: {} images, {} epochs",
+            plan.cluster,
+            plan.images.len(),
+            plan.epochs
+        );
+        train_moclr(&run.cfg, job, audited.clone(), device, &mut metrics, resume)?;
+        audited.write_served(&dir.join("served.json"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proportional_split_gives_every_expert_the_budget_over_its_own_images() {
+        let clusters = [0, 1, 1, 1, 0, 2, 1, 1];
+        let plans = expert_plan(&clusters, 10, BudgetSplit::Proportional);
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[0].images, vec![0, 4]);
+        assert_eq!(plans[1].images, vec![1, 2, 3, 6, 7]);
+        assert_eq!(plans[2].images, vec![5]);
+        assert!(plans.iter().all(|p| p.epochs == 10));
+        // Images processed = Σ epochs·N_k = 10 · 8: ten full-dataset epochs in all.
+        let images: usize = plans.iter().map(|p| p.epochs * p.images.len()).sum();
+        assert_eq!(images, 80);
+    }
+
+    #[test]
+    fn equal_split_gives_every_expert_the_same_number_of_images() {
+        let clusters = [0, 0, 0, 0, 0, 0, 1, 1];
+        let plans = expert_plan(&clusters, 3, BudgetSplit::Equal);
+        // N = 8, K = 2: each expert gets 3·8/2 = 12 images: 2 epochs of 6, 6 epochs of 2.
+        assert_eq!(plans[0].epochs, 2);
+        assert_eq!(plans[1].epochs, 6);
+    }
+}

@@ -1,0 +1,28 @@
+//! The implementation of every stage.
+
+mod cluster;
+mod distill;
+mod embed;
+mod eval;
+mod experts;
+mod pretrain;
+
+use crate::error::PipelineError;
+use crate::run::Run;
+use crate::stage::Stage;
+
+pub use cluster::{ClusterInfo, load_assignments};
+pub use experts::{ExpertPlan, expert_plan};
+
+/// Runs `stage` of `run`.
+pub(crate) fn run(run: &Run, stage: Stage, resume: bool) -> Result<(), PipelineError> {
+    match stage {
+        Stage::Base => pretrain::base(run, resume),
+        Stage::Baseline => pretrain::baseline(run, resume),
+        Stage::Embed => embed::run(run),
+        Stage::Cluster => cluster::run(run),
+        Stage::Experts => experts::run(run, resume),
+        Stage::Distill => distill::run(run, resume),
+        Stage::Eval => eval::run(run),
+    }
+}

@@ -1,0 +1,107 @@
+//! Training helpers shared by the base, expert and baseline stages: a MoCLR run of one encoder
+//! on one dataset, checkpointed in its own folder, ending with `model.safetensors`.
+
+use crate::config::{RunConfig, TrainConfig};
+use crate::error::PipelineError;
+use crate::sources::ViewPairSource;
+use crate::weights::save_encoder;
+use candle_core::Device;
+use candle_nn::VarMap;
+use dnc_augment::TwoViewMapper;
+use dnc_data::{Dataset, ImageItem, Loader, LoaderConfig};
+use dnc_engine::{FitConfig, FitIo, FitReport, MetricsWriter, fit};
+use dnc_moclr::{MoclrConfig, MoclrStep};
+use std::path::Path;
+use std::sync::Arc;
+
+/// One MoCLR training job.
+pub(crate) struct MoclrJob<'a> {
+    /// Stage name in metrics and checkpoints (`base`, `expert-2`, `baseline`).
+    pub name: String,
+    pub train: &'a TrainConfig,
+    pub epochs: usize,
+    /// Seeds the weights, the shuffling and the augmentation of this job.
+    pub seed: u64,
+    /// Start from these weights instead of a fresh initialisation.
+    pub init: Option<&'a VarMap>,
+    /// Folder of the job: `checkpoints/` inside, `model.safetensors` at the end.
+    pub dir: &'a Path,
+}
+
+/// Loader settings of a training stage.
+pub(crate) fn train_loader_config(run: &RunConfig, batch_size: usize, seed: u64) -> LoaderConfig {
+    LoaderConfig {
+        batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed,
+        workers: run.data.workers,
+        prefetch_batches: run.data.prefetch_batches.max(1),
+    }
+}
+
+/// The fit settings of a training stage.
+pub(crate) fn fit_config(
+    epochs: usize,
+    warmup_epochs: f64,
+    log_every: usize,
+    checkpoint_every: usize,
+    keep: usize,
+) -> FitConfig {
+    FitConfig {
+        epochs,
+        warmup_epochs,
+        log_every,
+        checkpoint_every,
+        keep_last: keep.max(1),
+        ..FitConfig::default()
+    }
+}
+
+/// Trains one MoCLR encoder on `dataset` and writes `<dir>/model.safetensors`.
+pub(crate) fn train_moclr<D>(
+    run: &RunConfig,
+    job: MoclrJob<'_>,
+    dataset: Arc<D>,
+    device: &Device,
+    metrics: &mut MetricsWriter,
+    resume: bool,
+) -> Result<FitReport, PipelineError>
+where
+    D: Dataset<Item = ImageItem> + 'static,
+{
+    let mapper = Arc::new(
+        TwoViewMapper::new(run.augment.clone(), job.seed)
+            .map_err(|e| PipelineError::bad_config("augment", "", e.to_string()))?,
+    );
+    let loader_cfg = train_loader_config(run, job.train.batch_size, job.seed);
+    let loader = Loader::new(dataset, mapper, loader_cfg)?;
+    let source = ViewPairSource::new(loader, run.augment.view1.size, device.clone());
+    let moclr = MoclrConfig {
+        objective: job.train.objective.clone(),
+        ema_momentum: job.train.ema_momentum,
+    };
+    let mut step = MoclrStep::new(&run.model, moclr, job.seed, device)?;
+    if let Some(init) = job.init {
+        step.init_from(init)?;
+    }
+    let mut optimizer = job
+        .train
+        .optimizer
+        .build()
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    let fit_cfg = fit_config(
+        job.epochs,
+        job.train.warmup_epochs,
+        job.train.log_every,
+        job.train.checkpoint_every,
+        job.train.keep_checkpoints,
+    );
+    let io = FitIo::new(job.name.clone())
+        .with_checkpoints(job.dir.join("checkpoints"))
+        .with_metrics(metrics)
+        .with_resume(resume);
+    let report = fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+    save_encoder(step.online_vars(), &job.dir.join("model.safetensors"))?;
+    Ok(report)
+}

@@ -1,0 +1,104 @@
+//! Checks of a run configuration, once, before any work: every impossible value is an error that
+//! names its key and value.
+
+use crate::config::{DistillConfig, RunConfig, TrainConfig};
+use crate::error::PipelineError;
+
+fn check(ok: bool, key: &str, value: impl std::fmt::Display, reason: &str) -> Result<(), PipelineError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(PipelineError::bad_config(key, value, reason))
+    }
+}
+
+fn wrap<E: std::fmt::Display>(key: &str, r: Result<(), E>) -> Result<(), PipelineError> {
+    r.map_err(|e| PipelineError::bad_config(key, "", e.to_string()))
+}
+
+fn check_train(prefix: &str, t: &TrainConfig, need_epochs: bool) -> Result<(), PipelineError> {
+    if need_epochs {
+        check(t.epochs >= 1, &format!("{prefix}.epochs"), t.epochs, "must be at least 1")?;
+    }
+    check(
+        t.batch_size >= 2,
+        &format!("{prefix}.batch_size"),
+        t.batch_size,
+        "a contrastive batch needs at least 2 images",
+    )?;
+    check(
+        (0.0..=1.0).contains(&t.ema_momentum),
+        &format!("{prefix}.ema_momentum"),
+        t.ema_momentum,
+        "must be in [0, 1]",
+    )?;
+    check(
+        t.warmup_epochs >= 0.0 && t.warmup_epochs.is_finite(),
+        &format!("{prefix}.warmup_epochs"),
+        t.warmup_epochs,
+        "must be a finite number >= 0",
+    )?;
+    wrap(&format!("{prefix}.objective"), t.objective.validate())?;
+    wrap(&format!("{prefix}.optimizer"), t.optimizer.validate())
+}
+
+fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
+    check(d.epochs >= 1, "distill.epochs", d.epochs, "must be at least 1")?;
+    check(d.batch_size >= 2, "distill.batch_size", d.batch_size, "must be at least 2")?;
+    wrap("distill.optimizer", d.optimizer.validate())
+}
+
+/// Validates every section of the configuration.
+pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
+    wrap("model", cfg.model.validate())?;
+    wrap("augment", cfg.augment.validate())?;
+    check(
+        cfg.augment.view1.size == cfg.augment.view2.size,
+        "augment.view2.size",
+        cfg.augment.view2.size,
+        "both views must have the same size",
+    )?;
+    check_train("base", &cfg.base, true)?;
+    wrap("divide.kmeans", cfg.divide.kmeans.validate())?;
+    check(cfg.divide.batch_size >= 1, "divide.batch_size", 0, "must be at least 1")?;
+    check(
+        cfg.experts.epochs >= 1,
+        "experts.epochs",
+        cfg.experts.epochs,
+        "must be at least 1",
+    )?;
+    if let Some(train) = &cfg.experts.train {
+        check_train("experts.train", train, false)?;
+    }
+    check_distill(&cfg.distill)?;
+    wrap("eval", cfg.eval.protocol().validate())?;
+    check(cfg.eval.batch_size >= 1, "eval.batch_size", 0, "must be at least 1")?;
+    check(
+        cfg.data.root.as_os_str().len() > 0,
+        "data.root",
+        "\"\"",
+        "must name the folder that holds train/ and test/",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        validate(&RunConfig::default()).unwrap();
+        let mut cfg = RunConfig::default();
+        cfg.base.batch_size = 1;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("base.batch_size") && err.contains('1'), "{err}");
+        let mut cfg = RunConfig::default();
+        cfg.divide.kmeans.n_clusters = 0;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("divide.kmeans"), "{err}");
+        let mut cfg = RunConfig::default();
+        cfg.base.objective.temperature = -1.0;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("base.objective") && err.contains("-1"), "{err}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Line charts, e.g. training-loss curves with one series per stage or model.
+
+use std::ops::Range;
+use std::path::Path;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+use crate::axes::LogAxis;
+use crate::canvas::{self, Area, DEFAULT_SIZE, DrawFailure};
+use crate::error::PlotError;
+use crate::scale::{self, format_tick};
+
+/// Series with at most this many drawn points also get a marker on every point, so that short
+/// curves (and single points, which make no line) stay visible.
+const MARKER_LIMIT: usize = 30;
+
+/// One named curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// `(x, y)` points in drawing order; points with a non-finite coordinate are skipped.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart description for [`line_chart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineChart {
+    /// Title above the chart; also names the chart in errors.
+    pub title: String,
+    /// Label under the x axis.
+    pub x_label: String,
+    /// Label beside the y axis.
+    pub y_label: String,
+    /// The curves, one colour and legend entry each.
+    pub series: Vec<Series>,
+    /// Logarithmic y axis; points with `y <= 0` are then skipped.
+    pub log_y: bool,
+    /// Image size in pixels, (width, height).
+    pub size: (u32, u32),
+}
+
+impl Default for LineChart {
+    fn default() -> Self {
+        Self {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            series: Vec::new(),
+            log_y: false,
+            size: DEFAULT_SIZE,
+        }
+    }
+}
+
+/// The drawable part of a chart: kept points per series and the axis ranges.
+#[derive(Debug, Clone, PartialEq)]
+struct Prepared {
+    /// (series index, kept points); series left without points are absent.
+    lines: Vec<(usize, Vec<(f64, f64)>)>,
+    x: Range<f64>,
+    y: Range<f64>,
+}
+
+/// Writes `spec` as a PNG line chart at `path` (atomically), with a legend and axis ranges fitted
+/// to the data plus a margin.
+///
+/// Points with a NaN or infinite coordinate (and, on a log axis, `y <= 0`) are skipped; a series
+/// left without points is left out of the chart. A single point is drawn as a marker.
+///
+/// # Errors
+/// [`PlotError::InvalidInput`] when there are no series, a series has no points, no point at all
+/// is drawable, or the path/size is unusable; [`PlotError::Draw`] / [`PlotError::Io`] when
+/// rendering or writing fails.
+pub fn line_chart(path: &Path, spec: &LineChart) -> Result<(), PlotError> {
+    let prepared = prepare(spec)?;
+    let x = prepared.x.clone();
+    canvas::render(path, &spec.title, spec.size, |root| {
+        if spec.log_y {
+            draw(root, spec, &prepared, x, LogAxis::new(prepared.y.clone()))
+        } else {
+            draw(root, spec, &prepared, x, prepared.y.clone())
+        }
+    })
+}
+
+/// Validates `spec`, drops undrawable points and computes the axis ranges.
+fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
+    if spec.series.is_empty() {
+        return Err(PlotError::invalid(&spec.title, "has no series"));
+    }
+    let mut lines = Vec::with_capacity(spec.series.len());
+    for (i, series) in spec.series.iter().enumerate() {
+        if series.points.is_empty() {
+            let reason = format!("series `{}` has no points", series.name);
+            return Err(PlotError::invalid(&spec.title, reason));
+        }
+        let kept = drawable_points(spec, series);
+        if !kept.is_empty() {
+            lines.push((i, kept));
+        }
+    }
+    let all = || lines.iter().flat_map(|(_, pts)| pts.iter());
+    let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (
+        scale::min_max(all().map(|p| p.0)),
+        scale::min_max(all().map(|p| p.1)),
+    ) else {
+        let what = if spec.log_y {
+            "finite, positive-y"
+        } else {
+            "finite"
+        };
+        return Err(PlotError::invalid(
+            &spec.title,
+            format!("has no {what} points to draw"),
+        ));
+    };
+    Ok(Prepared {
+        lines,
+        x: scale::padded_range(x_lo, x_hi, false),
+        y: scale::padded_range(y_lo, y_hi, spec.log_y),
+    })
+}
+
+/// The points of `series` that can be drawn on the chart's axes, warning about the others.
+fn drawable_points(spec: &LineChart, series: &Series) -> Vec<(f64, f64)> {
+    let kept: Vec<(f64, f64)> = series
+        .points
+        .iter()
+        .copied()
+        .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!spec.log_y || y > 0.0))
+        .collect();
+    let skipped = series.points.len() - kept.len();
+    if skipped > 0 {
+        tracing::warn!(
+            chart = %spec.title, series = %series.name, skipped, total = series.points.len(),
+            "skipping non-finite (or, on a log axis, non-positive) points"
+        );
+    }
+    kept
+}
+
+/// Draws title, axes, curves and legend; generic over the y axis (linear or logarithmic).
+fn draw<Y>(
+    root: &Area<'_>,
+    spec: &LineChart,
+    prepared: &Prepared,
+    x: Range<f64>,
+    y: Y,
+) -> Result<(), DrawFailure>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let plot = root.titled(&spec.title, canvas::text(22.0))?;
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(spec.x_label.as_str())
+        .y_desc(spec.y_label.as_str())
+        .axis_desc_style(canvas::text(16.0))
+        .label_style(canvas::text(13.0))
+        .x_label_formatter(&|v| format_tick(*v))
+        .y_label_formatter(&|v| format_tick(*v))
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .x_max_light_lines(4)
+        .draw()?;
+    let colours = canvas::palette(spec.series.len());
+    for (i, points) in &prepared.lines {
+        let colour = colours[*i];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(spec.series[*i].name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
+        if points.len() <= MARKER_LIMIT {
+            let markers = points.iter().map(|&p| Circle::new(p, 3, colour.filled()));
+            chart.draw_series(markers)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(canvas::text(14.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{count_colour, count_colour_in, decode, distinct_colours};
+
+    fn series(name: &str, points: &[(f64, f64)]) -> Series {
+        let points = points.to_vec();
+        Series {
+            name: name.into(),
+            points,
+        }
+    }
+
+    fn chart(series: Vec<Series>) -> LineChart {
+        LineChart {
+            title: "loss".into(),
+            x_label: "epoch".into(),
+            y_label: "InfoNCE".into(),
+            series,
+            ..LineChart::default()
+        }
+    }
+
+    #[test]
+    fn prepare_skips_non_finite_points_and_fits_ranges() {
+        let nan = f64::NAN;
+        let spec = chart(vec![
+            series(
+                "base",
+                &[(0.0, 1.0), (1.0, nan), (2.0, f64::INFINITY), (4.0, 3.0)],
+            ),
+            series("broken", &[(nan, 1.0), (5.0, f64::NEG_INFINITY)]),
+        ]);
+        let p = prepare(&spec).unwrap();
+        assert_eq!(p.lines, vec![(0, vec![(0.0, 1.0), (4.0, 3.0)])]);
+        // x 0..4 and y 1..3 widened by 5% of their spans.
+        assert_eq!((p.x.start, p.x.end), (-0.2, 4.2));
+        assert!(
+            (p.y.start - 0.9).abs() < 1e-12 && (p.y.end - 3.1).abs() < 1e-12,
+            "{:?}",
+            p.y
+        );
+    }
+
+    #[test]
+    fn prepare_on_log_axis_drops_non_positive_y() {
+        let mut spec = chart(vec![series(
+            "a",
+            &[(0.0, 0.0), (1.0, -1.0), (2.0, 10.0), (3.0, 1000.0)],
+        )]);
+        spec.log_y = true;
+        let p = prepare(&spec).unwrap();
+        assert_eq!(p.lines[0].1, vec![(2.0, 10.0), (3.0, 1000.0)]);
+        // log10 span 1..3, 0.1 decade margin.
+        assert!((p.y.start - 10f64.powf(0.9)).abs() < 1e-9, "{:?}", p.y);
+        assert!((p.y.end - 10f64.powf(3.1)).abs() < 1e-6, "{:?}", p.y);
+    }
+
+    #[test]
+    fn empty_inputs_are_errors_naming_the_chart() {
+        let err = prepare(&chart(vec![])).unwrap_err();
+        assert!(matches!(err, PlotError::InvalidInput { .. }));
+        assert_eq!(err.to_string(), "chart `loss`: has no series");
+        let err = prepare(&chart(vec![
+            series("base", &[(0.0, 1.0)]),
+            series("exp", &[]),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "chart `loss`: series `exp` has no points");
+        let err = prepare(&chart(vec![series("base", &[(0.0, f64::NAN)])])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chart `loss`: has no finite points to draw"
+        );
+    }
+
+    #[test]
+    fn writes_png_of_requested_size_with_series_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loss.png");
+        let decay: Vec<(f64, f64)> = (0..100)
+            .map(|e| (e as f64, 5.0 / (1.0 + e as f64)))
+            .collect();
+        let mut spec = chart(vec![
+            series("base", &decay),
+            series(
+                "expert-0",
+                &[(10.0, 3.0), (20.0, f64::NAN), (30.0, 1.0), (40.0, 0.5)],
+            ),
+        ]);
+        spec.size = (640, 400);
+        spec.log_y = true;
+        line_chart(&path, &spec).unwrap();
+        let img = decode(&path);
+        assert_eq!(img.dimensions(), (640, 400));
+        assert!(distinct_colours(&img) > 10, "image looks blank");
+        let [blue, orange] = [canvas::palette(2)[0], canvas::palette(2)[1]];
+        assert!(count_colour(&img, blue) > 200, "base curve missing");
+        assert!(count_colour(&img, orange) > 100, "expert curve missing");
+    }
+
+    #[test]
+    fn single_point_is_drawn_as_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.png");
+        line_chart(&path, &chart(vec![series("only", &[(3.0, 0.25)])])).unwrap();
+        let img = decode(&path);
+        // The point is at the centre of both axis ranges, so its marker (radius 3) lies near the
+        // centre of the plot area, well away from the legend in the upper right corner.
+        let near_centre = count_colour_in(&img, canvas::palette(1)[0], 380..500, 190..300);
+        assert!(near_centre >= 20, "marker missing: {near_centre} pixels");
+    }
+}
