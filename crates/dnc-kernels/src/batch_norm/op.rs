@@ -1,0 +1,373 @@
+//! Training-mode batch normalisation (Ioffe & Szegedy, arXiv 1502.03167) as a candle custom op.
+//!
+//! The forward pass makes one pass over the input for the per-channel statistics and one for
+//! the normalisation; the backward pass one for the two gradient sums and one for the closed-form
+//! input gradient
+//! `dx = w·σ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂))`, `dw = Σ dy·x̂`, `db = Σ dy`,
+//! where `x̂ = (x − μ)·σ⁻¹` and `σ = sqrt(var + eps)` with the biased batch variance.
+
+use super::affine::{InputGradCoefficients, input_grad, normalize};
+use super::moments::{Gated, Nlc, channel_moments};
+use crate::error::KernelError;
+use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use std::sync::Arc;
+
+/// Normalises `x` with its own batch statistics, then scales by `weight` and shifts by `bias`
+/// (PyTorch's `BatchNorm` in training mode, without the running-statistics update).
+///
+/// Returns `(y, mean, var)`: the output, and the per-channel batch mean and **biased** batch
+/// variance (divided by `N·H·W`) for the caller's running statistics; `mean` and `var` carry no
+/// gradient. Gradients flow to `x`, `weight` and `bias`.
+///
+/// On the CPU in `f32` or `f64` this runs fused kernels, in parallel over images and channels;
+/// elsewhere (CUDA, Metal, half precision) it is composed from candle ops, with the same
+/// results and gradients.
+///
+/// # Shapes
+/// `x`: `[N, C]` or `[N, C, ...]` (e.g. `[N, C, H, W]`); `weight`, `bias`: `[C]` →
+/// (`y`: shape of `x`, `mean`: `[C]`, `var`: `[C]`).
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_norm(x, weight, bias, eps, false)
+}
+
+/// [`batch_norm_train`] followed by a ReLU, fused: `y = max(0, bn(x))`, with the ReLU mask
+/// applied inside the batch-norm backward pass instead of through a separate op. `mean` and
+/// `var` are the statistics of `x`, as in [`batch_norm_train`].
+///
+/// # Shapes
+/// As [`batch_norm_train`].
+pub fn batch_norm_relu_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_norm(x, weight, bias, eps, true)
+}
+
+fn batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let s = check_args(x, weight, bias, eps)?;
+    if has_cpu_kernel(x) {
+        match x.dtype() {
+            DType::F32 => cpu_batch_norm::<f32>(s, x, weight, bias, eps, relu),
+            _ => cpu_batch_norm::<f64>(s, x, weight, bias, eps, relu),
+        }
+    } else {
+        let (y, mean, var) = composed_batch_norm(s, x, weight, bias, eps)?;
+        Ok((if relu { y.relu()? } else { y }, mean, var))
+    }
+}
+
+fn check_args(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Nlc> {
+    let op = "batch_norm_train";
+    let dims = x.dims();
+    if dims.len() < 2 || dims.contains(&0) {
+        Err(KernelError::Shape {
+            op,
+            what: format!("needs a non-empty input of rank 2 or more, got {dims:?}"),
+        })?
+    }
+    let c = dims[1];
+    if weight.dims() != [c] || bias.dims() != [c] {
+        Err(KernelError::Shape {
+            op,
+            what: format!(
+                "input {dims:?} has {c} channels but weight is {:?} and bias {:?}",
+                weight.dims(),
+                bias.dims()
+            ),
+        })?
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        Err(KernelError::Parameter {
+            op,
+            what: format!("eps must be finite and >= 0, got {eps}"),
+        })?
+    }
+    for t in [weight, bias] {
+        if t.dtype() != x.dtype() || !t.device().same_device(x.device()) {
+            Err(KernelError::Mismatch {
+                op,
+                what: format!(
+                    "input is {:?} on {:?}, parameter is {:?} on {:?}",
+                    x.dtype(),
+                    x.device(),
+                    t.dtype(),
+                    t.device()
+                ),
+            })?
+        }
+    }
+    Ok(Nlc {
+        n: dims[0],
+        c,
+        l: dims[2..].iter().product(),
+    })
+}
+
+/// The fused CPU path: statistics here, normalisation and backward in [`BatchNormOp`].
+fn cpu_batch_norm<T: Float>(
+    s: Nlc,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let x = x.contiguous()?;
+    let (mean, var) = with_slice::<T, _>("batch_norm_train", &x, |xs| {
+        // Shifting by each channel's first value keeps E[x²] − E[x]² well conditioned.
+        let shift: Vec<T> = (0..s.c).map(|ch| xs[ch * s.l]).collect();
+        let u = Gated {
+            values: xs,
+            shift: &shift,
+            gate: None,
+        };
+        let sums = channel_moments(s, u, xs, &shift);
+        let count = s.count() as f64;
+        Ok(sums
+            .iter()
+            .zip(&shift)
+            .map(|(&(s1, s2), sh)| {
+                let d = s1 / count;
+                (sh.to_f64() + d, (s2 / count - d * d).max(0.0))
+            })
+            .unzip::<f64, f64, Vec<f64>, Vec<f64>>())
+    })?;
+    let stats = Arc::new(Stats {
+        inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        mean,
+    });
+    let to_tensor = |v: &[f64]| Tensor::from_vec(cast::<T>(v), s.c, x.device());
+    let (mean_t, var_t) = (to_tensor(&stats.mean)?, to_tensor(&var)?);
+    let op = BatchNormOp { s, stats, relu };
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok((y, mean_t, var_t))
+}
+
+fn cast<T: Float>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+/// Batch statistics shared by the forward and backward passes.
+#[derive(Debug)]
+struct Stats {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// `y = (x − μ)·σ⁻¹·weight + bias` with precomputed `μ`, `σ⁻¹`, then `max(y, 0)` when `relu`.
+struct BatchNormOp {
+    s: Nlc,
+    stats: Arc<Stats>,
+    relu: bool,
+}
+
+impl BatchNormOp {
+    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let st = &self.stats;
+        let scale: Vec<f64> = w
+            .iter()
+            .zip(&st.inv_std)
+            .map(|(w, i)| w.to_f64() * i)
+            .collect();
+        let offset: Vec<f64> = (0..self.s.c)
+            .map(|ch| b[ch].to_f64() - st.mean[ch] * scale[ch])
+            .collect();
+        let mut y = zeroed(x.len());
+        normalize(self.s, &mut y, x, &cast(&scale), &cast(&offset), self.relu);
+        y
+    }
+
+    /// The gradients; `y` is the op's output, whose sign is the ReLU mask when `relu`.
+    fn backward<T: Float>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<Grads<T>> {
+        let op = "batch_norm_train";
+        let weight: Vec<f64> =
+            with_slice::<T, _>(op, w, |w| Ok(w.iter().map(|v| v.to_f64()).collect()))?;
+        let y = if self.relu { Some(y) } else { None };
+        with_slice::<T, _>(op, x, |xs| {
+            with_slice::<T, _>(op, dy, |dys| match y {
+                Some(y) => with_slice::<T, _>(op, y, |ys| {
+                    Ok(self.grads(&weight, xs, dys, Some(ys), x.track_op()))
+                }),
+                None => Ok(self.grads(&weight, xs, dys, None, x.track_op())),
+            })
+        })
+    }
+
+    /// `db = Σ dỹ`, `dw = σ⁻¹·Σ dỹ·(x − μ)`, and `dx` when `need_dx`, with `dỹ = dy·[gate > 0]`.
+    fn grads<T: Float>(
+        &self,
+        weight: &[f64],
+        xs: &[T],
+        dys: &[T],
+        gate: Option<&[T]>,
+        need_dx: bool,
+    ) -> Grads<T> {
+        let (s, st) = (self.s, &self.stats);
+        let zeros = vec![T::ZERO; s.c];
+        let dy = Gated {
+            values: dys,
+            shift: &zeros,
+            gate,
+        };
+        let sums = channel_moments(s, dy, xs, &cast(&st.mean));
+        let db: Vec<f64> = sums.iter().map(|p| p.0).collect();
+        let dw: Vec<f64> = sums.iter().zip(&st.inv_std).map(|(p, i)| p.1 * i).collect();
+        let dx = need_dx.then(|| {
+            // dx = k1·dỹ + k2·x + k3 per channel, from
+            // dx = w·σ⁻¹·(dỹ − db/N − x̂·dw/N) and x̂ = (x − μ)·σ⁻¹.
+            let count = s.count() as f64;
+            let (mut k1, mut k2, mut k3) = (vec![0.0; s.c], vec![0.0; s.c], vec![0.0; s.c]);
+            for ch in 0..s.c {
+                let inv = st.inv_std[ch];
+                k1[ch] = weight[ch] * inv;
+                k2[ch] = -k1[ch] * inv * dw[ch] / count;
+                k3[ch] = -k1[ch] * db[ch] / count - k2[ch] * st.mean[ch];
+            }
+            let k = InputGradCoefficients {
+                k1: cast(&k1),
+                k2: cast(&k2),
+                k3: cast(&k3),
+            };
+            let mut dx = zeroed(xs.len());
+            input_grad(s, &mut dx, dy, xs, &k);
+            dx
+        });
+        Grads {
+            dx,
+            dw: cast(&dw),
+            db: cast(&db),
+        }
+    }
+
+    fn grad_tensors<T: Float>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.backward::<T>(x, w, y, dy)?;
+        let dx =
+            g.dx.map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+                .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| Tensor::from_vec(g.dw, self.s.c, x.device()))
+            .transpose()?;
+        let db = b
+            .track_op()
+            .then(|| Tensor::from_vec(g.db, self.s.c, x.device()))
+            .transpose()?;
+        Ok((dx, dw, db))
+    }
+}
+
+struct Grads<T> {
+    dx: Option<Vec<T>>,
+    dw: Vec<T>,
+    db: Vec<T>,
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "dnc-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let y = match x {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
+                storage_slice(op, x, xl)?,
+                storage_slice(op, w, wl)?,
+                storage_slice(op, b, bl)?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
+                storage_slice(op, x, xl)?,
+                storage_slice(op, w, wl)?,
+                storage_slice(op, b, bl)?,
+            )),
+            other => bail!("{op}: no kernel for {:?}", other.dtype()),
+        };
+        Ok((y, xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || w.track_op() || b.track_op()) {
+            return Ok((None, None, None));
+        }
+        match x.dtype() {
+            DType::F32 => self.grad_tensors::<f32>(x, w, b, y, dy),
+            DType::F64 => self.grad_tensors::<f64>(x, w, b, y, dy),
+            other => bail!("{}: no kernel for {other:?}", self.name()),
+        }
+    }
+}
+
+/// The same computation from candle ops, for devices and dtypes without a fused kernel.
+/// Half-precision inputs are normalised in `f32`.
+fn composed_batch_norm(
+    s: Nlc,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let dtype = x.dtype();
+    let compute = match dtype {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    };
+    let xs = x.reshape((s.n, s.c, s.l))?.to_dtype(compute)?;
+    let count = s.count() as f64;
+    let mean = (xs.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    let centred = xs.broadcast_sub(&mean)?;
+    let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
+    let scale = weight
+        .to_dtype(compute)?
+        .reshape((1, s.c, 1))?
+        .broadcast_div(&(&var + eps)?.sqrt()?)?;
+    let y = centred
+        .broadcast_mul(&scale)?
+        .broadcast_add(&bias.to_dtype(compute)?.reshape((1, s.c, 1))?)?
+        .to_dtype(dtype)?
+        .reshape(x.shape())?;
+    let stat = |t: &Tensor| t.detach().flatten_all()?.to_dtype(dtype);
+    Ok((y, stat(&mean)?, stat(&var)?))
+}

@@ -1,0 +1,208 @@
+//! CPU convolution kernels: im2col + gemm forward, and the two gradients of the backward pass.
+//!
+//! Work is split over groups of whole images, one rayon task per group, each running
+//! single-threaded gemm calls on thread-local scratch buffers. A group holds enough images for
+//! its patch matrix to reach [`TARGET_COLUMNS`] columns, so that small late-layer feature maps
+//! (4×4 pixels) still give gemm a wide matrix. The group size depends on the shapes only, and
+//! the weight gradient is reduced over a fixed number of slabs in a fixed order: results do not
+//! depend on the number of threads or on scheduling.
+
+use super::geometry::Conv2dGeometry;
+use super::im2col::{col2im, im2col};
+use crate::float::{Float, zeroed};
+use crate::matmul::{MatRef, matmul};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Patch-matrix width (images × output pixels) a group of images aims for.
+const TARGET_COLUMNS: usize = 512;
+
+/// Weight-gradient partial sums: at most this many, added in order at the end.
+const WEIGHT_SLABS: usize = 8;
+
+/// Images per group for this geometry.
+fn group_size(geo: &Conv2dGeometry) -> usize {
+    (TARGET_COLUMNS / geo.out_plane().max(1)).clamp(1, geo.batch.max(1))
+}
+
+/// `y = conv2d(x, w)`.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]` (both contiguous) → `[B, O, out_h, out_w]`.
+pub(crate) fn forward<T: Float>(geo: &Conv2dGeometry, x: &[T], w: &[T]) -> Vec<T> {
+    let mut y = zeroed(geo.batch * geo.out_image());
+    let group = group_size(geo);
+    let (k, p, o) = (geo.patch_len(), geo.out_plane(), geo.out_channels);
+    let w = MatRef::row_major(w, o, k);
+    y.par_chunks_mut(group * geo.out_image())
+        .zip(x.par_chunks(group * geo.in_image()))
+        .for_each(|(y, x)| {
+            let images = x.len() / geo.in_image();
+            if images == 1 && geo.is_pointwise() {
+                matmul(y, w, MatRef::row_major(x, k, p), false, Parallelism::None);
+                return;
+            }
+            let cols = images * p;
+            T::with_scratch(k * cols + o * cols, |buf| {
+                let (col, out) = buf.split_at_mut(k * cols);
+                im2col(geo, x, col);
+                let col = MatRef::row_major(col, k, cols);
+                if images == 1 {
+                    matmul(y, w, col, false, Parallelism::None);
+                } else {
+                    matmul(out, w, col, false, Parallelism::None);
+                    unpack_channels(out, y, images, p);
+                }
+            });
+        });
+    y
+}
+
+/// `[O, G·P]` (channel-major, as gemm writes it) → `[G, O, P]` (image-major).
+fn unpack_channels<T: Float>(src: &[T], dst: &mut [T], images: usize, plane: usize) {
+    let channels = src.len() / (images * plane);
+    for (o, row) in src.chunks_exact(images * plane).enumerate() {
+        for (g, part) in row.chunks_exact(plane).enumerate() {
+            let start = (g * channels + o) * plane;
+            dst[start..start + plane].copy_from_slice(part);
+        }
+    }
+}
+
+/// `[G, O, P]` → `[O, G·P]`: the inverse of [`unpack_channels`].
+fn pack_channels<T: Float>(src: &[T], dst: &mut [T], images: usize, plane: usize) {
+    let channels = src.len() / (images * plane);
+    for (o, row) in dst.chunks_exact_mut(images * plane).enumerate() {
+        for (g, part) in row.chunks_exact_mut(plane).enumerate() {
+            let start = (g * channels + o) * plane;
+            part.copy_from_slice(&src[start..start + plane]);
+        }
+    }
+}
+
+/// Gradients of `conv2d` with respect to its input and kernel, each computed only if asked for.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]`, `dy`: `[B, O, out_h, out_w]` (all contiguous) →
+/// (`dx`: `[B, C, H, W]`, `dw`: `[O, C, kh, kw]`).
+pub(crate) fn backward<T: Float>(
+    geo: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    need_dx: bool,
+    need_dw: bool,
+) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let group = group_size(geo);
+    let groups = geo.batch.div_ceil(group);
+    let slab_images = groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group;
+    let mut dx = need_dx.then(|| zeroed(geo.batch * geo.in_image()));
+    let dx_slabs: Vec<Option<&mut [T]>> = match dx.as_mut() {
+        Some(dx) => dx
+            .chunks_mut(slab_images * geo.in_image())
+            .map(Some)
+            .collect(),
+        None => (0..geo.batch.div_ceil(slab_images)).map(|_| None).collect(),
+    };
+    let partial_dw: Vec<Option<Vec<T>>> = dx_slabs
+        .into_par_iter()
+        .zip(x.par_chunks(slab_images * geo.in_image()))
+        .zip(dy.par_chunks(slab_images * geo.out_image()))
+        .map(|((dx, x), dy)| backward_slab(geo, group, x, w, dy, dx, need_dw))
+        .collect();
+    let dw = need_dw.then(|| sum_in_order(partial_dw.into_iter().flatten(), w.len()));
+    (dx, dw)
+}
+
+/// The backward pass over one slab of consecutive images, group by group; returns the slab's
+/// weight gradient when `need_dw`, and adds the input gradient into `dx` when given.
+fn backward_slab<T: Float>(
+    geo: &Conv2dGeometry,
+    group: usize,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    mut dx: Option<&mut [T]>,
+    need_dw: bool,
+) -> Option<Vec<T>> {
+    let (k, o) = (geo.patch_len(), geo.out_channels);
+    let mut dw_t = need_dw.then(|| vec![T::ZERO; k * o]);
+    let x_groups = x.chunks(group * geo.in_image());
+    let dy_groups = dy.chunks(group * geo.out_image());
+    for (i, (x, dy)) in x_groups.zip(dy_groups).enumerate() {
+        let dx = dx.as_deref_mut().map(|dx| {
+            let start = i * group * geo.in_image();
+            &mut dx[start..start + x.len()]
+        });
+        backward_group(geo, x, w, dy, dx, dw_t.as_deref_mut());
+    }
+    dw_t.map(|t| transpose(&t, k, o))
+}
+
+/// The backward pass of one group of images: `dWᵀ += col · dYᵀ` into `dw_t` and
+/// `dx += col2im(Wᵀ · dY)` into `dx`, for those given.
+fn backward_group<T: Float>(
+    geo: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dx: Option<&mut [T]>,
+    dw_t: Option<&mut [T]>,
+) {
+    let (k, o) = (geo.patch_len(), geo.out_channels);
+    let images = x.len() / geo.in_image();
+    let cols = images * geo.out_plane();
+    let w = MatRef::row_major(w, o, k);
+    let direct = images == 1 && geo.is_pointwise();
+    T::with_scratch(k * cols + o * cols, |buf| {
+        let (col, packed) = buf.split_at_mut(k * cols);
+        // The output gradient as an `[O, G·P]` matrix, matching the patch matrix's columns.
+        let dy_mat = if images == 1 {
+            MatRef::row_major(dy, o, cols)
+        } else {
+            pack_channels(dy, packed, images, geo.out_plane());
+            MatRef::row_major(&*packed, o, cols)
+        };
+        if let Some(dw_t) = dw_t {
+            // Both operands run along the pixels; in this orientation gemm transposes the small
+            // `[O, G·P]` operand while packing, not the patch matrix.
+            let patches = if direct {
+                MatRef::row_major(x, k, cols)
+            } else {
+                im2col(geo, x, col);
+                MatRef::row_major(&*col, k, cols)
+            };
+            matmul(dw_t, patches, dy_mat.t(), true, Parallelism::None);
+        }
+        if let Some(dx) = dx {
+            if direct {
+                matmul(dx, w.t(), dy_mat, false, Parallelism::None);
+            } else {
+                matmul(col, w.t(), dy_mat, false, Parallelism::None);
+                col2im(geo, col, dx);
+            }
+        }
+    });
+}
+
+/// The transpose of a row-major `rows × cols` matrix.
+fn transpose<T: Float>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            t[c * rows + r] = *v;
+        }
+    }
+    t
+}
+
+/// Element-wise sum of equally long vectors, in iteration order.
+fn sum_in_order<T: Float>(parts: impl Iterator<Item = Vec<T>>, len: usize) -> Vec<T> {
+    let mut total = vec![T::ZERO; len];
+    for part in parts {
+        for (t, v) in total.iter_mut().zip(&part) {
+            *t += *v;
+        }
+    }
+    total
+}

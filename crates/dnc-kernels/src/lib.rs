@@ -1,0 +1,36 @@
+//! Fast CPU training kernels for the hot operations of dnc's convolutional networks.
+//!
+//! Each public function takes and returns candle tensors and is differentiable through candle's
+//! autograd (a custom op with its own backward pass). On the CPU in `f32` or `f64` they run the
+//! kernels of this crate, parallel over images or channels with rayon and with `gemm` for the
+//! matrix products; on other devices and dtypes they fall back to candle's own operations, so
+//! models call them unconditionally.
+//!
+//! - [`conv2d`]: bias-free convolution (im2col + gemm forward, gemm-based input and weight
+//!   gradients instead of candle's direct `conv_transpose2d`);
+//! - [`batch_norm_train`], [`batch_norm_relu_train`]: fused training-mode batch normalisation
+//!   (optionally followed by a ReLU) with the closed-form backward;
+//! - [`relu`], [`max_pool2d`], [`global_avg_pool`]: element-wise and pooling ops whose backward
+//!   passes are single fused passes instead of chains of full-size temporaries.
+//!
+//! Results do not depend on the number of threads: work is split by shapes, and partial sums are
+//! added in a fixed order.
+
+mod activation;
+mod alloc;
+mod batch_norm;
+mod conv;
+mod error;
+mod float;
+mod matmul;
+mod pool;
+mod simd;
+#[cfg(test)]
+mod test_util;
+
+pub use activation::relu;
+pub use alloc::retain_freed_buffers;
+pub use batch_norm::{batch_norm_relu_train, batch_norm_train};
+pub use conv::{Conv2dGeometry, conv2d};
+pub use error::KernelError;
+pub use pool::{MaxPoolGeometry, global_avg_pool, max_pool2d};
