@@ -20,6 +20,9 @@ pub(crate) fn run() -> Result<()> {
             .args(["install", "--quiet", "-r"])
             .arg(root.join("scripts/requirements-bench.txt")),
     )?;
-    eprintln!("PyTorch reference ready: {}", venv.join("bin/python").display());
+    eprintln!(
+        "PyTorch reference ready: {}",
+        venv.join("bin/python").display()
+    );
     Ok(())
 }

@@ -10,9 +10,11 @@ use anyhow::{Context, Result, bail};
 /// Layer of every workspace crate: lower layers never depend on higher ones.
 const LAYERS: &[(&str, u8)] = &[
     ("dnc-core", 0),
+    ("dnc-kernels", 0),
+    ("dnc-plot", 0),
     ("dnc-data", 1),
     ("dnc-augment", 2),
-    ("dnc-models", 1),
+    ("dnc-models", 2),
     ("dnc-objectives", 1),
     ("dnc-cluster", 1),
     ("dnc-engine", 1),

@@ -10,8 +10,8 @@ use dnc_augment::{TwoViewConfig, TwoViewMapper};
 use dnc_core::SeededRng;
 use dnc_data::{Dataset, ImageFolder, ImageFolderConfig, Loader, LoaderConfig, stack_chw};
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
-use dnc_models::{Arch, BackboneConfig, EncoderConfig, ProjectorConfig, Stem};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
+use dnc_models::{Arch, BackboneConfig, EncoderConfig, ProjectorConfig, Stem};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,19 +98,36 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
 
 fn encoder_for(model: &str) -> Result<EncoderConfig> {
     let backbone = match model {
-        "tiny" => BackboneConfig { arch: Arch::Tiny, ..BackboneConfig::default() },
-        "resnet18" => BackboneConfig { arch: Arch::Resnet18, stem: Stem::Cifar, ..BackboneConfig::default() },
+        "tiny" => BackboneConfig {
+            arch: Arch::Tiny,
+            ..BackboneConfig::default()
+        },
+        "resnet18" => BackboneConfig {
+            arch: Arch::Resnet18,
+            stem: Stem::Cifar,
+            ..BackboneConfig::default()
+        },
         other => anyhow::bail!("unknown model {other:?}: expected tiny or resnet18"),
     };
     Ok(EncoderConfig {
         backbone,
-        projector: ProjectorConfig { hidden: 512, out: 128, final_bn: false },
+        projector: ProjectorConfig {
+            hidden: 512,
+            out: 128,
+            final_bn: false,
+        },
     })
 }
 
 fn open_images(dir: &Path, limit: usize, cache: bool) -> Result<Arc<ImageFolder>> {
-    let cfg = ImageFolderConfig { cache_decoded: cache, limit: Some(limit), ..Default::default() };
-    Ok(Arc::new(ImageFolder::open(dir, &cfg).with_context(|| format!("opening {}", dir.display()))?))
+    let cfg = ImageFolderConfig {
+        cache_decoded: cache,
+        limit: Some(limit),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        ImageFolder::open(dir, &cfg).with_context(|| format!("opening {}", dir.display()))?,
+    ))
 }
 
 fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
@@ -118,9 +135,16 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     let total = a.steps + a.warmup;
     let images = open_images(&a.data, a.batch * total, true)?;
     let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
-    let loader_cfg = LoaderConfig { batch_size: a.batch, workers: a.workers, ..Default::default() };
+    let loader_cfg = LoaderConfig {
+        batch_size: a.batch,
+        workers: a.workers,
+        ..Default::default()
+    };
     let loader = Loader::new(images.clone(), mapper, loader_cfg)?;
-    let moclr = MoclrConfig { ema_momentum: 0.99, ..Default::default() };
+    let moclr = MoclrConfig {
+        ema_momentum: 0.99,
+        ..Default::default()
+    };
     let mut step = MoclrStep::new(&encoder_for(&a.model)?, moclr, 0, &device)?;
     let mut opt = OptimizerConfig::Sgd(SgdConfig::default()).build()?;
     let params = step.parameters();
@@ -134,7 +158,14 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
             view1: stack_chw(batch.items.iter().map(|t| t.view1.as_slice()), chw, &device)?,
             view2: stack_chw(batch.items.iter().map(|t| t.view2.as_slice()), chw, &device)?,
         };
-        let ctx = StepContext { epoch: 0, batch: s, step: s, total_steps: total, steps_per_epoch: total, lr: 0.01 };
+        let ctx = StepContext {
+            epoch: 0,
+            batch: s,
+            step: s,
+            total_steps: total,
+            steps_per_epoch: total,
+            lr: 0.01,
+        };
         let out = step.forward(&pair, &ctx)?;
         let grads = out.loss.backward()?;
         opt.step(&params, &grads, ctx.lr)?;
@@ -161,7 +192,11 @@ fn bench_data(a: DataBench) -> Result<serde_json::Value> {
     // No decoded-image cache: every epoch decodes the JPEGs again, as a large dataset would.
     let images = open_images(&a.data, a.images, false)?;
     let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
-    let cfg = LoaderConfig { batch_size: a.batch, workers: a.threads, ..Default::default() };
+    let cfg = LoaderConfig {
+        batch_size: a.batch,
+        workers: a.threads,
+        ..Default::default()
+    };
     let loader = Loader::new(images.clone(), mapper, cfg)?;
     let start = Instant::now();
     let mut n = 0;

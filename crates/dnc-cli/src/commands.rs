@@ -96,13 +96,19 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             path.display().to_string(),
         ),
-        None => (RunConfig::default().to_toml(), "the built-in defaults".to_string()),
+        None => (
+            RunConfig::default().to_toml(),
+            "the built-in defaults".to_string(),
+        ),
     };
     let mut doc: toml::Value =
         toml::from_str(&text).with_context(|| format!("{origin} is not valid TOML"))?;
     let mut overrides = args.overrides.clone();
     if let Some(data) = &args.data {
-        overrides.push(format!("data.root={}", toml::Value::String(data.display().to_string())));
+        overrides.push(format!(
+            "data.root={}",
+            toml::Value::String(data.display().to_string())
+        ));
     }
     if let Some(device) = &args.device {
         overrides.push(format!("device=\"{device}\""));
@@ -122,10 +128,15 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
 
 pub(crate) fn init(args: InitArgs) -> Result<()> {
     let cfg = resolve_config(&args.config)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     logging::init(Some(&args.out.join("log.txt")));
     let run = Run::create(cfg, &args.out)?;
-    tracing::info!("created run {} ({} stages)", args.out.display(), run.stages().len());
+    tracing::info!(
+        "created run {} ({} stages)",
+        args.out.display(),
+        run.stages().len()
+    );
     Ok(())
 }
 
@@ -150,7 +161,10 @@ fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
     logging::init(Some(&args.run.join("log.txt")));
     let run = Run::open(&args.run, args.device)?;
     if !run.stages().contains(&stage) {
-        bail!("this run has no {stage} stage; its stages are {:?}", names(&run));
+        bail!(
+            "this run has no {stage} stage; its stages are {:?}",
+            names(&run)
+        );
     }
     run.run_stage(stage, args.resume)?;
     Ok(())
@@ -192,14 +206,23 @@ pub(crate) fn report(args: RunArgs) -> Result<()> {
 fn print_results(run: &Run) -> Result<()> {
     let summary = run.dir.read_summary()?;
     println!("{}", run.dir.root().display());
-    println!("{:<14} {:>11} {:>13}", "model", "k-NN top-1", "linear top-1");
+    println!(
+        "{:<14} {:>11} {:>13}",
+        "model", "k-NN top-1", "linear top-1"
+    );
     for name in ordered_models(&summary) {
         let e = &summary.eval[&name];
-        let linear = e.linear_top1.map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
+        let linear = e
+            .linear_top1
+            .map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
         println!("{name:<14} {:>10.2}% {linear:>13}", 100.0 * e.knn_top1);
     }
     for (stage, s) in &summary.stages {
-        println!("stage {stage:<9} {:>8.1} s{}", s.seconds, if s.done { "" } else { " (not done)" });
+        println!(
+            "stage {stage:<9} {:>8.1} s{}",
+            s.seconds,
+            if s.done { "" } else { " (not done)" }
+        );
     }
     println!("report: {}", run.dir.report_path().display());
     Ok(())
@@ -212,12 +235,18 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
         "dnc" => run.dir.root().join("distill/model.safetensors"),
         "base" | "baseline" => run.dir.root().join(&args.model).join("model.safetensors"),
         other => match other.strip_prefix("expert-") {
-            Some(k) => run.dir.root().join(format!("experts/expert-{k}/model.safetensors")),
+            Some(k) => run
+                .dir
+                .root()
+                .join(format!("experts/expert-{k}/model.safetensors")),
             None => bail!("unknown model {other:?}: expected dnc, base, baseline or expert-<k>"),
         },
     };
     if !file.is_file() {
-        bail!("{} does not exist: has the stage that writes it finished?", file.display());
+        bail!(
+            "{} does not exist: has the stage that writes it finished?",
+            file.display()
+        );
     }
     let (_, vars) = dnc_pipeline::load_encoder(&run.cfg.model, &file, &candle_core::Device::Cpu)?;
     let mut info = dnc_hub::BackboneInfo::new(&run.cfg.model.backbone);

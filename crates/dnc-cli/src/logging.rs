@@ -9,7 +9,9 @@ use tracing_subscriber::fmt::writer::MakeWriterExt;
 /// level appended to `log_file` when given.
 pub(crate) fn init(log_file: Option<&Path>) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_target(false);
     let file = log_file.and_then(|p| {
         std::fs::OpenOptions::new()
             .create(true)

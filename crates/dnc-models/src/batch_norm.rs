@@ -91,6 +91,18 @@ impl BatchNorm {
     /// # Shapes
     /// `xs`: `[N, C]` or `[N, C, ...]` with `C = num_features` → same shape.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(xs, train, false)
+    }
+
+    /// `relu(forward_t(xs, train))`, fused into one pass in training on the CPU.
+    ///
+    /// # Shapes
+    /// `xs`: `[N, C]` or `[N, C, ...]` with `C = num_features` → same shape.
+    pub fn forward_relu_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(xs, train, true)
+    }
+
+    fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let dims = xs.dims();
         if dims.len() < 2 || dims[1] != self.num_features() {
             bail!(
@@ -99,6 +111,27 @@ impl BatchNorm {
                 dims
             )
         }
+        if train {
+            // Batch statistics through the fused kernel (composed candle ops off the CPU).
+            let count = dims[0] * dims[2..].iter().product::<usize>();
+            if count < 2 {
+                bail!("batch norm in training needs more than one value per channel, got {count}")
+            }
+            let (ys, mean, var) = if relu {
+                dnc_kernels::batch_norm_relu_train(xs, &self.weight, &self.bias, self.eps)?
+            } else {
+                dnc_kernels::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?
+            };
+            self.update_running(&mean, &var, count)?;
+            return Ok(ys);
+        }
+        let ys = self.normalize_eval(xs)?;
+        if relu { ys.relu() } else { Ok(ys) }
+    }
+
+    /// Normalisation with the running statistics.
+    fn normalize_eval(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims();
         let (n, c) = (dims[0], dims[1]);
         let l: usize = dims[2..].iter().product();
         let in_dtype = xs.dtype();
@@ -106,16 +139,10 @@ impl BatchNorm {
             DType::F16 | DType::BF16 => DType::F32,
             d => d,
         };
-        // `[N, C, L]` is a free view of a contiguous input; reductions run on the last dim.
+        // `[N, C, L]` is a free view of a contiguous input.
         let x = xs.reshape((n, c, l))?.to_dtype(compute)?;
-        let (mean, var) = if train {
-            let (mean, var) = batch_stats(&x)?;
-            self.update_running(&mean, &var, n * l)?;
-            (mean, var)
-        } else {
-            let stat = |v: &Var| v.as_detached_tensor().to_dtype(compute)?.reshape((1, c, 1));
-            (stat(&self.running_mean)?, stat(&self.running_var)?)
-        };
+        let stat = |v: &Var| v.as_detached_tensor().to_dtype(compute)?.reshape((1, c, 1));
+        let (mean, var) = (stat(&self.running_mean)?, stat(&self.running_var)?);
         let weight = self.weight.to_dtype(compute)?;
         let bias = self.bias.to_dtype(compute)?;
         normalize(&x, &mean, &var, &weight, &bias, self.eps)?
@@ -126,9 +153,6 @@ impl BatchNorm {
     /// `running ← (1 − momentum)·running + momentum·batch`, with the unbiased batch variance,
     /// on detached values so that no gradient flows through the update.
     fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
-        if count < 2 {
-            bail!("batch norm in training needs more than one value per channel, got {count}")
-        }
         let m = self.momentum;
         let unbiased = count as f64 / (count as f64 - 1.0);
         let update = |running: &Var, stat: &Tensor, scale: f64| -> Result<()> {
@@ -140,19 +164,6 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
-}
-
-/// Per-channel mean and biased variance of `x`, keeping the autograd graph.
-///
-/// # Shapes
-/// `x`: `[N, C, L]` → (`[1, C, 1]`, `[1, C, 1]`).
-fn batch_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (n, _, l) = x.dims3()?;
-    let count = (n * l) as f64;
-    let mean = (x.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = (centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)? / count)?;
-    Ok((mean, var))
 }
 
 /// `y = (x − mean) · weight / sqrt(var + eps) + bias`, computed as one per-channel scale and

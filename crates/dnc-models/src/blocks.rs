@@ -59,6 +59,10 @@ impl ConvBn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward(xs)?, train)
     }
+
+    fn forward_relu_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_relu_t(&self.conv.forward(xs)?, train)
+    }
 }
 
 fn last_bn(cfg: &BlockConfig) -> BatchNormConfig {
@@ -89,7 +93,7 @@ fn merge(residual: Tensor, xs: &Tensor, shortcut: &Option<ConvBn>, train: bool) 
         Some(ds) => ds.forward_t(xs, train)?,
         None => xs.clone(),
     };
-    (residual + identity)?.relu()
+    dnc_kernels::relu(&(residual + identity)?)
 }
 
 /// Two 3×3 convolutions with a residual connection (ResNet-18/34).
@@ -115,7 +119,7 @@ impl BasicBlock {
     /// # Shapes
     /// `xs`: `[N, in, H, W]` → `[N, planes, H/stride, W/stride]` (rounded up).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = self.first.forward_t(xs, train)?.relu()?;
+        let ys = self.first.forward_relu_t(xs, train)?;
         let ys = self.second.forward_t(&ys, train)?;
         merge(ys, xs, &self.downsample, train)
     }
@@ -149,8 +153,8 @@ impl Bottleneck {
     /// # Shapes
     /// `xs`: `[N, in, H, W]` → `[N, 4·planes, H/stride, W/stride]` (rounded up).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = self.reduce.forward_t(xs, train)?.relu()?;
-        let ys = self.spatial.forward_t(&ys, train)?.relu()?;
+        let ys = self.reduce.forward_relu_t(xs, train)?;
+        let ys = self.spatial.forward_relu_t(&ys, train)?;
         let ys = self.expand.forward_t(&ys, train)?;
         merge(ys, xs, &self.downsample, train)
     }

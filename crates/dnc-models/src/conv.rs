@@ -97,7 +97,7 @@ impl Conv2d {
                 xs.dims()
             )
         }
-        let ys = xs.conv2d(&self.weight, self.cfg.padding, self.cfg.stride, 1, 1)?;
+        let ys = dnc_kernels::conv2d(xs, &self.weight, self.cfg.stride, self.cfg.padding)?;
         match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, self.cfg.out_channels, 1, 1))?),
             None => Ok(ys),

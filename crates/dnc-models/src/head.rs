@@ -139,7 +139,7 @@ impl MlpHead {
     /// # Shapes
     /// `xs`: `[N, in_dim]` → hidden `[N, hidden]`, out `[N, out]`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<ProjectorOutput> {
-        let hidden = self.bn1.forward_t(&self.fc1.forward(xs)?, train)?.relu()?;
+        let hidden = self.bn1.forward_relu_t(&self.fc1.forward(xs)?, train)?;
         let out = self.fc2.forward(&hidden)?;
         let out = match &self.bn2 {
             Some(bn) => bn.forward_t(&out, train)?,

@@ -3,7 +3,7 @@
 //! candle's `max_pool2d` has no backward when kernel != stride, and when kernel == stride its
 //! backward scales the gradient by 1/kernel² (and misplaces it on odd sizes); the tests here
 //! compare against finite differences. Both max-pools are therefore built from differentiable
-//! ops. The ImageNet stem's max-pool (kernel 3, stride 2, padding 1; He et al., arXiv 1512.03385)
+//! ops off the CPU; on the CPU the `dnc-kernels` pooling ops (with exact backward passes) run. The ImageNet stem's max-pool (kernel 3, stride 2, padding 1; He et al., arXiv 1512.03385)
 //! pads with −∞, takes stride-2 views by reshaping (no copies), and combines them with
 //! element-wise `maximum`. The 3×3 window is separable, `max over rows` then `max over columns`,
 //! which needs four `maximum` ops instead of the eight of nine shifted views.
@@ -15,6 +15,9 @@ use candle_core::{D, Result, Tensor, bail};
 /// # Shapes
 /// `xs`: `[N, C, H, W]` → `[N, C, ⌊(H − 1)/2⌋ + 1, ⌊(W − 1)/2⌋ + 1]`.
 pub fn max_pool_3x3_s2(xs: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() {
+        return dnc_kernels::max_pool2d(xs, 3, 2, 1);
+    }
     let (_, _, h, w) = xs.dims4()?;
     if h == 0 || w == 0 {
         bail!(
@@ -70,6 +73,9 @@ pub fn max_pool_2x2(xs: &Tensor) -> Result<Tensor> {
             xs.dims()
         )
     }
+    if xs.device().is_cpu() {
+        return dnc_kernels::max_pool2d(xs, 2, 2, 0);
+    }
     let (ho, wo) = (h / 2, w / 2);
     let xs = xs.narrow(2, 0, 2 * ho)?.narrow(3, 0, 2 * wo)?;
     let rows = pair_max(&xs.reshape((n, c, ho, 2, 2 * wo))?, 3)?;
@@ -87,6 +93,9 @@ fn pair_max(xs: &Tensor, dim: usize) -> Result<Tensor> {
 /// `xs`: `[N, C, H, W]` → `[N, C]`.
 pub fn global_avg_pool(xs: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = xs.dims4()?;
+    if xs.device().is_cpu() {
+        return dnc_kernels::global_avg_pool(xs);
+    }
     xs.reshape((n, c, h * w))?.mean(D::Minus1)
 }
 

@@ -55,7 +55,7 @@ impl TinyConvNet {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut ys = xs.clone();
         for (conv, bn) in &self.stages {
-            ys = max_pool_2x2(&bn.forward_t(&conv.forward(&ys)?, train)?.relu()?)?;
+            ys = max_pool_2x2(&bn.forward_relu_t(&conv.forward(&ys)?, train)?)?;
         }
         global_avg_pool(&ys)
     }

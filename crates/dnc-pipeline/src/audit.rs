@@ -23,7 +23,12 @@ impl<D: Dataset> Audited<D> {
 
     /// Source indices (indices in the original dataset) read so far, sorted.
     pub(crate) fn served(&self) -> Vec<usize> {
-        self.served.lock().expect("audit lock poisoned").iter().copied().collect()
+        self.served
+            .lock()
+            .expect("audit lock poisoned")
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// Writes `{"count": n, "indices": [...]}`.
@@ -43,7 +48,10 @@ impl<D: Dataset> Dataset for Audited<D> {
 
     fn get(&self, index: usize) -> Result<D::Item, DataError> {
         let source = self.inner.source_index(index);
-        self.served.lock().expect("audit lock poisoned").insert(source);
+        self.served
+            .lock()
+            .expect("audit lock poisoned")
+            .insert(source);
         self.inner.get(index)
     }
 

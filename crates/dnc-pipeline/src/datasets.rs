@@ -38,7 +38,10 @@ pub fn open_split(cfg: &DataConfig, split: Split) -> Result<Arc<ImageFolder>, Pi
         on_corrupt: cfg.on_corrupt,
         limit: (limit > 0).then_some(limit),
     };
-    Ok(Arc::new(ImageFolder::open(split_path(cfg, split), &folder_cfg)?))
+    Ok(Arc::new(ImageFolder::open(
+        split_path(cfg, split),
+        &folder_cfg,
+    )?))
 }
 
 /// Reports the images a split skipped as corrupt (a warning, and the count for the summary).
@@ -48,7 +51,11 @@ pub(crate) fn report_corrupt(folder: &ImageFolder, split: Split) -> usize {
         tracing::warn!("skipped corrupt image {}", path.display());
     }
     if skipped.len() > 20 {
-        tracing::warn!("... and {} more corrupt images in {:?}", skipped.len() - 20, split);
+        tracing::warn!(
+            "... and {} more corrupt images in {:?}",
+            skipped.len() - 20,
+            split
+        );
     }
     skipped.len()
 }

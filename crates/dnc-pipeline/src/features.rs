@@ -60,7 +60,11 @@ where
     let (mut indices, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for batch in loader.epoch(0, 0) {
         let batch = batch?;
-        let images = stack_chw(batch.items.iter().map(|it| it.image.as_slice()), (3, size, size), device)?;
+        let images = stack_chw(
+            batch.items.iter().map(|it| it.image.as_slice()),
+            (3, size, size),
+            device,
+        )?;
         let outs = embed(&images)?;
         for (i, out) in outs.into_iter().enumerate() {
             if parts.len() <= i {
@@ -88,9 +92,11 @@ where
 pub(crate) fn progress(len: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} images {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
     bar

@@ -22,7 +22,9 @@ pub fn apply_overrides(doc: &mut Value, assignments: &[String]) -> Result<(), Pi
 fn parse_value(raw: &str) -> Value {
     let wrapped = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&wrapped) {
-        Ok(mut table) => table.remove("v").unwrap_or_else(|| Value::String(raw.into())),
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.into())),
         Err(_) => Value::String(raw.to_string()),
     }
 }
@@ -30,20 +32,28 @@ fn parse_value(raw: &str) -> Value {
 fn set_path(doc: &mut Value, key: &str, value: Value) -> Result<(), PipelineError> {
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(PipelineError::bad_config(key, "", "empty component in the key path"));
+        return Err(PipelineError::bad_config(
+            key,
+            "",
+            "empty component in the key path",
+        ));
     }
     let mut node = doc;
     for part in &parts[..parts.len() - 1] {
         let table = node.as_table_mut().ok_or_else(|| {
-            PipelineError::bad_config(key, "", format!("`{part}` is inside a value that is not a table"))
+            PipelineError::bad_config(
+                key,
+                "",
+                format!("`{part}` is inside a value that is not a table"),
+            )
         })?;
         node = table
             .entry(part.to_string())
             .or_insert_with(|| Value::Table(toml::Table::new()));
     }
-    let table = node
-        .as_table_mut()
-        .ok_or_else(|| PipelineError::bad_config(key, "", "the parent of this key is not a table"))?;
+    let table = node.as_table_mut().ok_or_else(|| {
+        PipelineError::bad_config(key, "", "the parent of this key is not a table")
+    })?;
     table.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
 }
@@ -74,9 +84,13 @@ mod tests {
     #[test]
     fn malformed_overrides_name_themselves() {
         let mut doc: Value = toml::from_str("seed = 1\n").unwrap();
-        let err = apply_overrides(&mut doc, &["seed".into()]).unwrap_err().to_string();
+        let err = apply_overrides(&mut doc, &["seed".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("seed"), "{err}");
-        let err = apply_overrides(&mut doc, &["seed.x=1".into()]).unwrap_err().to_string();
+        let err = apply_overrides(&mut doc, &["seed.x=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("seed.x"), "{err}");
     }
 }

@@ -32,7 +32,9 @@ pub fn results_table(summary: &Summary) -> String {
     let mut out = String::from("| model | k-NN top-1 | linear top-1 |\n|---|---|---|\n");
     for name in ordered_models(summary) {
         let e = &summary.eval[&name];
-        let linear = e.linear_top1.map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
+        let linear = e
+            .linear_top1
+            .map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
         let _ = writeln!(out, "| {name} | {:.2}% | {linear} |", 100.0 * e.knn_top1);
     }
     out
@@ -114,7 +116,10 @@ fn loss_plot(run: &Run) -> Result<bool, PipelineError> {
         if let (Some(stage), Some(step), Some(loss)) =
             (v["stage"].as_str(), v["step"].as_f64(), v["loss"].as_f64())
         {
-            series.entry(stage.to_string()).or_default().push((step, loss));
+            series
+                .entry(stage.to_string())
+                .or_default()
+                .push((step, loss));
         }
     }
     if series.is_empty() {

@@ -129,7 +129,10 @@ impl Summary {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| PipelineError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
@@ -145,11 +148,23 @@ mod tests {
         let run = RunDir::new(dir.path());
         assert!(RunDir::open(dir.path()).is_err());
         run.update_summary(|s| {
-            s.stages.insert("base".into(), StageStatus { done: true, seconds: 1.5 });
+            s.stages.insert(
+                "base".into(),
+                StageStatus {
+                    done: true,
+                    seconds: 1.5,
+                },
+            );
         })
         .unwrap();
         run.update_summary(|s| {
-            s.eval.insert("base".into(), ModelEval { knn_top1: 0.5, ..Default::default() });
+            s.eval.insert(
+                "base".into(),
+                ModelEval {
+                    knn_top1: 0.5,
+                    ..Default::default()
+                },
+            );
         })
         .unwrap();
         let s = run.read_summary().unwrap();
@@ -161,7 +176,13 @@ mod tests {
         assert_eq!(raw["eval"]["base"]["knn_top1"], 0.5);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
             .collect();
         assert!(leftovers.is_empty());
     }

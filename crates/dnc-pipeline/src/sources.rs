@@ -39,8 +39,16 @@ impl<D: Dataset<Item = ImageItem> + 'static> ViewPairSource<D> {
     }
 
     fn to_pair(&self, batch: Batch<TwoViews>) -> Result<ViewPair, DataError> {
-        let v1 = stack_chw(batch.items.iter().map(|t| t.view1.as_slice()), self.chw, &self.device);
-        let v2 = stack_chw(batch.items.iter().map(|t| t.view2.as_slice()), self.chw, &self.device);
+        let v1 = stack_chw(
+            batch.items.iter().map(|t| t.view1.as_slice()),
+            self.chw,
+            &self.device,
+        );
+        let v2 = stack_chw(
+            batch.items.iter().map(|t| t.view2.as_slice()),
+            self.chw,
+            &self.device,
+        );
         Ok(ViewPair {
             view1: v1.map_err(tensor_error)?,
             view2: v2.map_err(tensor_error)?,
@@ -98,8 +106,14 @@ impl dnc_data::Mapper<ImageItem> for SingleViewMapper {
     type Output = (Vec<f32>, usize);
 
     fn map(&self, item: ImageItem, ctx: ItemContext) -> Result<(Vec<f32>, usize), DataError> {
-        let mut rng = SeededRng::derive(self.seed, &[ctx.epoch, ctx.source_index as u64, DISTILL_VIEW]);
-        Ok((augment_view(&item.image, &self.config, &mut rng), ctx.source_index))
+        let mut rng = SeededRng::derive(
+            self.seed,
+            &[ctx.epoch, ctx.source_index as u64, DISTILL_VIEW],
+        );
+        Ok((
+            augment_view(&item.image, &self.config, &mut rng),
+            ctx.source_index,
+        ))
     }
 }
 
@@ -110,18 +124,30 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
         size: u32,
         device: Device,
     ) -> Self {
-        Self { loader, clusters, chw: chw(size), device }
+        Self {
+            loader,
+            clusters,
+            chw: chw(size),
+            device,
+        }
     }
 
     fn to_batch(&self, batch: Batch<(Vec<f32>, usize)>) -> Result<DistillBatch, DataError> {
-        let images = stack_chw(batch.items.iter().map(|(v, _)| v.as_slice()), self.chw, &self.device)
-            .map_err(tensor_error)?;
+        let images = stack_chw(
+            batch.items.iter().map(|(v, _)| v.as_slice()),
+            self.chw,
+            &self.device,
+        )
+        .map_err(tensor_error)?;
         let clusters = batch
             .items
             .iter()
             .map(|(_, source)| {
                 self.clusters.get(*source).copied().ok_or_else(|| {
-                    DataError::transform(*source, format!("image {source} has no cluster assignment"))
+                    DataError::transform(
+                        *source,
+                        format!("image {source} has no cluster assignment"),
+                    )
                 })
             })
             .collect::<Result<Vec<u32>, DataError>>()?;

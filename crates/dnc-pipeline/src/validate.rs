@@ -4,7 +4,12 @@
 use crate::config::{DistillConfig, RunConfig, TrainConfig};
 use crate::error::PipelineError;
 
-fn check(ok: bool, key: &str, value: impl std::fmt::Display, reason: &str) -> Result<(), PipelineError> {
+fn check(
+    ok: bool,
+    key: &str,
+    value: impl std::fmt::Display,
+    reason: &str,
+) -> Result<(), PipelineError> {
     if ok {
         Ok(())
     } else {
@@ -18,7 +23,12 @@ fn wrap<E: std::fmt::Display>(key: &str, r: Result<(), E>) -> Result<(), Pipelin
 
 fn check_train(prefix: &str, t: &TrainConfig, need_epochs: bool) -> Result<(), PipelineError> {
     if need_epochs {
-        check(t.epochs >= 1, &format!("{prefix}.epochs"), t.epochs, "must be at least 1")?;
+        check(
+            t.epochs >= 1,
+            &format!("{prefix}.epochs"),
+            t.epochs,
+            "must be at least 1",
+        )?;
     }
     check(
         t.batch_size >= 2,
@@ -43,8 +53,18 @@ fn check_train(prefix: &str, t: &TrainConfig, need_epochs: bool) -> Result<(), P
 }
 
 fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
-    check(d.epochs >= 1, "distill.epochs", d.epochs, "must be at least 1")?;
-    check(d.batch_size >= 2, "distill.batch_size", d.batch_size, "must be at least 2")?;
+    check(
+        d.epochs >= 1,
+        "distill.epochs",
+        d.epochs,
+        "must be at least 1",
+    )?;
+    check(
+        d.batch_size >= 2,
+        "distill.batch_size",
+        d.batch_size,
+        "must be at least 2",
+    )?;
     wrap("distill.optimizer", d.optimizer.validate())
 }
 
@@ -60,7 +80,12 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
     )?;
     check_train("base", &cfg.base, true)?;
     wrap("divide.kmeans", cfg.divide.kmeans.validate())?;
-    check(cfg.divide.batch_size >= 1, "divide.batch_size", 0, "must be at least 1")?;
+    check(
+        cfg.divide.batch_size >= 1,
+        "divide.batch_size",
+        0,
+        "must be at least 1",
+    )?;
     check(
         cfg.experts.epochs >= 1,
         "experts.epochs",
@@ -72,7 +97,12 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
     }
     check_distill(&cfg.distill)?;
     wrap("eval", cfg.eval.protocol().validate())?;
-    check(cfg.eval.batch_size >= 1, "eval.batch_size", 0, "must be at least 1")?;
+    check(
+        cfg.eval.batch_size >= 1,
+        "eval.batch_size",
+        0,
+        "must be at least 1",
+    )?;
     check(
         cfg.data.root.as_os_str().len() > 0,
         "data.root",
@@ -91,7 +121,10 @@ mod tests {
         let mut cfg = RunConfig::default();
         cfg.base.batch_size = 1;
         let err = validate(&cfg).unwrap_err().to_string();
-        assert!(err.contains("base.batch_size") && err.contains('1'), "{err}");
+        assert!(
+            err.contains("base.batch_size") && err.contains('1'),
+            "{err}"
+        );
         let mut cfg = RunConfig::default();
         cfg.divide.kmeans.n_clusters = 0;
         let err = validate(&cfg).unwrap_err().to_string();
@@ -99,6 +132,9 @@ mod tests {
         let mut cfg = RunConfig::default();
         cfg.base.objective.temperature = -1.0;
         let err = validate(&cfg).unwrap_err().to_string();
-        assert!(err.contains("base.objective") && err.contains("-1"), "{err}");
+        assert!(
+            err.contains("base.objective") && err.contains("-1"),
+            "{err}"
+        );
     }
 }

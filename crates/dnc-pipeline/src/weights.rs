@@ -9,7 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Saves the variables of `map` whose names pass `keep` to `path` (temp file + rename).
-pub(crate) fn save_vars(map: &VarMap, path: &Path, keep: impl Fn(&str) -> bool) -> Result<(), PipelineError> {
+pub(crate) fn save_vars(
+    map: &VarMap,
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), PipelineError> {
     let tensors: HashMap<String, Tensor> = {
         let data = map.data().lock().expect("varmap lock poisoned");
         data.iter()
@@ -21,7 +25,9 @@ pub(crate) fn save_vars(map: &VarMap, path: &Path, keep: impl Fn(&str) -> bool) 
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     candle_core::safetensors::save(&tensors, &tmp)?;

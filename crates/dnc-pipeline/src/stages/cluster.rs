@@ -37,7 +37,10 @@ pub struct ClusterInfo {
 }
 
 pub(crate) fn assignments_path(run: &Run) -> PathBuf {
-    run.dir.root().join("cluster").join("assignments.safetensors")
+    run.dir
+        .root()
+        .join("cluster")
+        .join("assignments.safetensors")
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
@@ -47,9 +50,10 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         ClusterLayer::Backbone => "backbone",
         ClusterLayer::Output => "output",
     };
-    let data = feats.tensors.get(key).ok_or_else(|| {
-        PipelineError::Other(format!("the features file has no {key:?} tensor"))
-    })?;
+    let data = feats
+        .tensors
+        .get(key)
+        .ok_or_else(|| PipelineError::Other(format!("the features file has no {key:?} tensor")))?;
     let fit = dnc_cluster::fit(data, &run.cfg.divide.kmeans)?;
     let min_size = run.cfg.expert_train().batch_size;
     let (labels, centroids, merged) =
@@ -64,7 +68,10 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     crate::run_dir::write_atomic(&sizes_path, json.as_bytes())?;
     plot_composition(run, &info)?;
     run.dir.update_summary(|s| {
-        s.info.insert("cluster".into(), serde_json::to_value(&info).expect("serialises"));
+        s.info.insert(
+            "cluster".into(),
+            serde_json::to_value(&info).expect("serialises"),
+        );
     })?;
     Ok(())
 }
@@ -86,7 +93,10 @@ fn resolve_small_clusters(
     let mut merged = Vec::new();
     loop {
         let size = |c: usize| labels.iter().filter(|&&l| l as usize == c).count();
-        let Some(&small) = alive.iter().filter(|&&c| size(c) < min_size).min_by_key(|&&c| size(c))
+        let Some(&small) = alive
+            .iter()
+            .filter(|&&c| size(c) < min_size)
+            .min_by_key(|&&c| size(c))
         else {
             break;
         };
@@ -106,8 +116,9 @@ fn resolve_small_clusters(
             .copied()
             .filter(|&c| c != small)
             .max_by(|&a, &b| {
-                similarity(&centroids[small], &centroids[a], fit.model.metric)
-                    .total_cmp(&similarity(&centroids[small], &centroids[b], fit.model.metric))
+                similarity(&centroids[small], &centroids[a], fit.model.metric).total_cmp(
+                    &similarity(&centroids[small], &centroids[b], fit.model.metric),
+                )
             })
             .expect("another cluster exists");
         for l in labels.iter_mut().filter(|l| **l as usize == small) {
@@ -133,7 +144,11 @@ fn resolve_small_clusters(
 fn similarity(a: &[f32], b: &[f32], metric: Metric) -> f64 {
     match metric {
         Metric::Cosine => a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum(),
-        Metric::Euclidean => -a.iter().zip(b).map(|(x, y)| f64::from((x - y).powi(2))).sum::<f64>(),
+        Metric::Euclidean => -a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from((x - y).powi(2)))
+            .sum::<f64>(),
     }
 }
 
@@ -164,9 +179,21 @@ fn describe(
         k,
         sizes: assignments.sizes(),
         merged,
-        nmi: if scored { Some(nmi(&truth, &pred)?) } else { None },
-        ari: if scored { Some(ari(&truth, &pred)?) } else { None },
-        purity: if scored { Some(majority_vote_accuracy(&truth, &pred)?) } else { None },
+        nmi: if scored {
+            Some(nmi(&truth, &pred)?)
+        } else {
+            None
+        },
+        ari: if scored {
+            Some(ari(&truth, &pred)?)
+        } else {
+            None
+        },
+        purity: if scored {
+            Some(majority_vote_accuracy(&truth, &pred)?)
+        } else {
+            None
+        },
         composition,
         class_names,
         inertia,

@@ -24,7 +24,12 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let cfg = &run.cfg;
     let train = open_split(&cfg.data, Split::Train)?;
     let clusters = load_assignments(run, train.len())?;
-    let k = clusters.iter().filter(|&&c| c != u32::MAX).map(|&c| c as usize + 1).max().unwrap_or(0);
+    let k = clusters
+        .iter()
+        .filter(|&&c| c != u32::MAX)
+        .map(|&c| c as usize + 1)
+        .max()
+        .unwrap_or(0);
     let base_path = run.dir.root().join("base/model.safetensors");
     let (base, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
     let experts = (0..k)
@@ -38,20 +43,41 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
     let seed = cfg.seed ^ STUDENT_SEED;
-    let mut step = DistillStep::new(&cfg.model, Teacher::new(base, base_vars.clone()), experts, seed, &run.device)?;
+    let mut step = DistillStep::new(
+        &cfg.model,
+        Teacher::new(base, base_vars.clone()),
+        experts,
+        seed,
+        &run.device,
+    )?;
     if cfg.distill.init == Init::Base {
         step.init_student_from(&base_vars)?;
     }
     let mapper = Arc::new(SingleViewMapper::new(cfg.augment.view1.clone(), seed));
-    let loader = Loader::new(train, mapper, train_loader_config(cfg, cfg.distill.batch_size, seed))?;
-    let source = DistillSource::new(loader, Arc::new(clusters), cfg.augment.view1.size, run.device.clone());
+    let loader = Loader::new(
+        train,
+        mapper,
+        train_loader_config(cfg, cfg.distill.batch_size, seed),
+    )?;
+    let source = DistillSource::new(
+        loader,
+        Arc::new(clusters),
+        cfg.augment.view1.size,
+        run.device.clone(),
+    );
     let mut optimizer = cfg
         .distill
         .optimizer
         .build()
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     let d = &cfg.distill;
-    let fit_cfg = fit_config(d.epochs, d.warmup_epochs, d.log_every, d.checkpoint_every, d.keep_checkpoints);
+    let fit_cfg = fit_config(
+        d.epochs,
+        d.warmup_epochs,
+        d.log_every,
+        d.checkpoint_every,
+        d.keep_checkpoints,
+    );
     let dir = run.dir.stage_dir("distill")?;
     let mut metrics = run.metrics()?;
     let io = FitIo::new("distill")

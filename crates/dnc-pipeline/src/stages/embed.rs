@@ -34,12 +34,22 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     })?;
     let n = embedded.indices.len();
     let indices: Vec<u32> = embedded.indices.iter().map(|&i| i as u32).collect();
-    let labels: Vec<u32> = embedded.labels.iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
+    let labels: Vec<u32> = embedded
+        .labels
+        .iter()
+        .map(|l| l.unwrap_or(NO_LABEL))
+        .collect();
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, t) in ["backbone", "hidden", "output"].iter().zip(&embedded.outputs) {
+    for (name, t) in ["backbone", "hidden", "output"]
+        .iter()
+        .zip(&embedded.outputs)
+    {
         tensors.insert(name.to_string(), t.to_device(&Device::Cpu)?);
     }
-    tensors.insert("indices".into(), Tensor::from_vec(indices, n, &Device::Cpu)?);
+    tensors.insert(
+        "indices".into(),
+        Tensor::from_vec(indices, n, &Device::Cpu)?,
+    );
     tensors.insert("labels".into(), Tensor::from_vec(labels, n, &Device::Cpu)?);
     let path = features_path(run);
     let dir = run.dir.stage_dir("embed")?;

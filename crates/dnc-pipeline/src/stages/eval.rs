@@ -44,7 +44,10 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     let num_classes = train.classes().len();
     let mut comparison = Comparison::new();
     let mut models: Vec<(String, Encoder)> = Vec::new();
-    models.push(("untrained".into(), fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0));
+    models.push((
+        "untrained".into(),
+        fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0,
+    ));
     if run.cfg.eval.bn_adapted_floor {
         let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
         adapt_batch_norm(run, &encoder, train.clone())?;
@@ -66,7 +69,11 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
 
 /// One pass over the training images in training mode, so that the BatchNorm running statistics
 /// of an untrained network fit the data (no weight changes).
-fn adapt_batch_norm(run: &Run, encoder: &Encoder, train: Arc<ImageFolder>) -> Result<(), PipelineError> {
+fn adapt_batch_norm(
+    run: &Run,
+    encoder: &Encoder,
+    train: Arc<ImageFolder>,
+) -> Result<(), PipelineError> {
     embed_dataset(&run.cfg, train, &run.device, "bn-adapt", |x| {
         encoder.forward_t(x, true)?;
         Ok(Vec::new())
@@ -102,20 +109,33 @@ fn evaluate_encoder(
 ) -> Result<ModelEval, PipelineError> {
     let (bank, bank_labels) = backbone_features(run, encoder, train.clone(), name)?;
     let (queries, query_labels) = backbone_features(run, encoder, test.clone(), name)?;
-    let r = evaluate(&bank, &bank_labels, &queries, &query_labels, num_classes, &run.cfg.eval.protocol())
-        .map_err(|e| PipelineError::Other(format!("evaluating {name}: {e}")))?;
+    let r = evaluate(
+        &bank,
+        &bank_labels,
+        &queries,
+        &query_labels,
+        num_classes,
+        &run.cfg.eval.protocol(),
+    )
+    .map_err(|e| PipelineError::Other(format!("evaluating {name}: {e}")))?;
     let per_class = |v: &[dnc_eval::ClassAccuracy]| -> Vec<f64> {
         v.iter().map(|c| c.accuracy().unwrap_or(f64::NAN)).collect()
     };
     tracing::info!(
         "{name}: k-NN top-1 {:.4}{}",
         r.knn_top1,
-        r.linear_top1.map(|l| format!(", linear top-1 {l:.4}")).unwrap_or_default()
+        r.linear_top1
+            .map(|l| format!(", linear top-1 {l:.4}"))
+            .unwrap_or_default()
     );
     Ok(ModelEval {
         knn_top1: r.knn_top1,
         linear_top1: r.linear_top1,
         knn_per_class: per_class(&r.per_class_knn),
-        linear_per_class: r.per_class_linear.as_deref().map(per_class).unwrap_or_default(),
+        linear_per_class: r
+            .per_class_linear
+            .as_deref()
+            .map(per_class)
+            .unwrap_or_default(),
     })
 }

@@ -39,7 +39,8 @@ pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -
             let epochs = match split {
                 BudgetSplit::Proportional => budget_epochs,
                 BudgetSplit::Equal => {
-                    let share = budget_epochs as f64 * n as f64 / (k as f64 * images.len().max(1) as f64);
+                    let share =
+                        budget_epochs as f64 * n as f64 / (k as f64 * images.len().max(1) as f64);
                     (share.round() as usize).max(1)
                 }
             };
@@ -53,7 +54,10 @@ pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -
 }
 
 pub(crate) fn expert_dir(run: &Run, cluster: usize) -> PathBuf {
-    run.dir.root().join("experts").join(format!("expert-{cluster}"))
+    run.dir
+        .root()
+        .join("experts")
+        .join(format!("expert-{cluster}"))
 }
 
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
@@ -85,7 +89,11 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(PipelineError::Other("an expert thread panicked".into()))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(PipelineError::Other("an expert thread panicked".into()))
+                })
+            })
             .collect()
     });
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -94,7 +102,8 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .map(|p| serde_json::json!({"cluster": p.cluster, "images": p.images.len(), "epochs": p.epochs}))
         .collect();
     run.dir.update_summary(|s| {
-        s.info.insert("experts".into(), serde_json::Value::Array(summary));
+        s.info
+            .insert("experts".into(), serde_json::Value::Array(summary));
     })?;
     Ok(())
 }
@@ -110,7 +119,12 @@ fn train_lane(
     let mut metrics = run.metrics()?;
     let base_vars = match run.cfg.experts.init {
         Init::Base => Some(
-            load_encoder(&run.cfg.model, &run.dir.root().join("base/model.safetensors"), device)?.1,
+            load_encoder(
+                &run.cfg.model,
+                &run.dir.root().join("base/model.safetensors"),
+                device,
+            )?
+            .1,
         ),
         Init::Scratch => None,
     };

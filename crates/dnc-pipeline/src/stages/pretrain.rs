@@ -28,7 +28,14 @@ fn train_all_data(run: &Run, name: &str, epochs: usize, resume: bool) -> Result<
         init: None,
         dir: &dir,
     };
-    let report = train_moclr(&run.cfg, job, train.clone(), &run.device, &mut metrics, resume)?;
+    let report = train_moclr(
+        &run.cfg,
+        job,
+        train.clone(),
+        &run.device,
+        &mut metrics,
+        resume,
+    )?;
     let skipped = report_corrupt(&train, Split::Train);
     run.dir.update_summary(|s| {
         s.info.insert(
