@@ -173,7 +173,7 @@ impl TrainStep for DistillStep {
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    t.to_dtype(DType::F64)?.to_scalar::<f64>()
 }
 
 #[cfg(test)]

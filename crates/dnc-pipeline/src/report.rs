@@ -83,9 +83,9 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
 fn cluster_section(info: &ClusterInfo) -> String {
     let mut md = format!("\n## Clusters\n\nK = {}; sizes {:?}", info.k, info.sizes);
     let score = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
-    let _ = write!(
+    let _ = writeln!(
         md,
-        "; against the class labels: NMI {}, ARI {}, purity {}.\n",
+        "; against the class labels: NMI {}, ARI {}, purity {}.",
         score(info.nmi),
         score(info.ari),
         score(info.purity)

@@ -104,7 +104,7 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         "must be at least 1",
     )?;
     check(
-        cfg.data.root.as_os_str().len() > 0,
+        !cfg.data.root.as_os_str().is_empty(),
         "data.root",
         "\"\"",
         "must name the folder that holds train/ and test/",

@@ -1,0 +1,163 @@
+//! A run killed (SIGKILL) inside the experts stage resumes with `--resume` and finishes with the
+//! same summary as an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DNC: &str = env!("CARGO_BIN_EXE_dnc");
+
+fn config(root: &Path) -> String {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cifar10-mini");
+    let text = format!(
+        r#"
+name = "resume"
+seed = 5
+method = "dnc"
+[data]
+root = "{}"
+train_limit = 200
+test_limit = 100
+cache_decoded = true
+workers = 1
+[model.backbone]
+arch = "tiny"
+tiny_widths = [8, 16]
+[model.projector]
+hidden = 32
+out = 16
+final_bn = false
+[base]
+epochs = 1
+batch_size = 32
+checkpoint_every = 1
+[base.optimizer]
+kind = "sgd"
+base_lr = 0.05
+[divide.kmeans]
+n_clusters = 2
+[experts]
+epochs = 6
+init = "scratch"
+[distill]
+epochs = 1
+batch_size = 32
+[eval]
+batch_size = 100
+bn_adapted_floor = false
+[eval.knn]
+k = 20
+[eval.linear]
+epochs = 3
+"#,
+        data.display()
+    );
+    let path = root.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn dnc(args: &[&str]) {
+    let out = Command::new(DNC).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "dnc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stage(run: &str, name: &str, resume: bool) {
+    let mut args = vec!["stage", name, "--run", run];
+    if resume {
+        args.push("--resume");
+    }
+    dnc(&args);
+}
+
+fn has_checkpoint(run: &Path) -> bool {
+    let experts = run.join("experts");
+    let Ok(entries) = std::fs::read_dir(&experts) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        std::fs::read_dir(e.path().join("checkpoints"))
+            .map(|mut d| {
+                d.any(|c| c.is_ok_and(|c| c.file_name().to_string_lossy().starts_with("step-")))
+            })
+            .unwrap_or(false)
+    })
+}
+
+fn eval_of(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["eval"].clone()
+}
+
+#[test]
+fn killed_during_experts_resumes_to_the_same_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_s, b_s) = (a.display().to_string(), b.display().to_string());
+    for run in [&a_s, &b_s] {
+        dnc(&["init", "--config", &cfg, "--out", run]);
+        for s in ["base", "embed", "cluster"] {
+            stage(run, s, false);
+        }
+    }
+    // Uninterrupted.
+    for s in ["experts", "distill", "eval"] {
+        stage(&a_s, s, false);
+    }
+    // Killed as soon as an expert has written a checkpoint, then resumed.
+    let mut child = Command::new(DNC)
+        .args(["stage", "experts", "--run", &b_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !has_checkpoint(&b) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "experts finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["stages"]["experts"]["done"], false,
+        "the kill came too late"
+    );
+    stage(&b_s, "experts", true);
+    for s in ["distill", "eval"] {
+        stage(&b_s, s, false);
+    }
+    assert_eq!(eval_of(&a), eval_of(&b));
+    for name in ["expert-0", "expert-1"] {
+        let wa = std::fs::read(a.join(format!("experts/{name}/model.safetensors"))).unwrap();
+        let wb = std::fs::read(b.join(format!("experts/{name}/model.safetensors"))).unwrap();
+        assert!(wa == wb, "{name} weights differ after the resume");
+    }
+}
+
+#[test]
+fn unknown_config_keys_fail_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[base]\nepochz = 3\n").unwrap();
+    let out = Command::new(DNC)
+        .args(["init", "--config", &path.display().to_string(), "--out"])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("epochz") && err.contains("bad.toml"), "{err}");
+}

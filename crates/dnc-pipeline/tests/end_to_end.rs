@@ -1,0 +1,143 @@
+//! The whole pipeline on the fixtures: every artifact of the run-directory contract, and proof
+//! (from the loaders' own accounting) that each expert saw only its cluster's images.
+
+mod common;
+
+use dnc_pipeline::{Run, RunConfig, Stage, load_assignments};
+use std::collections::BTreeSet;
+
+#[test]
+fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    let run = Run::create(cfg, &out).unwrap();
+    assert_eq!(
+        run.stages(),
+        [
+            Stage::Base,
+            Stage::Embed,
+            Stage::Cluster,
+            Stage::Experts,
+            Stage::Distill,
+            Stage::Baseline,
+            Stage::Eval
+        ]
+    );
+    run.run_all(false).unwrap();
+
+    for file in [
+        "config.toml",
+        "summary.json",
+        "metrics.jsonl",
+        "report.md",
+        "loss.png",
+        "base/model.safetensors",
+        "embed/features.safetensors",
+        "cluster/assignments.safetensors",
+        "cluster/sizes.json",
+        "cluster/composition.png",
+        "experts/expert-0/model.safetensors",
+        "experts/expert-1/model.safetensors",
+        "distill/model.safetensors",
+        "distill/student.safetensors",
+        "baseline/model.safetensors",
+    ] {
+        assert!(out.join(file).is_file(), "missing {file}");
+    }
+    assert!(out.join("base/checkpoints").read_dir().unwrap().count() > 0);
+
+    let summary = run.dir.read_summary().unwrap();
+    for stage in run.stages() {
+        assert!(summary.is_done(stage.name()), "{stage} not done");
+        assert!(summary.stages[stage.name()].seconds >= 0.0);
+    }
+    for model in ["untrained", "untrained-bn", "base", "dnc", "baseline"] {
+        let e = &summary.eval[model];
+        assert!((0.0..=1.0).contains(&e.knn_top1), "{model}: {}", e.knn_top1);
+        assert!(e.linear_top1.is_some(), "{model} has no linear probe");
+        assert_eq!(e.knn_per_class.len(), 10);
+    }
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(raw["stages"]["distill"]["done"], true);
+    assert!(raw["eval"]["dnc"]["knn_top1"].is_number());
+
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let stages: BTreeSet<String> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["stage"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for s in ["base", "expert-0", "expert-1", "distill", "baseline"] {
+        assert!(stages.contains(s), "no metrics for {s}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| untrained |") && report.contains("| dnc |"),
+        "{report}"
+    );
+    assert!(report.contains("## Clusters"));
+
+    // The loader's accounting: every image an expert was fed belongs to its cluster.
+    let clusters = load_assignments(&run, 200).unwrap();
+    for k in 0..2u32 {
+        let served: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("experts/expert-{k}/served.json"))).unwrap(),
+        )
+        .unwrap();
+        let indices: Vec<usize> = serde_json::from_value(served["indices"].clone()).unwrap();
+        assert!(!indices.is_empty(), "expert {k} saw no image");
+        for i in indices {
+            assert_eq!(
+                clusters[i], k,
+                "expert {k} was fed image {i} of cluster {}",
+                clusters[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn stages_refuse_to_run_before_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    let run = Run::create(cfg, &dir.path().join("run")).unwrap();
+    let err = run
+        .run_stage(Stage::Cluster, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cluster") && err.contains("embed"), "{err}");
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let text = common::tiny_config_toml().replace("[eval]", "[eval]\nbogus = 1");
+    let err = RunConfig::from_toml(&text).unwrap_err();
+    assert!(err.contains("bogus"), "{err}");
+    let text = common::tiny_config_toml().replace(
+        "batch_size = 32\ncheckpoint_every = 2\nlog_every",
+        "batch_size = 1\ncheckpoint_every = 2\nlog_every",
+    );
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Run::create(cfg, &dir.path().join("run"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("base.batch_size"), "{err}");
+}
+
+#[test]
+fn a_missing_data_folder_is_an_error_naming_it() {
+    let text = common::tiny_config_toml().replace("cifar10-mini", "no-such-folder");
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::create(cfg, &dir.path().join("run")).unwrap();
+    let err = run.run_stage(Stage::Base, false).unwrap_err().to_string();
+    assert!(err.contains("no-such-folder"), "{err}");
+}
