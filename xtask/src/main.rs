@@ -5,6 +5,7 @@
 //! - `bench`: throughput benchmarks (`train`, `data`, `kmeans`), side by side with the PyTorch
 //!   reference where asked;
 //! - `ci`: what CI runs (format check, clippy, tests);
+//! - `data longtail`: builds the uncurated/curated pair of the curation-gap experiment;
 //! - `tidy`: checks that the crate graph only points downwards;
 //! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks.
 //!
@@ -15,6 +16,8 @@
 
 mod bench;
 mod ci;
+mod experiment;
+mod longtail;
 mod setup;
 mod tidy;
 mod train;
@@ -39,8 +42,26 @@ enum Command {
     Ci,
     /// Check the crate layering (no upward dependency edges).
     Tidy,
+    /// Experiments: `curation-gap` (MoCLR vs DnC on curated and uncurated data, several seeds).
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// Dataset tools: `longtail` builds an uncurated (long-tailed) set and its curated twin.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Install the PyTorch reference (and faiss) into `.venv/` for `bench --vs-torch`.
     SetupTorch,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// An uncurated, long-tailed training set from an ImageFolder, and its curated counterpart.
+    Longtail(longtail::LongtailArgs),
+}
+
+#[derive(Subcommand)]
+enum ExperimentCommand {
+    /// MoCLR on curated, MoCLR on uncurated and DnC on uncurated data, matched epochs, several seeds.
+    CurationGap(experiment::CurationArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::Tidy => tidy::run(),
         Command::SetupTorch => setup::run(),
+        Command::Data(DataCommand::Longtail(args)) => longtail::run(args),
+        Command::Experiment(ExperimentCommand::CurationGap(args)) => experiment::run(args),
     }
 }

@@ -60,6 +60,12 @@ pub struct DataConfig {
     pub train_limit: usize,
     /// Class-balanced subset of the test split (0 = all images).
     pub test_limit: usize,
+    /// Labelled images for evaluation's k-NN memory bank and linear-probe training set, when
+    /// they should differ from `<root>/train` (e.g. a balanced set while training on a
+    /// long-tailed one). Class folders must match the test split's.
+    pub eval_bank: Option<PathBuf>,
+    /// Class-balanced subset of `eval_bank` (0 = all images).
+    pub eval_bank_limit: usize,
     /// `skip` (count and report) or `fail` on an undecodable image.
     pub on_corrupt: dnc_data::OnCorrupt,
     /// Keep decoded images in memory (right for CIFAR-sized data).
@@ -76,6 +82,8 @@ impl Default for DataConfig {
             root: PathBuf::from("fixtures/cifar10-mini"),
             train_limit: 0,
             test_limit: 0,
+            eval_bank: None,
+            eval_bank_limit: 0,
             on_corrupt: dnc_data::OnCorrupt::Skip,
             cache_decoded: true,
             workers: 1,

@@ -44,6 +44,20 @@ pub fn open_split(cfg: &DataConfig, split: Split) -> Result<Arc<ImageFolder>, Pi
     )?))
 }
 
+/// The labelled images evaluation uses as k-NN bank and probe training set: `data.eval_bank`
+/// when set, else the train split.
+pub(crate) fn open_eval_bank(cfg: &DataConfig) -> Result<Arc<ImageFolder>, PipelineError> {
+    let Some(bank) = &cfg.eval_bank else {
+        return open_split(cfg, Split::Train);
+    };
+    let folder_cfg = ImageFolderConfig {
+        cache_decoded: cfg.cache_decoded,
+        on_corrupt: cfg.on_corrupt,
+        limit: (cfg.eval_bank_limit > 0).then_some(cfg.eval_bank_limit),
+    };
+    Ok(Arc::new(ImageFolder::open(bank, &folder_cfg)?))
+}
+
 /// Reports the images a split skipped as corrupt (a warning, and the count for the summary).
 pub(crate) fn report_corrupt(folder: &ImageFolder, split: Split) -> usize {
     let skipped = folder.corrupt_paths();

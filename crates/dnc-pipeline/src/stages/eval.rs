@@ -2,7 +2,7 @@
 //! every model of the run, always beside the untrained floor.
 
 use super::experts::expert_dir;
-use crate::datasets::{Split, open_split};
+use crate::datasets::{Split, open_eval_bank, open_split};
 use crate::error::PipelineError;
 use crate::features::embed_dataset;
 use crate::run::Run;
@@ -34,12 +34,23 @@ fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
-    let train = open_split(&run.cfg.data, Split::Train)?;
+    let train = open_eval_bank(&run.cfg.data)?;
     let test = open_split(&run.cfg.data, Split::Test)?;
     if !train.is_labelled() || !test.is_labelled() {
-        return Err(PipelineError::Other(
-            "evaluation needs class folders (labels) in both train/ and test/".into(),
-        ));
+        return Err(PipelineError::Other(format!(
+            "evaluation needs class folders (labels) in {} and {}",
+            train.root().display(),
+            test.root().display()
+        )));
+    }
+    if train.classes() != test.classes() {
+        return Err(PipelineError::Other(format!(
+            "the classes of {} ({:?}) differ from those of the test split {} ({:?})",
+            train.root().display(),
+            train.classes(),
+            test.root().display(),
+            test.classes()
+        )));
     }
     let num_classes = train.classes().len();
     let mut comparison = Comparison::new();
@@ -50,7 +61,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     ));
     if run.cfg.eval.bn_adapted_floor {
         let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
-        adapt_batch_norm(run, &encoder, train.clone())?;
+        adapt_batch_norm(run, &encoder, open_split(&run.cfg.data, Split::Train)?)?;
         models.push(("untrained-bn".into(), encoder));
     }
     for (name, path) in trained_models(run) {
