@@ -154,7 +154,7 @@ pub(crate) fn run(args: LongtailArgs) -> Result<()> {
 }
 
 pub(crate) fn build(args: &LongtailArgs) -> Result<Manifest> {
-    if !(args.imbalance >= 1.0) {
+    if args.imbalance.is_nan() || args.imbalance < 1.0 {
         bail!("--imbalance must be >= 1, got {}", args.imbalance);
     }
     if !(0.0..1.0).contains(&args.distractor_frac) {

@@ -36,6 +36,9 @@ pub(crate) struct TrainArgs {
     /// Also train the matched MoCLR baseline (same total epochs as the DnC run).
     #[arg(long)]
     baseline: bool,
+    /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file.
+    #[arg(long)]
+    init_from: Option<String>,
     /// Override config values, e.g. `--set base.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -90,13 +93,20 @@ pub(crate) fn run(args: TrainArgs) -> Result<()> {
         if args.baseline {
             init.arg("--baseline");
         }
+        if let Some(spec) = &args.init_from {
+            init.arg("--init-from").arg(spec);
+        }
         for kv in &args.overrides {
             init.arg("--set").arg(kv);
         }
         run_cmd(init.current_dir(&root))?;
-    } else if args.data.is_some() || args.baseline || !args.overrides.is_empty() {
+    } else if args.data.is_some()
+        || args.baseline
+        || args.init_from.is_some()
+        || !args.overrides.is_empty()
+    {
         bail!(
-            "--data, --baseline and --set only apply to a new run; {} exists",
+            "--data, --baseline, --init-from and --set only apply to a new run; {} exists",
             out.display()
         );
     }

@@ -21,6 +21,9 @@ pub(crate) struct ConfigArgs {
     /// Also train the matched MoCLR baseline.
     #[arg(long)]
     baseline: bool,
+    /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file.
+    #[arg(long)]
+    init_from: Option<String>,
     /// Override a config value, e.g. `--set base.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -115,6 +118,9 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
     }
     if args.baseline {
         overrides.push("baseline=true".into());
+    }
+    if let Some(spec) = &args.init_from {
+        overrides.push(format!("init_from={}", toml::Value::String(spec.clone())));
     }
     apply_overrides(&mut doc, &overrides)?;
     let mut cfg: RunConfig = doc

@@ -28,6 +28,10 @@ pub struct RunConfig {
     pub device: DeviceSpec,
     /// `dnc` (base → embed → cluster → experts → distill → eval) or `moclr` (base → eval).
     pub method: Method,
+    /// Start the base model's backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]`
+    /// (the Hugging Face hub, cached; `HF_HUB_OFFLINE=1` uses the cache only) or a local
+    /// safetensors file, with torchvision or timm tensor names.
+    pub init_from: Option<String>,
     /// Also train the matched MoCLR baseline (same total epochs as base + experts + distill).
     pub baseline: bool,
     pub data: DataConfig,
@@ -295,6 +299,7 @@ impl Default for RunConfig {
             seed: 0,
             device: DeviceSpec::Cpu,
             method: Method::Dnc,
+            init_from: None,
             baseline: false,
             data: DataConfig::default(),
             augment: TwoViewConfig::cifar(),

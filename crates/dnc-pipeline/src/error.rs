@@ -33,8 +33,17 @@ pub enum PipelineError {
     Cluster(#[from] dnc_cluster::KMeansError),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// Boxed: hub errors carry whole lists of tensor names.
+    #[error(transparent)]
+    Hub(Box<dnc_hub::HubError>),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<dnc_hub::HubError> for PipelineError {
+    fn from(e: dnc_hub::HubError) -> Self {
+        Self::Hub(Box::new(e))
+    }
 }
 
 impl PipelineError {

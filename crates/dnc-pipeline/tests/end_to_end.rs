@@ -141,3 +141,68 @@ fn a_missing_data_folder_is_an_error_naming_it() {
     let err = run.run_stage(Stage::Base, false).unwrap_err().to_string();
     assert!(err.contains("no-such-folder"), "{err}");
 }
+
+#[test]
+fn init_from_loads_pretrained_backbone_weights() {
+    use candle_core::Device;
+    let dir = tempfile::tempdir().unwrap();
+    // A "pretrained" backbone: a fresh encoder of another seed, exported with torchvision names.
+    let cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    let (_, donor) = dnc_pipeline::fresh_encoder(&cfg.model, 1234, &Device::Cpu).unwrap();
+    let info = dnc_hub::BackboneInfo::new(&cfg.model.backbone);
+    let export = dir.path().join("export");
+    dnc_hub::export_backbone(
+        &donor,
+        "backbone.",
+        &info,
+        &export,
+        &dnc_hub::ModelCard::new("donor"),
+    )
+    .unwrap();
+
+    let text = common::tiny_config_toml()
+        .replace(
+            "method = \"dnc\"",
+            &format!(
+                "method = \"moclr\"\ninit_from = \"{}\"",
+                export.join("model.safetensors").display()
+            ),
+        )
+        .replace(
+            "epochs = 2\nbatch_size = 32\ncheckpoint_every = 2",
+            "epochs = 1\nbatch_size = 32\ncheckpoint_every = 2",
+        )
+        .replace(
+            "kind = \"sgd\"\nbase_lr = 0.05\n\n[divide",
+            "kind = \"sgd\"\nbase_lr = 1e-12\n\n[divide",
+        );
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let run = Run::create(cfg.clone(), &dir.path().join("run")).unwrap();
+    run.run_stage(Stage::Base, false).unwrap();
+    let info = run.dir.read_summary().unwrap().info["init_from"].clone();
+    assert_eq!(info["tensors"], 15, "{info}"); // 3 stages × (conv weight + 4 BatchNorm tensors)
+    let (_, trained) = dnc_pipeline::load_encoder(
+        &cfg.model,
+        &run.dir.root().join("base/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let w = |m: &candle_nn::VarMap| {
+        m.data().lock().unwrap()["backbone.features.4.weight"]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (w(&donor), w(&trained));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-6,
+        "the base did not start from the donor's weights (max diff {diff})"
+    );
+}

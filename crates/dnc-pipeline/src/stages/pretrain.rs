@@ -4,19 +4,51 @@ use crate::datasets::{Split, open_split, report_corrupt};
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::train::{MoclrJob, train_moclr};
+use crate::weights::fresh_encoder;
 
-/// Trains the base model into `base/model.safetensors`.
+/// Trains the base model into `base/model.safetensors`, from `init_from` weights when set.
 pub(crate) fn base(run: &Run, resume: bool) -> Result<(), PipelineError> {
-    train_all_data(run, "base", run.cfg.base.epochs, resume)
+    let init = match &run.cfg.init_from {
+        Some(spec) => Some(pretrained(run, spec)?),
+        None => None,
+    };
+    train_all_data(run, "base", run.cfg.base.epochs, init.as_ref(), resume)
+}
+
+/// An encoder whose backbone holds the weights of `spec` (hub URI or local file); the projector
+/// keeps its seeded initialisation.
+fn pretrained(run: &Run, spec: &str) -> Result<candle_nn::VarMap, PipelineError> {
+    let files = dnc_hub::resolve_checkpoint(spec, &dnc_hub::HubOptions::from_env())?;
+    let (_, vars) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
+    let report = dnc_hub::load_into(&vars, "backbone.", &files.weights, dnc_hub::Naming::Auto)?;
+    tracing::info!(
+        "initialised the backbone from {spec}: {} tensors ({:?} names), ignored {:?}",
+        report.loaded,
+        report.naming,
+        report.ignored
+    );
+    run.dir.update_summary(|s| {
+        s.info.insert(
+            "init_from".into(),
+            serde_json::json!({"spec": spec, "file": files.weights, "tensors": report.loaded}),
+        );
+    })?;
+    Ok(vars)
 }
 
 /// Trains MoCLR for the DnC run's total epochs (base + experts + distill) on the same data, into
 /// `baseline/model.safetensors`: the comparison the paper makes.
 pub(crate) fn baseline(run: &Run, resume: bool) -> Result<(), PipelineError> {
-    train_all_data(run, "baseline", run.cfg.baseline_epochs(), resume)
+    train_all_data(run, "baseline", run.cfg.baseline_epochs(), None, resume)
 }
 
-fn train_all_data(run: &Run, name: &str, epochs: usize, resume: bool) -> Result<(), PipelineError> {
+fn train_all_data(
+    run: &Run,
+    name: &str,
+    epochs: usize,
+    init: Option<&candle_nn::VarMap>,
+    resume: bool,
+) -> Result<(), PipelineError> {
     let train = open_split(&run.cfg.data, Split::Train)?;
     let dir = run.dir.stage_dir(name)?;
     let mut metrics = run.metrics()?;
@@ -25,7 +57,7 @@ fn train_all_data(run: &Run, name: &str, epochs: usize, resume: bool) -> Result<
         train: &run.cfg.base,
         epochs,
         seed: run.cfg.seed,
-        init: None,
+        init,
         dir: &dir,
     };
     let report = train_moclr(
