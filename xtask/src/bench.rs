@@ -134,6 +134,7 @@ fn bench_train(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
         for round in 0..args.rounds {
             let r = json_of(
                 Command::new(dnc)
+                    .env("RAYON_NUM_THREADS", args.threads.to_string())
                     .args(["bench", "train", "--model", model])
                     .args(["--batch", &args.batch.to_string()])
                     .args(["--steps", &args.steps.to_string()])
@@ -193,6 +194,7 @@ fn bench_data(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
         )?;
         let t = json_of(
             Command::new(dnc)
+                .env("RAYON_NUM_THREADS", args.threads.to_string())
                 .args(["bench", "train", "--model", "tiny"])
                 .args(["--batch", &args.batch.to_string()])
                 .args(["--steps", &args.steps.to_string()])
@@ -225,6 +227,7 @@ fn bench_kmeans(dnc: &Path, args: &BenchArgs) -> Result<()> {
         for k in [10usize, 100] {
             let ours = json_of(
                 Command::new(dnc)
+                    .env("RAYON_NUM_THREADS", args.threads.to_string())
                     .args(["bench", "kmeans", "--n", "50000", "--d", &d.to_string()])
                     .args(["--k", &k.to_string(), "--iters", "20"])
                     .args(["--threads", &args.threads.to_string()])
