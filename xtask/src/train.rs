@@ -39,6 +39,9 @@ pub(crate) struct TrainArgs {
     /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file.
     #[arg(long)]
     init_from: Option<String>,
+    /// Devices the experts are spread over, round-robin (e.g. `cuda:0,cuda:1`).
+    #[arg(long)]
+    devices: Option<String>,
     /// Override config values, e.g. `--set base.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -95,6 +98,9 @@ pub(crate) fn run(args: TrainArgs) -> Result<()> {
         }
         if let Some(spec) = &args.init_from {
             init.arg("--init-from").arg(spec);
+        }
+        if let Some(devices) = &args.devices {
+            init.arg("--devices").arg(devices);
         }
         for kv in &args.overrides {
             init.arg("--set").arg(kv);

@@ -24,6 +24,9 @@ pub(crate) struct ConfigArgs {
     /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file.
     #[arg(long)]
     init_from: Option<String>,
+    /// Devices the experts are spread over, round-robin (e.g. `cuda:0,cuda:1`).
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<DeviceSpec>,
     /// Override a config value, e.g. `--set base.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -118,6 +121,10 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
     }
     if args.baseline {
         overrides.push("baseline=true".into());
+    }
+    if !args.devices.is_empty() {
+        let list: Vec<String> = args.devices.iter().map(|d| format!("\"{d}\"")).collect();
+        overrides.push(format!("experts.devices=[{}]", list.join(", ")));
     }
     if let Some(spec) = &args.init_from {
         overrides.push(format!("init_from={}", toml::Value::String(spec.clone())));
