@@ -11,7 +11,7 @@ use dnc_core::SeededRng;
 use dnc_data::{Dataset, ImageFolder, ImageFolderConfig, Loader, LoaderConfig, stack_chw};
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
-use dnc_models::{Arch, BackboneConfig, EncoderConfig, ProjectorConfig, Stem};
+use dnc_models::{Arch, BackboneConfig, EncoderConfig, Precision, ProjectorConfig, Stem};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +52,9 @@ pub(crate) struct TrainBench {
     data: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: dnc_core::DeviceSpec,
+    /// `f32`, or `bf16` convolutions and matrix products with f32 weights.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 #[derive(Args)]
@@ -96,7 +99,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     Ok(())
 }
 
-fn encoder_for(model: &str) -> Result<EncoderConfig> {
+fn encoder_for(model: &str, precision: Precision) -> Result<EncoderConfig> {
     let backbone = match model {
         "tiny" => BackboneConfig {
             arch: Arch::Tiny,
@@ -116,6 +119,7 @@ fn encoder_for(model: &str) -> Result<EncoderConfig> {
             out: 128,
             final_bn: false,
         },
+        precision,
     })
 }
 
@@ -130,10 +134,24 @@ fn open_images(dir: &Path, limit: usize, cache: bool) -> Result<Arc<ImageFolder>
     ))
 }
 
+fn open_all_images(dir: &Path) -> Result<Arc<ImageFolder>> {
+    let cfg = ImageFolderConfig {
+        cache_decoded: true,
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        ImageFolder::open(dir, &cfg).with_context(|| format!("opening {}", dir.display()))?,
+    ))
+}
+
 fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     let device = a.device.open()?;
     let total = a.steps + a.warmup;
-    let images = open_images(&a.data, a.batch * total, true)?;
+    // As many images as the steps use, or the whole folder, read again epoch after epoch.
+    let images = match open_images(&a.data, a.batch * total, true) {
+        Ok(images) => images,
+        Err(_) => open_all_images(&a.data)?,
+    };
     let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
     let loader_cfg = LoaderConfig {
         batch_size: a.batch,
@@ -145,14 +163,24 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
         ema_momentum: 0.99,
         ..Default::default()
     };
-    let mut step = MoclrStep::new(&encoder_for(&a.model)?, moclr, 0, &device)?;
+    let mut step = MoclrStep::new(&encoder_for(&a.model, a.precision)?, moclr, 0, &device)?;
     let mut opt = OptimizerConfig::Sgd(SgdConfig::default()).build()?;
     let params = step.parameters();
     let mut times = Vec::new();
-    let mut batches = loader.epoch(0, 0);
+    let mut epoch = 0;
+    let mut batches = loader.epoch(epoch, 0);
     for s in 0..total {
         let start = Instant::now();
-        let batch = batches.next().context("the loader ran out of batches")??;
+        let batch = match batches.next() {
+            Some(batch) => batch?,
+            None => {
+                epoch += 1;
+                batches = loader.epoch(epoch, 0);
+                batches
+                    .next()
+                    .context("the folder holds less than one batch")??
+            }
+        };
         let chw = (3, 32, 32);
         let pair = ViewPair {
             view1: stack_chw(batch.items.iter().map(|t| t.view1.as_slice()), chw, &device)?,
@@ -180,7 +208,7 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     let median = sorted[sorted.len() / 2];
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     Ok(serde_json::json!({
-        "model": a.model, "batch_size": a.batch, "timed_steps": times.len(),
+        "model": a.model, "batch_size": a.batch, "precision": a.precision, "device": format!("{device:?}"), "timed_steps": times.len(),
         "median_imgs_per_s": round(a.batch as f64 / median),
         "imgs_per_s": round(a.batch as f64 / mean),
         "s_per_step": round(mean), "threads": a.threads, "workers": a.workers,

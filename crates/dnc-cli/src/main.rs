@@ -2,13 +2,14 @@
 //!
 //! `dnc train` runs a whole experiment in one process; `dnc init` + `dnc stage <name>` run it
 //! stage by stage (what `cargo xtask train` does); `dnc export` writes a hub-ready backbone;
-//! `dnc bench` measures throughput.
+//! `dnc bench` measures throughput; `dnc device-check` compares a GPU with the CPU.
 
 // A command-line program: stdout is where its results go.
 #![allow(clippy::print_stdout)]
 
 mod bench;
 mod commands;
+mod device_check;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ enum Command {
     /// Throughput benchmarks (JSON on the last line).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Compare a device with the CPU (ResNet-18 forward/backward, MoCLR loss, k-means) and time
+    /// a convolution's backward there; `--device cpu` is a dry run against the CPU itself.
+    DeviceCheck(device_check::DeviceCheckArgs),
 }
 
 fn main() {
@@ -71,6 +75,7 @@ fn main() {
         Command::Report(a) => commands::report(a),
         Command::Export(a) => commands::export(a),
         Command::Bench(b) => bench::run(b),
+        Command::DeviceCheck(a) => device_check::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

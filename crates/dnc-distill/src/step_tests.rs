@@ -16,13 +16,14 @@ fn small_model() -> EncoderConfig {
             out: 8,
             final_bn: false,
         },
+        ..EncoderConfig::default()
     }
 }
 
 fn teacher(seed: u64) -> Teacher {
     let map = SeededVarMap::new(seed);
-    let enc = Encoder::new(&small_model(), map.var_builder(DType::F32, &Device::Cpu)).unwrap();
-    Teacher::new(enc, map.varmap().clone())
+    Encoder::new(&small_model(), map.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    Teacher::new(&small_model(), map.varmap().clone(), &Device::Cpu).unwrap()
 }
 
 fn step_with(k: usize) -> DistillStep {

@@ -1,9 +1,9 @@
 //! A frozen teacher: an encoder evaluated with BatchNorm running statistics and no gradient.
 
-use candle_core::{Result, Tensor};
-use candle_nn::VarMap;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use dnc_core::l2_normalize;
-use dnc_models::Encoder;
+use dnc_models::{Encoder, EncoderConfig, frozen_tensors};
 
 /// A trained encoder used only to produce targets.
 pub struct Teacher {
@@ -13,11 +13,14 @@ pub struct Teacher {
 }
 
 impl Teacher {
-    pub fn new(encoder: Encoder, vars: VarMap) -> Self {
-        Self {
-            encoder,
+    /// A teacher of architecture `cfg` with the weights in `vars`, built on detached views of
+    /// them ([`frozen_tensors`]) so that its forward passes record no autograd graph.
+    pub fn new(cfg: &EncoderConfig, vars: VarMap, device: &Device) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(frozen_tensors(&vars), DType::F32, device);
+        Ok(Self {
+            encoder: Encoder::new(cfg, vb)?,
             _vars: vars,
-        }
+        })
     }
 
     /// The teacher's L2-normalised projection of `images` (evaluation mode, detached).

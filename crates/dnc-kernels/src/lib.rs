@@ -3,8 +3,9 @@
 //! Each public function takes and returns candle tensors and is differentiable through candle's
 //! autograd (a custom op with its own backward pass). On the CPU in `f32` or `f64` they run the
 //! kernels of this crate, parallel over images or channels with rayon and with `gemm` for the
-//! matrix products; on other devices and dtypes they fall back to candle's own operations, so
-//! models call them unconditionally.
+//! matrix products; on other devices and dtypes they fall back to candle tensor ops (for the
+//! convolution: an im2col gather and one matrix product, so that its backward is matrix
+//! products too), so models call them unconditionally.
 //!
 //! - [`conv2d`]: bias-free convolution (im2col + gemm forward, gemm-based input and weight
 //!   gradients instead of candle's direct `conv_transpose2d`);

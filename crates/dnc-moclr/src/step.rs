@@ -1,10 +1,12 @@
 //! The MoCLR / SimCLR training step.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use dnc_core::{SeededVarMap, l2_normalize, trainable_parameters};
 use dnc_engine::{StepContext, StepOutput, TrainStep};
-use dnc_models::{Encoder, EncoderConfig, copy_vars, ema_update, momentum_schedule};
+use dnc_models::{
+    Encoder, EncoderConfig, copy_vars, ema_update, frozen_tensors, momentum_schedule,
+};
 use dnc_objectives::ObjectiveConfig;
 use serde::{Deserialize, Serialize};
 
@@ -57,11 +59,15 @@ impl MoclrStep {
         let online_map = SeededVarMap::new(seed);
         let online = Encoder::new(model, online_map.var_builder(DType::F32, device))?;
         let target = if cfg.objective.kind.needs_target() {
+            // The target's variables live in their own map (EMA updates, checkpoints); the
+            // network runs on detached views of them, so its forward records no graph.
             let target_map = SeededVarMap::new(seed);
-            let target = Encoder::new(model, target_map.var_builder(DType::F32, device))?;
+            Encoder::new(model, target_map.var_builder(DType::F32, device))?;
             copy_vars(target_map.varmap(), online_map.varmap())
                 .map_err(candle_core::Error::wrap)?;
-            Some((target, target_map.varmap().clone()))
+            let frozen =
+                VarBuilder::from_tensors(frozen_tensors(target_map.varmap()), DType::F32, device);
+            Some((Encoder::new(model, frozen)?, target_map.varmap().clone()))
         } else {
             None
         };

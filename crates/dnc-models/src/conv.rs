@@ -97,7 +97,10 @@ impl Conv2d {
                 xs.dims()
             )
         }
-        let ys = dnc_kernels::conv2d(xs, &self.weight, self.cfg.stride, self.cfg.padding)?;
+        let (stride, padding) = (self.cfg.stride, self.cfg.padding);
+        let ys = crate::precision::in_compute_dtype(xs, &self.weight, |x, w| {
+            dnc_kernels::conv2d(x, w, stride, padding)
+        })?;
         match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, self.cfg.out_channels, 1, 1))?),
             None => Ok(ys),

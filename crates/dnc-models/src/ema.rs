@@ -7,7 +7,7 @@
 //! own train-mode forwards.
 
 use crate::error::ModelError;
-use candle_core::Var;
+use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use dnc_core::is_buffer;
 use std::collections::HashMap;
@@ -84,6 +84,27 @@ pub fn copy_vars(dst: &VarMap, src: &VarMap) -> Result<(), ModelError> {
         d.set(&s.as_detached_tensor().to_dtype(d.dtype())?.copy()?)?;
     }
     Ok(())
+}
+
+/// The tensors of `map` for a network that only runs forward (an EMA target, a frozen teacher),
+/// sharing the map's storage: parameters come detached, so no autograd graph is recorded through
+/// them and each activation is freed as soon as the next layer has used it (PyTorch's
+/// `torch.no_grad()`); BatchNorm buffers come as the variables themselves, so running-statistics
+/// updates land in the map. In-place updates of the map ([`ema_update`], [`copy_vars`],
+/// checkpoint loads) are seen through them. Build the network with
+/// `VarBuilder::from_tensors(frozen_tensors(&map), dtype, device)`.
+pub fn frozen_tensors(map: &VarMap) -> HashMap<String, Tensor> {
+    snapshot(map)
+        .into_iter()
+        .map(|(name, var)| {
+            let tensor = if is_buffer(&name) {
+                var.as_tensor().clone()
+            } else {
+                var.as_detached_tensor()
+            };
+            (name, tensor)
+        })
+        .collect()
 }
 
 /// The target momentum at `step` of `total`: m = 1 − (1 − m0)·(cos(π·step/total) + 1)/2, from

@@ -6,6 +6,7 @@
 use crate::backbone::{Backbone, BackboneConfig};
 use crate::error::ModelError;
 use crate::head::{Projector, ProjectorConfig};
+use crate::precision::{Precision, autocast};
 use candle_core::{Result, Tensor, bail};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct EncoderConfig {
     pub backbone: BackboneConfig,
     pub projector: ProjectorConfig,
+    /// `f32`, or `bf16` convolutions and matrix products with f32 weights, BatchNorm and loss
+    /// (see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl EncoderConfig {
@@ -42,6 +46,7 @@ pub struct EncoderOutput {
 pub struct Encoder {
     backbone: Backbone,
     projector: Projector,
+    precision: Precision,
 }
 
 impl Encoder {
@@ -55,6 +60,7 @@ impl Encoder {
         Ok(Self {
             backbone,
             projector,
+            precision: cfg.precision,
         })
     }
 
@@ -73,7 +79,9 @@ impl Encoder {
 
     /// # Shapes
     /// `xs`: `[N, 3, H, W]` → features `[N, D]`, hidden `[N, hidden]`, z `[N, out]`.
+    /// Runs in the configured [`Precision`]; the outputs are f32 either way.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<EncoderOutput> {
+        let _precision = autocast(self.precision);
         let features = self.backbone.forward_t(xs, train)?;
         let proj = self.projector.forward_t(&features, train)?;
         Ok(EncoderOutput {

@@ -10,7 +10,8 @@
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::error::ModelError;
 use crate::linear::linear;
-use candle_core::{Module, Result, Tensor, bail};
+use crate::precision::linear_forward;
+use candle_core::{Result, Tensor, bail};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -139,8 +140,10 @@ impl MlpHead {
     /// # Shapes
     /// `xs`: `[N, in_dim]` → hidden `[N, hidden]`, out `[N, out]`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<ProjectorOutput> {
-        let hidden = self.bn1.forward_relu_t(&self.fc1.forward(xs)?, train)?;
-        let out = self.fc2.forward(&hidden)?;
+        let hidden = self
+            .bn1
+            .forward_relu_t(&linear_forward(&self.fc1, xs)?, train)?;
+        let out = linear_forward(&self.fc2, &hidden)?;
         let out = match &self.bn2 {
             Some(bn) => bn.forward_t(&out, train)?,
             None => out,

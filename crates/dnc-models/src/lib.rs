@@ -6,6 +6,7 @@
 //! - [`Projector`] and [`RegressionHead`]: the MLP heads of the encoder and the DnC student;
 //! - [`Encoder`]: backbone + projector under `backbone.*` / `projector.*`;
 //! - [`ema_update`], [`copy_vars`], [`momentum_schedule`]: the EMA target network of MoCLR;
+//! - [`Precision`] and [`autocast`]: bf16 compute with f32 master weights;
 //! - building blocks: [`BatchNorm`] with PyTorch's training semantics, [`Conv2d`], [`linear`],
 //!   and pooling with gradients ([`max_pool_3x3_s2`]).
 //!
@@ -23,6 +24,7 @@ pub mod error;
 pub mod head;
 pub mod linear;
 pub mod pool;
+pub mod precision;
 pub mod resnet;
 pub mod tiny;
 
@@ -30,7 +32,7 @@ pub use backbone::{Arch, Backbone, BackboneConfig};
 pub use batch_norm::{BatchNorm, BatchNormConfig};
 pub use blocks::{BasicBlock, Block, BlockConfig, BlockKind, Bottleneck};
 pub use conv::{Conv2d, Conv2dConfig};
-pub use ema::{copy_vars, ema_update, momentum_schedule};
+pub use ema::{copy_vars, ema_update, frozen_tensors, momentum_schedule};
 pub use encoder::{Encoder, EncoderConfig, EncoderOutput};
 pub use error::ModelError;
 pub use head::{
@@ -38,6 +40,7 @@ pub use head::{
 };
 pub use linear::linear;
 pub use pool::{global_avg_pool, max_pool_2x2, max_pool_3x3_s2};
+pub use precision::{AutocastGuard, Precision, autocast, current_precision};
 pub use resnet::{ResNet, ResNetConfig, Stem};
 pub use tiny::{TINY_WIDTHS, TinyConvNet};
 

@@ -206,3 +206,18 @@ fn init_from_loads_pretrained_backbone_weights() {
         "the base did not start from the donor's weights (max diff {diff})"
     );
 }
+
+#[test]
+fn every_preset_in_configs_loads_and_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            dnc_pipeline::validate(&cfg).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "only {seen} presets in {}", dir.display());
+}

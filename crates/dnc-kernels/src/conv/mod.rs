@@ -1,9 +1,11 @@
-//! 2-d convolution: geometry, patch matrices, CPU kernels and the custom op.
+//! 2-d convolution: geometry, patch matrices, CPU kernels and the custom op, and the
+//! tensor-op path for other devices and dtypes.
 
 mod geometry;
 mod im2col;
 mod kernels;
 mod op;
+mod tensor_ops;
 #[cfg(test)]
 mod tests;
 

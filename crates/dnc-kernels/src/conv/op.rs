@@ -6,6 +6,7 @@
 
 use super::geometry::Conv2dGeometry;
 use super::kernels::{backward, forward};
+use super::tensor_ops::conv2d_by_matmul;
 use crate::error::KernelError;
 use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice};
 use candle_core::backend::BackendStorage;
@@ -15,8 +16,9 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, b
 /// square `stride` and zero `padding` on all four sides.
 ///
 /// On the CPU in `f32` or `f64` this runs im2col + gemm kernels (forward and backward) in
-/// parallel over images; elsewhere (CUDA, Metal, half precision) it calls candle's
-/// `Tensor::conv2d`, so the same call works on every device. Gradients flow to `x` and `w`.
+/// parallel over images; elsewhere (CUDA, half precision) it is an im2col gather and one matrix
+/// product built from candle tensor ops, whose backward is matrix products and a col2im scatter
+/// rather than candle's direct `conv_transpose2d` kernel. Gradients flow to `x` and `w`.
 ///
 /// # Shapes
 /// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]` → `[B, O, (H + 2p − kh)/s + 1, (W + 2p − kw)/s + 1]`.
@@ -38,7 +40,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
         x.contiguous()?
             .apply_op2(&w.contiguous()?, Conv2dOp { geo })
     } else {
-        x.conv2d(w, padding, stride, 1, 1)
+        conv2d_by_matmul(x, w, &geo)
     }
 }
 

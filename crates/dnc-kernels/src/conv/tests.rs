@@ -161,3 +161,56 @@ fn results_do_not_depend_on_the_number_of_threads() -> Result<()> {
     assert_close(&one.2, &three.2, 0.0);
     Ok(())
 }
+
+#[test]
+fn tensor_op_path_matches_candle_in_values_and_gradients() -> Result<()> {
+    use super::geometry::Conv2dGeometry;
+    use super::tensor_ops::conv2d_by_matmul;
+    for (i, &(xd, wd, s, p)) in CASES.iter().enumerate() {
+        let seed = 10 * i as u64 + 3;
+        let x = randn(seed, &xd, DType::F32)?;
+        let w = randn(seed + 1, &wd, DType::F32)?;
+        let geo = Conv2dGeometry::new(&xd, &wd, s, p)?;
+        let g = randn(seed + 2, &geo.out_dims(), DType::F32)?;
+        let ours = run(|x, w| conv2d_by_matmul(x, w, &geo), &x, &w, &g)?;
+        // The CPU kernel is the reference: it is checked against candle and finite differences.
+        let kernel = run(|x, w| conv2d(x, w, s, p), &x, &w, &g)?;
+        let case = format!("case {i}: x {xd:?} w {wd:?} stride {s} padding {p}");
+        assert_eq!(ours.0.dims(), kernel.0.dims(), "{case}");
+        assert_rel_close(&format!("{case}: y"), &ours.0, &kernel.0, 1e-5);
+        assert_rel_close(&format!("{case}: dx"), &ours.1, &kernel.1, 1e-5);
+        assert_rel_close(&format!("{case}: dw"), &ours.2, &kernel.2, 1e-5);
+    }
+    Ok(())
+}
+
+#[test]
+fn bf16_on_the_cpu_runs_through_the_tensor_op_path() -> Result<()> {
+    let x = randn(30, &[3, 4, 9, 9], DType::F32)?;
+    let w = randn(31, &[5, 4, 3, 3], DType::F32)?;
+    let g = randn(32, &[3, 5, 5, 5], DType::F32)?;
+    let want = run(|x, w| conv2d(x, w, 2, 1), &x, &w, &g)?;
+    let (xb, wb) = (
+        Var::from_tensor(&x.to_dtype(DType::BF16)?)?,
+        Var::from_tensor(&w.to_dtype(DType::BF16)?)?,
+    );
+    let y = conv2d(xb.as_tensor(), wb.as_tensor(), 2, 1)?;
+    assert_eq!(y.dtype(), DType::BF16);
+    let grads = (y.to_dtype(DType::F32)? * &g)?.sum_all()?.backward()?;
+    let f32_of = |t: &Tensor| t.to_dtype(DType::F32);
+    // bf16 keeps 8 bits of mantissa: a few parts in a hundred over 36-term sums.
+    assert_rel_close("y", &f32_of(&y)?, &want.0, 5e-2);
+    assert_rel_close(
+        "dx",
+        &f32_of(grads.get(xb.as_tensor()).unwrap())?,
+        &want.1,
+        5e-2,
+    );
+    assert_rel_close(
+        "dw",
+        &f32_of(grads.get(wb.as_tensor()).unwrap())?,
+        &want.2,
+        5e-2,
+    );
+    Ok(())
+}

@@ -31,21 +31,21 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .max()
         .unwrap_or(0);
     let base_path = run.dir.root().join("base/model.safetensors");
-    let (base, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
+    let (_, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
     let experts = (0..k)
         .map(|c| {
-            let (enc, vars) = load_encoder(
+            let (_, vars) = load_encoder(
                 &cfg.model,
                 &expert_dir(run, c).join("model.safetensors"),
                 &run.device,
             )?;
-            Ok(Teacher::new(enc, vars))
+            Ok(Teacher::new(&cfg.model, vars, &run.device)?)
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
     let seed = cfg.seed ^ STUDENT_SEED;
     let mut step = DistillStep::new(
         &cfg.model,
-        Teacher::new(base, base_vars.clone()),
+        Teacher::new(&cfg.model, base_vars.clone(), &run.device)?,
         experts,
         seed,
         &run.device,
