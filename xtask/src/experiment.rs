@@ -6,7 +6,11 @@
 //! (MoCLR gets base + experts + distill epochs of the DnC run). Every model is evaluated on the
 //! balanced test split with the curated train set as k-NN bank and probe training set, overall
 //! and per class-frequency third (many / medium / few, by rank in the uncurated set). Writes
-//! `report.md`, `summary.json` and `curation-gap.png` in the experiment folder.
+//! `report.md`, `summary.json` and `curation-gap.png` in the experiment folder. `--sweep` then
+//! varies what the paper varies (K, the clustering layer, expert initialisation and budget) for
+//! the DnC arm and adds that table to the report ([`sweep`]).
+
+mod sweep;
 
 use crate::longtail::{self, LongtailArgs};
 use crate::util::{build_dnc, run_cmd, workspace_root};
@@ -47,6 +51,12 @@ pub(crate) struct CurationArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
+    /// Also train the DnC variants of the sweep (K, clustering layer, expert init and budget).
+    #[arg(long)]
+    sweep: bool,
+    /// Seeds 0..N of each sweep variant.
+    #[arg(long, default_value_t = 1)]
+    sweep_seeds: u64,
 }
 
 /// One trained configuration of the comparison.
@@ -102,12 +112,43 @@ pub(crate) fn run(args: CurationArgs) -> Result<()> {
     let config = root.join(format!("configs/curation-{preset}.toml"));
     let epochs = matched_epochs(&config)?;
     let dnc = build_dnc(&args.features)?;
+    let job = Job {
+        dnc: &dnc,
+        args: &args,
+        config: &config,
+        data: &data,
+        out: &out,
+        epochs,
+    };
     for seed in 0..args.seeds {
         for arm in &ARMS {
-            train_arm(&dnc, &args, arm, seed, &config, &data, &out, epochs)?;
+            train_arm(&job, arm, &format!("{}-s{seed}", arm.name), seed, &[])?;
         }
     }
-    report(&args, &out, &manifest, epochs)
+    let mut md = report(&args, &out, &manifest, epochs)?;
+    if args.sweep {
+        for seed in 0..args.sweep_seeds {
+            for variant in &sweep::VARIANTS {
+                let name = format!("sweep-{}-s{seed}", variant.name);
+                train_arm(&job, &ARMS[2], &name, seed, variant.overrides)?;
+            }
+        }
+        md.push_str(&sweep::report(&out, &manifest, args.sweep_seeds)?);
+        std::fs::write(out.join("report.md"), &md)?;
+    }
+    println!("{md}");
+    Ok(())
+}
+
+/// What every run of the experiment shares.
+struct Job<'a> {
+    dnc: &'a Path,
+    args: &'a CurationArgs,
+    config: &'a Path,
+    data: &'a Path,
+    out: &'a Path,
+    /// The MoCLR arms' epochs.
+    epochs: u64,
 }
 
 /// base + experts + distill epochs of the preset: the MoCLR arms' budget.
@@ -126,18 +167,18 @@ fn matched_epochs(config: &Path) -> Result<u64> {
     Ok(get("base")? + get("experts")? + get("distill")?)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_arm(
-    dnc: &Path,
-    args: &CurationArgs,
-    arm: &Arm,
-    seed: u64,
-    config: &Path,
-    data: &Path,
-    out: &Path,
-    epochs: u64,
-) -> Result<()> {
-    let dir = out.join(format!("{}-s{seed}", arm.name));
+/// Trains (or resumes, or skips when finished) `arm` with `seed` in `<out>/<run_name>`, with
+/// `extra` config overrides after the experiment's own.
+fn train_arm(job: &Job, arm: &Arm, run_name: &str, seed: u64, extra: &[&str]) -> Result<()> {
+    let Job {
+        dnc,
+        args,
+        config,
+        data,
+        out,
+        epochs,
+    } = *job;
+    let dir = out.join(run_name);
     if summary_of(&dir).is_some_and(|s| s["stages"]["eval"]["done"] == true) {
         eprintln!("{}: done, skipped", dir.display());
         return Ok(());
@@ -157,7 +198,7 @@ fn train_arm(
             "--set",
             &format!("method=\"{}\"", arm.method),
         ]);
-        cmd.args(["--set", &format!("name=\"{}-s{seed}\"", arm.name)]);
+        cmd.args(["--set", &format!("name=\"{run_name}\"")]);
         cmd.arg("--set").arg(format!(
             "data.eval_bank=\"{}\"",
             data.join("curated/train").display()
@@ -171,8 +212,11 @@ fn train_arm(
         for o in &args.overrides {
             cmd.args(["--set", o]);
         }
+        for o in extra {
+            cmd.args(["--set", o]);
+        }
     }
-    eprintln!("training {} (seed {seed})", arm.name);
+    eprintln!("training {run_name}");
     run_cmd(cmd.current_dir(workspace_root()))
 }
 
@@ -226,7 +270,8 @@ fn scores(eval: &Value, groups: &[Vec<usize>; 3]) -> Option<Vec<f64>> {
     Some(v)
 }
 
-fn report(args: &CurationArgs, out: &Path, manifest: &Value, epochs: u64) -> Result<()> {
+/// Writes report.md, summary.json and the chart of the main arms; returns the report.
+fn report(args: &CurationArgs, out: &Path, manifest: &Value, epochs: u64) -> Result<String> {
     let groups = thirds(manifest);
     let mut table = String::from(
         "| arm | seeds | k-NN | k-NN many | k-NN medium | k-NN few | linear | linear many | linear medium | linear few |\n|---|---|---|---|---|---|---|---|---|---|\n",
@@ -306,8 +351,7 @@ fn report(args: &CurationArgs, out: &Path, manifest: &Value, epochs: u64) -> Res
         out.join("summary.json"),
         serde_json::to_string_pretty(&Value::Object(summary))?,
     )?;
-    println!("{md}");
-    Ok(())
+    Ok(md)
 }
 
 impl CurationArgs {

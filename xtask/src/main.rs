@@ -7,7 +7,11 @@
 //! - `ci`: what CI runs (format check, clippy, tests);
 //! - `data longtail`: builds the uncurated/curated pair of the curation-gap experiment;
 //! - `tidy`: checks that the crate graph only points downwards;
-//! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks.
+//! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks;
+//! - `cuda setup` / `cuda build`: installs a local CUDA toolkit into `.tools/cuda/` from PyPI and
+//!   builds `dnc` with the `cuda` feature into `target/cuda/`, on a machine without a GPU;
+//! - `device-check`: bundles that binary with a script for one short run on a GPU machine
+//!   (`--dry-run` runs the same script here on the CPU).
 //!
 //! xtask does not link candle, so it compiles in seconds; heavy work happens in `dnc`.
 
@@ -16,6 +20,8 @@
 
 mod bench;
 mod ci;
+mod cuda;
+mod device_check;
 mod experiment;
 mod longtail;
 mod setup;
@@ -50,6 +56,19 @@ enum Command {
     Data(DataCommand),
     /// Install the PyTorch reference (and faiss) into `.venv/` for `bench --vs-torch`.
     SetupTorch,
+    /// CUDA without a GPU: `setup` installs a local toolkit, `build` builds `dnc --features cuda`.
+    #[command(subcommand)]
+    Cuda(CudaCommand),
+    /// Prepare the GPU check bundle in target/device-check/ (`--dry-run`: run it on the CPU).
+    DeviceCheck(device_check::DeviceCheckArgs),
+}
+
+#[derive(Subcommand)]
+enum CudaCommand {
+    /// Install the CUDA 13.0 compiler, headers and libraries from PyPI into `.tools/cuda/`.
+    Setup(cuda::SetupArgs),
+    /// Build the release `dnc` with the `cuda` feature into `target/cuda/`.
+    Build(cuda::BuildArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +90,9 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::Tidy => tidy::run(),
         Command::SetupTorch => setup::run(),
+        Command::Cuda(CudaCommand::Setup(args)) => cuda::setup(args),
+        Command::Cuda(CudaCommand::Build(args)) => cuda::build(args),
+        Command::DeviceCheck(args) => device_check::run(args),
         Command::Data(DataCommand::Longtail(args)) => longtail::run(args),
         Command::Experiment(ExperimentCommand::CurationGap(args)) => experiment::run(args),
     }
