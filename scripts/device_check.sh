@@ -67,7 +67,7 @@ base_mib=$(command -v nvidia-smi >/dev/null && [ "$DEVICE" != cpu ] &&
 for precision in f32 bf16; do
   peak_mem timeout 90 ./dnc bench train --model "$MODEL" --batch "$BATCH" --steps "$STEPS" \
     --warmup 3 --workers "$WORKERS" --device "$DEVICE" --precision "$precision" \
-    --data data | tail -1 >"out/dnc-$precision.json" || status=1
+    --data data/train | tail -1 >"out/dnc-$precision.json" || status=1
   echo "$(cat out/peak_mib)" >"out/dnc-$precision.mib"
   peak_mem timeout 90 "$PYTHON" torch_gpu_step.py --ref torch_ref.py --data data \
     --device "$TORCH_DEVICE" --backbone "$MODEL" --batch-size "$BATCH" --steps "$STEPS" \
