@@ -1,4 +1,5 @@
-//! `batch_norm_train` forward and backward against the same computation from candle ops.
+//! `batch_norm_train` forward and backward against the same computation from candle ops, and
+//! the fused residual tail `batch_norm_add_relu_train` against the chained ops.
 //!
 //! `cargo bench -p dnc-kernels --bench batch_norm [-- FILTER]`; compare only runs made back to
 //! back, the machine is shared.
@@ -8,7 +9,7 @@ mod common;
 use candle_core::{Result, Tensor, Var};
 use common::{CASES, configure, rand};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dnc_kernels::batch_norm_train;
+use dnc_kernels::{batch_norm_add_relu_train, batch_norm_train, relu};
 use std::hint::black_box;
 
 /// Training-mode batch norm from candle ops on a free `[N, C, L]` view: per-channel mean and
@@ -77,5 +78,37 @@ fn backward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, forward, backward);
+/// `relu(bn(x) + r)` forward and backward: one fused op against batch norm, an add and a ReLU.
+fn residual_tail(c: &mut Criterion) {
+    type TailFn = fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+    let impls: [(&str, TailFn); 2] = [
+        ("fused", |x, w, b, r| {
+            Ok(batch_norm_add_relu_train(x, w, b, r, 1e-5)?.0)
+        }),
+        ("chained", |x, w, b, r| {
+            relu(&(batch_norm_train(x, w, b, 1e-5)?.0 + r)?)
+        }),
+    ];
+    for case in &CASES {
+        let dims = input_dims(case.x, case.out_channels);
+        let x = Var::from_tensor(&rand(1, &dims).unwrap()).unwrap();
+        let w = Var::from_tensor(&rand(2, &dims[1..2]).unwrap()).unwrap();
+        let b = Var::from_tensor(&rand(3, &dims[1..2]).unwrap()).unwrap();
+        let r = Var::from_tensor(&rand(4, &dims).unwrap()).unwrap();
+        let mut group = c.benchmark_group(format!("bn_add_relu_fwd_bwd/{}", case.name));
+        configure(&mut group);
+        group.throughput(Throughput::Elements(x.elem_count() as u64));
+        for (name, f) in impls {
+            group.bench_function(name, |bch| {
+                bch.iter(|| {
+                    let y = f(x.as_tensor(), w.as_tensor(), b.as_tensor(), r.as_tensor()).unwrap();
+                    black_box(y.backward().unwrap())
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, forward, backward, residual_tail);
 criterion_main!(benches);

@@ -102,6 +102,49 @@ impl BatchNorm {
         self.forward_impl(xs, train, true)
     }
 
+    /// `relu(forward_t(xs, train) + residual)`: the tail of a residual block, fused into one
+    /// pass (that keeps only its output for the backward pass) in training on the CPU.
+    ///
+    /// # Shapes
+    /// `xs`, `residual`: `[N, C, ...]` with `C = num_features` → same shape.
+    pub fn forward_add_relu_t(
+        &self,
+        xs: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        if train {
+            let count = self.check_train_input(xs)?;
+            let (ys, mean, var) = dnc_kernels::batch_norm_add_relu_train(
+                xs,
+                &self.weight,
+                &self.bias,
+                residual,
+                self.eps,
+            )?;
+            self.update_running(&mean, &var, count)?;
+            return Ok(ys);
+        }
+        (self.forward_impl(xs, false, false)? + residual)?.relu()
+    }
+
+    /// Checks the input's channels and returns the values per channel of a training batch.
+    fn check_train_input(&self, xs: &Tensor) -> Result<usize> {
+        let dims = xs.dims();
+        if dims.len() < 2 || dims[1] != self.num_features() {
+            bail!(
+                "batch norm over {} features got an input of shape {:?}",
+                self.num_features(),
+                dims
+            )
+        }
+        let count = dims[0] * dims[2..].iter().product::<usize>();
+        if count < 2 {
+            bail!("batch norm in training needs more than one value per channel, got {count}")
+        }
+        Ok(count)
+    }
+
     fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let dims = xs.dims();
         if dims.len() < 2 || dims[1] != self.num_features() {
@@ -113,10 +156,7 @@ impl BatchNorm {
         }
         if train {
             // Batch statistics through the fused kernel (composed candle ops off the CPU).
-            let count = dims[0] * dims[2..].iter().product::<usize>();
-            if count < 2 {
-                bail!("batch norm in training needs more than one value per channel, got {count}")
-            }
+            let count = self.check_train_input(xs)?;
             let (ys, mean, var) = if relu {
                 dnc_kernels::batch_norm_relu_train(xs, &self.weight, &self.bias, self.eps)?
             } else {

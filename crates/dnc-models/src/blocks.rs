@@ -63,6 +63,12 @@ impl ConvBn {
     fn forward_relu_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_relu_t(&self.conv.forward(xs)?, train)
     }
+
+    /// `relu(bn(conv(xs)) + residual)`.
+    fn forward_add_relu_t(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn
+            .forward_add_relu_t(&self.conv.forward(xs)?, residual, train)
+    }
 }
 
 fn last_bn(cfg: &BlockConfig) -> BatchNormConfig {
@@ -87,13 +93,13 @@ fn downsample(cfg: &BlockConfig, out: usize, vb: &VarBuilder) -> Result<Option<C
     )?))
 }
 
-/// `relu(residual + shortcut)`.
-fn merge(residual: Tensor, xs: &Tensor, shortcut: &Option<ConvBn>, train: bool) -> Result<Tensor> {
-    let identity = match shortcut {
-        Some(ds) => ds.forward_t(xs, train)?,
-        None => xs.clone(),
-    };
-    dnc_kernels::relu(&(residual + identity)?)
+/// The block's input as its shortcut branch sees it: projected when the block has a
+/// downsample, unchanged otherwise.
+fn shortcut(xs: &Tensor, downsample: &Option<ConvBn>, train: bool) -> Result<Tensor> {
+    match downsample {
+        Some(ds) => ds.forward_t(xs, train),
+        None => Ok(xs.clone()),
+    }
 }
 
 /// Two 3×3 convolutions with a residual connection (ResNet-18/34).
@@ -120,8 +126,8 @@ impl BasicBlock {
     /// `xs`: `[N, in, H, W]` → `[N, planes, H/stride, W/stride]` (rounded up).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let ys = self.first.forward_relu_t(xs, train)?;
-        let ys = self.second.forward_t(&ys, train)?;
-        merge(ys, xs, &self.downsample, train)
+        let identity = shortcut(xs, &self.downsample, train)?;
+        self.second.forward_add_relu_t(&ys, &identity, train)
     }
 }
 
@@ -155,8 +161,8 @@ impl Bottleneck {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let ys = self.reduce.forward_relu_t(xs, train)?;
         let ys = self.spatial.forward_relu_t(&ys, train)?;
-        let ys = self.expand.forward_t(&ys, train)?;
-        merge(ys, xs, &self.downsample, train)
+        let identity = shortcut(xs, &self.downsample, train)?;
+        self.expand.forward_add_relu_t(&ys, &identity, train)
     }
 }
 

@@ -46,6 +46,42 @@ fn normalize_run<T: Float>(y: &mut [T], x: &[T], a: T, c: T, relu: bool) {
 }
 }
 
+/// `y = max(x·scale[c] + offset[c] + r, 0)` element-wise: normalisation, a residual addition
+/// and a ReLU in one pass, in parallel over images.
+///
+/// # Shapes
+/// `y`, `x`, `r`: `[n, c, l]`; `scale`, `offset`: `[c]`.
+pub(crate) fn normalize_add_relu<T: Float>(
+    s: Nlc,
+    y: &mut [T],
+    x: &[T],
+    r: &[T],
+    scale: &[T],
+    offset: &[T],
+) {
+    let row = s.c * s.l;
+    y.par_chunks_mut(row)
+        .zip(x.par_chunks(row).zip(r.par_chunks(row)))
+        .for_each(|(y, (x, r))| {
+            let runs = y
+                .chunks_exact_mut(s.l)
+                .zip(x.chunks_exact(s.l).zip(r.chunks_exact(s.l)));
+            for (ch, (y, (x, r))) in runs.enumerate() {
+                normalize_add_relu_run(y, x, r, scale[ch], offset[ch]);
+            }
+        });
+}
+
+multiversion! {
+/// `y = max(x·a + c + r, 0)` over one run.
+fn normalize_add_relu_run<T: Float>(y: &mut [T], x: &[T], r: &[T], a: T, c: T) {
+    for ((y, x), r) in y.iter_mut().zip(x).zip(r) {
+        let v = *x * a + c + *r;
+        *y = if v < T::ZERO { T::ZERO } else { v };
+    }
+}
+}
+
 /// Per-channel coefficients of the closed-form input gradient `dx = k1·dỹ + k2·x + k3`.
 #[derive(Debug, Clone)]
 pub(crate) struct InputGradCoefficients<T> {
@@ -132,5 +168,8 @@ mod tests {
         };
         input_grad(s, &mut out, dy, &x, &k);
         assert_eq!(out, [11.0, 20.0, 63.0, 81.0, 51.0, 61.0, 143.0, 163.0]);
+        let r = [0.0, -5.0, 4.0, 1.0, -20.0, 0.0, 0.0, 9.0];
+        normalize_add_relu(s, &mut out, &x, &r, &[2.0, -1.0], &[0.5, 0.0]);
+        assert_eq!(out, [2.5, 0.0, 1.0, 0.0, 0.0, 12.5, 0.0, 1.0]);
     }
 }

@@ -71,7 +71,7 @@ fn batch_norm(
     }
 }
 
-fn check_args(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Nlc> {
+pub(super) fn check_args(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Nlc> {
     let op = "batch_norm_train";
     let dims = x.dims();
     if dims.len() < 2 || dims.contains(&0) {
@@ -128,7 +128,20 @@ fn cpu_batch_norm<T: Float>(
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let x = x.contiguous()?;
-    let (mean, var) = with_slice::<T, _>("batch_norm_train", &x, |xs| {
+    let (stats, mean_t, var_t) = batch_stats::<T>(s, &x, eps)?;
+    let op = BatchNormOp { s, stats, relu };
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok((y, mean_t, var_t))
+}
+
+/// The per-channel batch statistics of a contiguous `x`: the shared [`Stats`] of the forward
+/// and backward passes, and the mean and biased variance as `[C]` tensors of `x`'s dtype.
+pub(super) fn batch_stats<T: Float>(
+    s: Nlc,
+    x: &Tensor,
+    eps: f64,
+) -> Result<(Arc<Stats>, Tensor, Tensor)> {
+    let (mean, var) = with_slice::<T, _>("batch_norm_train", x, |xs| {
         // Shifting by each channel's first value keeps E[x²] − E[x]² well conditioned.
         let shift: Vec<T> = (0..s.c).map(|ch| xs[ch * s.l]).collect();
         let u = Gated {
@@ -153,31 +166,37 @@ fn cpu_batch_norm<T: Float>(
     });
     let to_tensor = |v: &[f64]| Tensor::from_vec(cast::<T>(v), s.c, x.device());
     let (mean_t, var_t) = (to_tensor(&stats.mean)?, to_tensor(&var)?);
-    let op = BatchNormOp { s, stats, relu };
-    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    Ok((y, mean_t, var_t))
+    Ok((stats, mean_t, var_t))
 }
 
-fn cast<T: Float>(v: &[f64]) -> Vec<T> {
+pub(super) fn cast<T: Float>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| T::from_f64(x)).collect()
 }
 
 /// Batch statistics shared by the forward and backward passes.
 #[derive(Debug)]
-struct Stats {
+pub(super) struct Stats {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
 }
 
 /// `y = (x − μ)·σ⁻¹·weight + bias` with precomputed `μ`, `σ⁻¹`, then `max(y, 0)` when `relu`.
-struct BatchNormOp {
-    s: Nlc,
-    stats: Arc<Stats>,
-    relu: bool,
+pub(super) struct BatchNormOp {
+    pub(super) s: Nlc,
+    pub(super) stats: Arc<Stats>,
+    pub(super) relu: bool,
 }
 
 impl BatchNormOp {
     fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let (scale, offset) = self.scale_offset(w, b);
+        let mut y = zeroed(x.len());
+        normalize(self.s, &mut y, x, &scale, &offset, self.relu);
+        y
+    }
+
+    /// The per-channel `(scale, offset)` with `bn(x) = x·scale + offset`.
+    pub(super) fn scale_offset<T: Float>(&self, w: &[T], b: &[T]) -> (Vec<T>, Vec<T>) {
         let st = &self.stats;
         let scale: Vec<f64> = w
             .iter()
@@ -187,9 +206,7 @@ impl BatchNormOp {
         let offset: Vec<f64> = (0..self.s.c)
             .map(|ch| b[ch].to_f64() - st.mean[ch] * scale[ch])
             .collect();
-        let mut y = zeroed(x.len());
-        normalize(self.s, &mut y, x, &cast(&scale), &cast(&offset), self.relu);
-        y
+        (cast(&scale), cast(&offset))
     }
 
     /// The gradients; `y` is the op's output, whose sign is the ReLU mask when `relu`.
@@ -215,7 +232,7 @@ impl BatchNormOp {
     }
 
     /// `db = Σ dỹ`, `dw = σ⁻¹·Σ dỹ·(x − μ)`, and `dx` when `need_dx`, with `dỹ = dy·[gate > 0]`.
-    fn grads<T: Float>(
+    pub(super) fn grads<T: Float>(
         &self,
         weight: &[f64],
         xs: &[T],
@@ -284,10 +301,10 @@ impl BatchNormOp {
     }
 }
 
-struct Grads<T> {
-    dx: Option<Vec<T>>,
-    dw: Vec<T>,
-    db: Vec<T>,
+pub(super) struct Grads<T> {
+    pub(super) dx: Option<Vec<T>>,
+    pub(super) dw: Vec<T>,
+    pub(super) db: Vec<T>,
 }
 
 impl CustomOp3 for BatchNormOp {
@@ -342,7 +359,7 @@ impl CustomOp3 for BatchNormOp {
 
 /// The same computation from candle ops, for devices and dtypes without a fused kernel.
 /// Half-precision inputs are normalised in `f32`.
-fn composed_batch_norm(
+pub(super) fn composed_batch_norm(
     s: Nlc,
     x: &Tensor,
     weight: &Tensor,
