@@ -128,8 +128,8 @@ impl BatchNorm {
         (self.forward_impl(xs, false, false)? + residual)?.relu()
     }
 
-    /// Checks the input's channels and returns the values per channel of a training batch.
-    fn check_train_input(&self, xs: &Tensor) -> Result<usize> {
+    /// Checks that `xs` is `[N, C, ...]` with this layer's `C`.
+    fn check_channels(&self, xs: &Tensor) -> Result<()> {
         let dims = xs.dims();
         if dims.len() < 2 || dims[1] != self.num_features() {
             bail!(
@@ -138,6 +138,13 @@ impl BatchNorm {
                 dims
             )
         }
+        Ok(())
+    }
+
+    /// Checks the input's channels and returns the values per channel of a training batch.
+    fn check_train_input(&self, xs: &Tensor) -> Result<usize> {
+        self.check_channels(xs)?;
+        let dims = xs.dims();
         let count = dims[0] * dims[2..].iter().product::<usize>();
         if count < 2 {
             bail!("batch norm in training needs more than one value per channel, got {count}")
@@ -146,14 +153,6 @@ impl BatchNorm {
     }
 
     fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        let dims = xs.dims();
-        if dims.len() < 2 || dims[1] != self.num_features() {
-            bail!(
-                "batch norm over {} features got an input of shape {:?}",
-                self.num_features(),
-                dims
-            )
-        }
         if train {
             // Batch statistics through the fused kernel (composed candle ops off the CPU).
             let count = self.check_train_input(xs)?;
@@ -165,6 +164,7 @@ impl BatchNorm {
             self.update_running(&mean, &var, count)?;
             return Ok(ys);
         }
+        self.check_channels(xs)?;
         let ys = self.normalize_eval(xs)?;
         if relu { ys.relu() } else { Ok(ys) }
     }
