@@ -4,7 +4,7 @@
 //! comparison, cast, product); here the gradient is `dy` where the output is positive, written in
 //! one pass. NaN inputs propagate, as in PyTorch.
 
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
 use crate::simd::multiversion;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
@@ -30,7 +30,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// `y = max(x, 0)`, keeping NaN.
 pub(crate) fn relu_forward<T: Float>(x: &[T]) -> Vec<T> {
-    let mut y = zeroed(x.len());
+    let mut y = output(x.len());
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| relu_run(y, x));
@@ -47,7 +47,7 @@ fn relu_run<T: Float>(y: &mut [T], x: &[T]) {
 
 /// `dx = dy` where `y > 0`, else 0.
 pub(crate) fn relu_backward<T: Float>(y: &[T], dy: &[T]) -> Vec<T> {
-    let mut dx = zeroed(y.len());
+    let mut dx = output(y.len());
     dx.par_chunks_mut(CHUNK)
         .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
         .for_each(|(dx, (y, dy))| relu_grad_run(dx, y, dy));

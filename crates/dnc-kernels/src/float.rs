@@ -80,14 +80,25 @@ pub(crate) fn with_slice<T: Float, R>(
     }
 }
 
-/// A zeroed vector for a kernel output.
+/// A vector for a kernel output that the kernel overwrites in full before anything reads it.
 ///
-/// Large vectors come from `calloc`, which maps fresh zero pages without writing them; they are
-/// first touched by the (parallel) kernel that fills them. On Linux they also ask for
-/// transparent huge pages, so that first touching them costs one page fault per 2 MiB instead of
-/// one per 4 KiB.
-pub(crate) fn zeroed<T: Float>(len: usize) -> Vec<T> {
-    let mut v = vec![T::ZERO; len];
+/// Zeroing an output only to overwrite it costs a full pass over memory, on the calling thread
+/// while the others wait; with freed buffers kept for reuse (see
+/// [`crate::retain_freed_buffers`]) that memset was 5–9 % of a training step. Debug builds
+/// fill the vector with NaN instead, so that an element a kernel forgot to write poisons the
+/// results the tests compare. On Linux large vectors also ask for transparent huge pages, so
+/// that first touching fresh memory costs one page fault per 2 MiB instead of one per 4 KiB.
+pub(crate) fn output<T: Float>(len: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    if cfg!(debug_assertions) {
+        v.resize(len, T::from_f64(f64::NAN));
+    } else {
+        // SAFETY: the capacity is `len`, and `T` is `f32` or `f64`, for which every bit pattern
+        // is a valid value. The contents are unspecified until the kernel writes them; callers
+        // write every element before the vector is read (candle's own CPU backend allocates
+        // its op outputs the same way).
+        unsafe { v.set_len(len) };
+    }
     #[cfg(target_os = "linux")]
     advise_huge_pages(v.as_mut_ptr().cast(), len * std::mem::size_of::<T>());
     v

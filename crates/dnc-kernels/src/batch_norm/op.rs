@@ -9,7 +9,7 @@
 use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use std::sync::Arc;
@@ -190,7 +190,7 @@ pub(super) struct BatchNormOp {
 impl BatchNormOp {
     fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (scale, offset) = self.scale_offset(w, b);
-        let mut y = zeroed(x.len());
+        let mut y = output(x.len());
         normalize(self.s, &mut y, x, &scale, &offset, self.relu);
         y
     }
@@ -266,7 +266,7 @@ impl BatchNormOp {
                 k2: cast(&k2),
                 k3: cast(&k3),
             };
-            let mut dx = zeroed(xs.len());
+            let mut dx = output(xs.len());
             input_grad(s, &mut dx, dy, xs, &k);
             dx
         });

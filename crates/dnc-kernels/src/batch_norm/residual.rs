@@ -11,7 +11,7 @@ use super::moments::Nlc;
 use super::op::{BatchNormOp, batch_stats, check_args, composed_batch_norm};
 use crate::activation::relu_backward;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
@@ -97,7 +97,7 @@ impl BatchNormAddRelu {
     fn forward<T: Float>(&self, x: &[T], r: &[T], params: &[T]) -> Vec<T> {
         let (w, b) = params.split_at(self.0.s.c);
         let (scale, offset) = self.0.scale_offset(w, b);
-        let mut y = zeroed(x.len());
+        let mut y = output(x.len());
         normalize_add_relu(self.0.s, &mut y, x, r, &scale, &offset);
         y
     }

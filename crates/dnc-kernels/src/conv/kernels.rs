@@ -9,7 +9,7 @@
 
 use super::geometry::Conv2dGeometry;
 use super::im2col::{col2im, im2col};
-use crate::float::{Float, zeroed};
+use crate::float::{Float, output};
 use crate::matmul::{MatRef, matmul};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -30,7 +30,7 @@ fn group_size(geo: &Conv2dGeometry) -> usize {
 /// # Shapes
 /// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]` (both contiguous) → `[B, O, out_h, out_w]`.
 pub(crate) fn forward<T: Float>(geo: &Conv2dGeometry, x: &[T], w: &[T]) -> Vec<T> {
-    let mut y = zeroed(geo.batch * geo.out_image());
+    let mut y = output(geo.batch * geo.out_image());
     let group = group_size(geo);
     let (k, p, o) = (geo.patch_len(), geo.out_plane(), geo.out_channels);
     let w = MatRef::row_major(w, o, k);
@@ -96,7 +96,8 @@ pub(crate) fn backward<T: Float>(
     let group = group_size(geo);
     let groups = geo.batch.div_ceil(group);
     let slab_images = groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group;
-    let mut dx = need_dx.then(|| zeroed(geo.batch * geo.in_image()));
+    // Each group zeroes its own part of `dx` on its worker thread, just before adding to it.
+    let mut dx = need_dx.then(|| output(geo.batch * geo.in_image()));
     let dx_slabs: Vec<Option<&mut [T]>> = match dx.as_mut() {
         Some(dx) => dx
             .chunks_mut(slab_images * geo.in_image())
@@ -115,7 +116,7 @@ pub(crate) fn backward<T: Float>(
 }
 
 /// The backward pass over one slab of consecutive images, group by group; returns the slab's
-/// weight gradient when `need_dw`, and adds the input gradient into `dx` when given.
+/// weight gradient when `need_dw`, and writes the input gradient into `dx` when given.
 fn backward_slab<T: Float>(
     geo: &Conv2dGeometry,
     group: usize,
@@ -140,7 +141,7 @@ fn backward_slab<T: Float>(
 }
 
 /// The backward pass of one group of images: `dWᵀ += col · dYᵀ` into `dw_t` and
-/// `dx += col2im(Wᵀ · dY)` into `dx`, for those given.
+/// `dx = col2im(Wᵀ · dY)` into `dx`, for those given.
 fn backward_group<T: Float>(
     geo: &Conv2dGeometry,
     x: &[T],
@@ -179,6 +180,7 @@ fn backward_group<T: Float>(
                 matmul(dx, w.t(), dy_mat, false, Parallelism::None);
             } else {
                 matmul(col, w.t(), dy_mat, false, Parallelism::None);
+                dx.fill(T::ZERO);
                 col2im(geo, col, dx);
             }
         }

@@ -1,6 +1,6 @@
 //! Global average pooling as a custom op: one pass forward, one broadcast pass backward.
 
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -39,7 +39,7 @@ fn forward<T: Float>(x: &[T], planes: usize) -> Vec<T> {
 
 fn backward<T: Float>(dy: &[T], plane: usize) -> Vec<T> {
     let scale = 1.0 / plane as f64;
-    let mut dx = zeroed(dy.len() * plane);
+    let mut dx = output(dy.len() * plane);
     dx.par_chunks_mut(plane)
         .zip(dy.par_iter())
         .for_each(|(dx, g)| {

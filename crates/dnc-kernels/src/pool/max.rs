@@ -6,7 +6,7 @@
 
 use crate::activation::CHUNK;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice, zeroed};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
 use crate::simd::multiversion;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
@@ -140,7 +140,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 fn forward<T: Float>(geo: &MaxPoolGeometry, x: &[T]) -> Vec<T> {
     let (in_plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let planes = (CHUNK / in_plane).max(1);
-    let mut y = zeroed(geo.batch * geo.channels * out_plane);
+    let mut y = output(geo.batch * geo.channels * out_plane);
     y.par_chunks_mut(planes * out_plane)
         .zip(x.par_chunks(planes * in_plane))
         .for_each(|(y, x)| {
@@ -159,19 +159,24 @@ fn forward<T: Float>(geo: &MaxPoolGeometry, x: &[T]) -> Vec<T> {
 
 /// The common 2×2, stride-2 window, two input rows at a time.
 fn pool_2x2<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &mut [T]) {
-    let max = |a: T, b: T| {
-        #[allow(clippy::eq_op)]
-        let nan = a != a;
-        if nan || a >= b { a } else { b }
-    };
+    let w = geo.in_w;
     for (oh, y) in y.chunks_exact_mut(geo.out_w).enumerate() {
-        let top = &x[2 * oh * geo.in_w..];
-        let bottom = &x[(2 * oh + 1) * geo.in_w..];
-        for (ow, y) in y.iter_mut().enumerate() {
-            let (i, j) = (2 * ow, 2 * ow + 1);
-            *y = max(max(top[i], top[j]), max(bottom[i], bottom[j]));
-        }
+        let x = &x[2 * oh * w..(2 * oh + 2) * w];
+        pool_row(&x[..w], &x[w..], y);
     }
+}
+
+multiversion! {
+/// One output row of [`pool_2x2`] from input rows `x0` and `x1`.
+fn pool_row<T: Float>(x0: &[T], x1: &[T], y: &mut [T]) {
+    // The first of two equal values, or a NaN, wins, as in PyTorch; the non-short-circuit `|`
+    // keeps the loop free of branches, so that it vectorises.
+    #[allow(clippy::eq_op)] // `a != a` is the NaN test for a generic float.
+    let max = |a: T, b: T| if (a >= b) | (a != a) { a } else { b };
+    for ((y, x0), x1) in y.iter_mut().zip(x0.chunks_exact(2)).zip(x1.chunks_exact(2)) {
+        *y = max(max(x0[0], x0[1]), max(x1[0], x1[1]));
+    }
+}
 }
 
 /// The backward pass of [`pool_2x2`] for one plane: windows do not overlap, so every input
@@ -209,7 +214,7 @@ fn unpool_row<T: Float>(x0: &[T], x1: &[T], y: &[T], dy: &[T], d0: &mut [T], d1:
 fn backward<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
     let (in_plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let planes = (CHUNK / in_plane).max(1);
-    let mut dx = zeroed(x.len());
+    let mut dx = output(x.len());
     dx.par_chunks_mut(planes * in_plane)
         .zip(x.par_chunks(planes * in_plane))
         .zip(
@@ -220,10 +225,17 @@ fn backward<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T]) -> Vec<
             let planes = dx.chunks_exact_mut(in_plane).zip(x.chunks_exact(in_plane));
             let outs = y.chunks_exact(out_plane).zip(dy.chunks_exact(out_plane));
             for ((dx, x), (y, dy)) in planes.zip(outs) {
-                if geo.kernel == 2 && geo.stride == 2 && geo.padding == 0 {
+                let two_by_two = geo.kernel == 2 && geo.stride == 2 && geo.padding == 0;
+                // Even-sized planes are written in full by `unpool_2x2`; an odd last row or
+                // column lies in no window and keeps its zero.
+                if !(two_by_two && geo.in_h % 2 == 0 && geo.in_w % 2 == 0) {
+                    dx.fill(T::ZERO);
+                }
+                if two_by_two {
                     unpool_2x2(geo, x, y, dy, dx);
                     continue;
                 }
+                // Overlapping or padded windows: gradients add up.
                 for (o, &g) in dy.iter().enumerate() {
                     let (i, _) = geo.argmax(x, o / geo.out_w, o % geo.out_w);
                     dx[i] += g;
