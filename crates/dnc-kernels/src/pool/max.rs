@@ -228,7 +228,7 @@ fn backward<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T]) -> Vec<
                 let two_by_two = geo.kernel == 2 && geo.stride == 2 && geo.padding == 0;
                 // Even-sized planes are written in full by `unpool_2x2`; an odd last row or
                 // column lies in no window and keeps its zero.
-                if !(two_by_two && geo.in_h % 2 == 0 && geo.in_w % 2 == 0) {
+                if !(two_by_two && geo.in_h.is_multiple_of(2) && geo.in_w.is_multiple_of(2)) {
                     dx.fill(T::ZERO);
                 }
                 if two_by_two {
