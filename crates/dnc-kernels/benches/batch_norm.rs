@@ -1,5 +1,6 @@
 //! `batch_norm_train` forward and backward against the same computation from candle ops, and
-//! the fused residual tail `batch_norm_add_relu_train` against the chained ops.
+//! the fused residual tail `batch_norm_add_relu_train` and stage tail
+//! `batch_norm_relu_max_pool2x2_train` against the chained ops.
 //!
 //! `cargo bench -p dnc-kernels --bench batch_norm [-- FILTER]`; compare only runs made back to
 //! back, the machine is shared.
@@ -9,7 +10,10 @@ mod common;
 use candle_core::{Result, Tensor, Var};
 use common::{CASES, configure, rand};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dnc_kernels::{batch_norm_add_relu_train, batch_norm_train, relu};
+use dnc_kernels::{
+    batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train, batch_norm_relu_train,
+    batch_norm_train, max_pool2d, relu,
+};
 use std::hint::black_box;
 
 /// Training-mode batch norm from candle ops on a free `[N, C, L]` view: per-channel mean and
@@ -110,5 +114,36 @@ fn residual_tail(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, forward, backward, residual_tail);
+/// `max_pool2d(relu(bn(x)), 2)` forward and backward: one fused op against batch norm + ReLU and
+/// a max pool.
+fn stage_tail(c: &mut Criterion) {
+    let impls: [(&str, BnFn); 2] = [
+        ("fused", |x, w, b| {
+            Ok(batch_norm_relu_max_pool2x2_train(x, w, b, 1e-5)?.0)
+        }),
+        ("chained", |x, w, b| {
+            max_pool2d(&batch_norm_relu_train(x, w, b, 1e-5)?.0, 2, 2, 0)
+        }),
+    ];
+    for case in &CASES {
+        let dims = input_dims(case.x, case.out_channels);
+        let x = Var::from_tensor(&rand(1, &dims).unwrap()).unwrap();
+        let w = Var::from_tensor(&rand(2, &dims[1..2]).unwrap()).unwrap();
+        let b = Var::from_tensor(&rand(3, &dims[1..2]).unwrap()).unwrap();
+        let mut group = c.benchmark_group(format!("bn_relu_pool_fwd_bwd/{}", case.name));
+        configure(&mut group);
+        group.throughput(Throughput::Elements(x.elem_count() as u64));
+        for (name, f) in impls {
+            group.bench_function(name, |bch| {
+                bch.iter(|| {
+                    let y = f(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+                    black_box(y.backward().unwrap())
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, forward, backward, residual_tail, stage_tail);
 criterion_main!(benches);

@@ -11,7 +11,9 @@
 //!   gradients instead of candle's direct `conv_transpose2d`);
 //! - [`batch_norm_train`], [`batch_norm_relu_train`]: fused training-mode batch normalisation
 //!   (optionally followed by a ReLU) with the closed-form backward, and
-//!   [`batch_norm_add_relu_train`], the tail `relu(bn(x) + r)` of a residual block in one op;
+//!   [`batch_norm_add_relu_train`], the tail `relu(bn(x) + r)` of a residual block in one op,
+//!   and [`batch_norm_relu_max_pool2x2_train`], the tail `max_pool(relu(bn(x)))` of a stage of a
+//!   plain conv net;
 //! - [`relu`], [`max_pool2d`], [`global_avg_pool`]: element-wise and pooling ops whose backward
 //!   passes are single fused passes instead of chains of full-size temporaries.
 //!
@@ -32,7 +34,10 @@ mod test_util;
 
 pub use activation::relu;
 pub use alloc::retain_freed_buffers;
-pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
+pub use batch_norm::{
+    batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train, batch_norm_relu_train,
+    batch_norm_train,
+};
 pub use conv::{Conv2dGeometry, conv2d};
 pub use error::KernelError;
 pub use pool::{MaxPoolGeometry, global_avg_pool, max_pool2d};

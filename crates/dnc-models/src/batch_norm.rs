@@ -128,6 +128,28 @@ impl BatchNorm {
         (self.forward_impl(xs, false, false)? + residual)?.relu()
     }
 
+    /// `max_pool_2x2(relu(forward_t(xs, train)))`, the tail of a stage of a plain conv net;
+    /// one op in training on the CPU in `f32`/`f64`, which writes only the pooled output and
+    /// keeps nothing full-size for the backward pass beyond `xs`.
+    ///
+    /// # Shapes
+    /// `xs`: `[N, C, H, W]` with `C = num_features`, `H, W ≥ 2` → `[N, C, H/2, W/2]`.
+    pub fn forward_relu_max_pool_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let fused = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
+        if train && fused {
+            let count = self.check_train_input(xs)?;
+            let (ys, mean, var) = dnc_kernels::batch_norm_relu_max_pool2x2_train(
+                xs,
+                &self.weight,
+                &self.bias,
+                self.eps,
+            )?;
+            self.update_running(&mean, &var, count)?;
+            return Ok(ys);
+        }
+        crate::pool::max_pool_2x2(&self.forward_relu_t(xs, train)?)
+    }
+
     /// Checks that `xs` is `[N, C, ...]` with this layer's `C`.
     fn check_channels(&self, xs: &Tensor) -> Result<()> {
         let dims = xs.dims();

@@ -167,3 +167,27 @@ fn bad_inputs_are_reported() {
     let vb = map.var_builder(DType::F32, &Device::Cpu);
     assert_err_contains(BatchNorm::new(2, cfg, vb), &["momentum 1.5"]);
 }
+
+#[test]
+fn stage_tail_matches_relu_then_pool_and_updates_running_statistics() {
+    let x = randn((4, 3, 6, 5), DType::F32, 3).affine(1.5, 0.5).unwrap();
+    let (fused_map, plain_map) = (SeededVarMap::new(0), SeededVarMap::new(0));
+    let (fused, plain) = (
+        layer(&fused_map, 3, DType::F32),
+        layer(&plain_map, 3, DType::F32),
+    );
+    for train in [true, false] {
+        let y = fused.forward_relu_max_pool_t(&x, train).unwrap();
+        assert_eq!(y.dims(), [4, 3, 3, 2]);
+        let want = crate::pool::max_pool_2x2(&plain.forward_relu_t(&x, train).unwrap()).unwrap();
+        assert_close(&y, &want, 0.0);
+        assert_close(fused.running_mean(), plain.running_mean(), 0.0);
+        assert_close(fused.running_var(), plain.running_var(), 0.0);
+    }
+    // The training step moved the running statistics away from their initial values.
+    assert!(values(fused.running_mean()).iter().all(|m| m.abs() > 1e-3));
+    assert_err_contains(
+        fused.forward_relu_max_pool_t(&randn((4, 2, 6, 5), DType::F32, 3), true),
+        &["batch norm over 3 features got an input of shape [4, 2, 6, 5]"],
+    );
+}

@@ -7,7 +7,7 @@
 
 use crate::batch_norm::{BatchNorm, BatchNormConfig};
 use crate::conv::{Conv2d, Conv2dConfig};
-use crate::pool::{global_avg_pool, max_pool_2x2};
+use crate::pool::global_avg_pool;
 use candle_core::{Result, Tensor, bail};
 use candle_nn::VarBuilder;
 
@@ -55,7 +55,7 @@ impl TinyConvNet {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut ys = xs.clone();
         for (conv, bn) in &self.stages {
-            ys = max_pool_2x2(&bn.forward_relu_t(&conv.forward(&ys)?, train)?)?;
+            ys = bn.forward_relu_max_pool_t(&conv.forward(&ys)?, train)?;
         }
         global_avg_pool(&ys)
     }

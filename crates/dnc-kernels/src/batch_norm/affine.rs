@@ -32,7 +32,7 @@ pub(crate) fn normalize<T: Float>(
 
 multiversion! {
 /// `y = x·a + c` over one run, clamped at 0 when `relu`.
-fn normalize_run<T: Float>(y: &mut [T], x: &[T], a: T, c: T, relu: bool) {
+pub(super) fn normalize_run<T: Float>(y: &mut [T], x: &[T], a: T, c: T, relu: bool) {
     if relu {
         for (y, x) in y.iter_mut().zip(x) {
             let v = *x * a + c;

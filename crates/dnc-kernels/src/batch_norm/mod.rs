@@ -3,9 +3,13 @@
 mod affine;
 mod moments;
 mod op;
+mod pooled;
+#[cfg(test)]
+mod pooled_tests;
 mod residual;
 #[cfg(test)]
 mod tests;
 
 pub use op::{batch_norm_relu_train, batch_norm_train};
+pub use pooled::batch_norm_relu_max_pool2x2_train;
 pub use residual::batch_norm_add_relu_train;

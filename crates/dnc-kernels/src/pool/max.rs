@@ -168,7 +168,7 @@ fn pool_2x2<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &mut [T]) {
 
 multiversion! {
 /// One output row of [`pool_2x2`] from input rows `x0` and `x1`.
-fn pool_row<T: Float>(x0: &[T], x1: &[T], y: &mut [T]) {
+pub(crate) fn pool_row<T: Float>(x0: &[T], x1: &[T], y: &mut [T]) {
     // The first of two equal values, or a NaN, wins, as in PyTorch; the non-short-circuit `|`
     // keeps the loop free of branches, so that it vectorises.
     #[allow(clippy::eq_op)] // `a != a` is the NaN test for a generic float.
@@ -194,7 +194,7 @@ fn unpool_2x2<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T], dx: &
 
 multiversion! {
 /// One output row of [`unpool_2x2`]: input rows `x0`, `x1` and gradient rows `d0`, `d1`.
-fn unpool_row<T: Float>(x0: &[T], x1: &[T], y: &[T], dy: &[T], d0: &mut [T], d1: &mut [T]) {
+pub(crate) fn unpool_row<T: Float>(x0: &[T], x1: &[T], y: &[T], dy: &[T], d0: &mut [T], d1: &mut [T]) {
     // Non-short-circuit `|` and `&` keep the loop free of branches, so that it vectorises.
     #[allow(clippy::eq_op)] // `v != v` is the NaN test for a generic float.
     let hit = |v: T, m: T| (v == m) | ((v != v) & (m != m));

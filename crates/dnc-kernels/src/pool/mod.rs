@@ -2,7 +2,7 @@
 //! ImageNet ResNet stem and the tiny net need) and global average pooling.
 
 mod avg;
-mod max;
+pub(crate) mod max;
 #[cfg(test)]
 #[path = "max_tests.rs"]
 mod max_tests;
