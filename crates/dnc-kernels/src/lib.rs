@@ -13,7 +13,8 @@
 //!   (optionally followed by a ReLU) with the closed-form backward, and
 //!   [`batch_norm_add_relu_train`], the tail `relu(bn(x) + r)` of a residual block in one op,
 //!   and [`batch_norm_relu_max_pool2x2_train`], the tail `max_pool(relu(bn(x)))` of a stage of a
-//!   plain conv net;
+//!   plain conv net ([`conv2d_batch_norm_relu_max_pool2x2_train`]: the whole stage, convolution
+//!   included);
 //! - [`relu`], [`max_pool2d`], [`global_avg_pool`]: element-wise and pooling ops whose backward
 //!   passes are single fused passes instead of chains of full-size temporaries.
 //!
@@ -36,7 +37,7 @@ pub use activation::relu;
 pub use alloc::retain_freed_buffers;
 pub use batch_norm::{
     batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train, batch_norm_relu_train,
-    batch_norm_train,
+    batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train,
 };
 pub use conv::{Conv2dGeometry, conv2d};
 pub use error::KernelError;

@@ -10,6 +10,7 @@
 //! reducing; here the reductions run on a free `[N, C, L]` view, and all normalisation
 //! arithmetic lives in [`normalize`], the one place a fused kernel would replace.
 
+use crate::conv::{Conv2d, Conv2dConfig};
 use candle_core::{DType, Result, Tensor, Var, bail};
 use candle_nn::{Init, VarBuilder};
 
@@ -150,6 +151,52 @@ impl BatchNorm {
         crate::pool::max_pool_2x2(&self.forward_relu_t(xs, train)?)
     }
 
+    /// One stage of a plain conv net, `max_pool_2x2(relu(forward_t(conv.forward(xs), train)))`.
+    /// In training on the CPU (f32 compute, a convolution without bias) the whole stage is one
+    /// op, so that the convolution's output gradient goes straight from the batch-norm backward
+    /// to the convolution backward instead of through autograd's accumulation.
+    ///
+    /// # Shapes
+    /// `xs`: `[N, in, H, W]` for `conv` with `out = num_features` channels →
+    /// `[N, out, out_h/2, out_w/2]`.
+    pub fn forward_conv_relu_max_pool_t(
+        &self,
+        conv: &Conv2d,
+        xs: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let cfg = conv.config();
+        let f32_compute = crate::precision::current_precision().compute_dtype() == DType::F32;
+        let fused = train
+            && !cfg.bias
+            && xs.device().is_cpu()
+            && (xs.dtype() == DType::F64 || (xs.dtype() == DType::F32 && f32_compute));
+        if !fused {
+            return self.forward_relu_max_pool_t(&conv.forward(xs)?, train);
+        }
+        if cfg.out_channels != self.num_features() {
+            bail!(
+                "batch norm over {} features follows a convolution to {} channels",
+                self.num_features(),
+                cfg.out_channels
+            )
+        }
+        let (ys, mean, var) = dnc_kernels::conv2d_batch_norm_relu_max_pool2x2_train(
+            xs,
+            conv.weight(),
+            &self.weight,
+            &self.bias,
+            cfg.stride,
+            cfg.padding,
+            self.eps,
+        )?;
+        // Values per channel of the convolution's output: the batch times its plane.
+        let (n, _, h, w) = xs.dims4()?;
+        let count = n * conv_out_len(h, cfg) * conv_out_len(w, cfg);
+        self.update_running(&mean, &var, count)?;
+        Ok(ys)
+    }
+
     /// Checks that `xs` is `[N, C, ...]` with this layer's `C`.
     fn check_channels(&self, xs: &Tensor) -> Result<()> {
         let dims = xs.dims();
@@ -226,6 +273,11 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
+}
+
+/// The output length of a convolution along one dimension of length `len`.
+fn conv_out_len(len: usize, cfg: &Conv2dConfig) -> usize {
+    (len + 2 * cfg.padding - cfg.kernel) / cfg.stride + 1
 }
 
 /// `y = (x − mean) · weight / sqrt(var + eps) + bias`, computed as one per-channel scale and

@@ -55,7 +55,7 @@ impl TinyConvNet {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut ys = xs.clone();
         for (conv, bn) in &self.stages {
-            ys = bn.forward_relu_max_pool_t(&conv.forward(&ys)?, train)?;
+            ys = bn.forward_conv_relu_max_pool_t(conv, &ys, train)?;
         }
         global_avg_pool(&ys)
     }

@@ -141,32 +141,36 @@ pub(super) fn batch_stats<T: Float>(
     x: &Tensor,
     eps: f64,
 ) -> Result<(Arc<Stats>, Tensor, Tensor)> {
-    let (mean, var) = with_slice::<T, _>("batch_norm_train", x, |xs| {
-        // Shifting by each channel's first value keeps E[x²] − E[x]² well conditioned.
-        let shift: Vec<T> = (0..s.c).map(|ch| xs[ch * s.l]).collect();
-        let u = Gated {
-            values: xs,
-            shift: &shift,
-            gate: None,
-        };
-        let sums = channel_moments(s, u, xs, &shift);
-        let count = s.count() as f64;
-        Ok(sums
-            .iter()
-            .zip(&shift)
-            .map(|(&(s1, s2), sh)| {
-                let d = s1 / count;
-                (sh.to_f64() + d, (s2 / count - d * d).max(0.0))
-            })
-            .unzip::<f64, f64, Vec<f64>, Vec<f64>>())
-    })?;
-    let stats = Arc::new(Stats {
-        inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
-        mean,
-    });
+    let (stats, var) = with_slice::<T, _>("batch_norm_train", x, |xs| Ok(slice_stats(s, xs, eps)))?;
     let to_tensor = |v: &[f64]| Tensor::from_vec(cast::<T>(v), s.c, x.device());
     let (mean_t, var_t) = (to_tensor(&stats.mean)?, to_tensor(&var)?);
-    Ok((stats, mean_t, var_t))
+    Ok((Arc::new(stats), mean_t, var_t))
+}
+
+/// The batch statistics of `xs` (`[N, C, L]`) and the biased variance per channel.
+pub(crate) fn slice_stats<T: Float>(s: Nlc, xs: &[T], eps: f64) -> (Stats, Vec<f64>) {
+    // Shifting by each channel's first value keeps E[x²] − E[x]² well conditioned.
+    let shift: Vec<T> = (0..s.c).map(|ch| xs[ch * s.l]).collect();
+    let u = Gated {
+        values: xs,
+        shift: &shift,
+        gate: None,
+    };
+    let sums = channel_moments(s, u, xs, &shift);
+    let count = s.count() as f64;
+    let (mean, var): (Vec<f64>, Vec<f64>) = sums
+        .iter()
+        .zip(&shift)
+        .map(|(&(s1, s2), sh)| {
+            let d = s1 / count;
+            (sh.to_f64() + d, (s2 / count - d * d).max(0.0))
+        })
+        .unzip();
+    let stats = Stats {
+        inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        mean,
+    };
+    (stats, var)
 }
 
 pub(super) fn cast<T: Float>(v: &[f64]) -> Vec<T> {
@@ -175,8 +179,8 @@ pub(super) fn cast<T: Float>(v: &[f64]) -> Vec<T> {
 
 /// Batch statistics shared by the forward and backward passes.
 #[derive(Debug)]
-pub(super) struct Stats {
-    mean: Vec<f64>,
+pub(crate) struct Stats {
+    pub(crate) mean: Vec<f64>,
     inv_std: Vec<f64>,
 }
 

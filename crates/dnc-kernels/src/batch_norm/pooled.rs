@@ -90,11 +90,12 @@ fn cpu_batch_norm_relu_pool<T: Float>(
     Ok((y, mean, var))
 }
 
-/// The CPU op over `(x, weight, bias)` for `H × W` planes.
-struct BatchNormReluPool {
-    bn: BatchNormOp,
-    h: usize,
-    w: usize,
+/// The CPU op over `(x, weight, bias)` for `H × W` planes; its slice kernels also serve the
+/// fused convolution stage.
+pub(super) struct BatchNormReluPool {
+    pub(super) bn: BatchNormOp,
+    pub(super) h: usize,
+    pub(super) w: usize,
 }
 
 impl BatchNormReluPool {
@@ -107,7 +108,7 @@ impl BatchNormReluPool {
         (CHUNK / (self.h * self.w)).max(1)
     }
 
-    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+    pub(super) fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (scale, offset) = self.bn.scale_offset(w, b);
         let (c, width, out_w) = (self.bn.s.c, self.w, self.w / 2);
         let mut y = output(x.len() / (self.h * self.w) * self.out_plane());
@@ -133,7 +134,7 @@ impl BatchNormReluPool {
     /// The gradients for the pooled output `y` and its gradient `dy` (that of `x` when
     /// `need_dx`).
     #[allow(clippy::too_many_arguments)]
-    fn backward<T: Float>(
+    pub(super) fn backward<T: Float>(
         &self,
         xs: &[T],
         w: &[T],

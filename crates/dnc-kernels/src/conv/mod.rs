@@ -3,7 +3,7 @@
 
 mod geometry;
 mod im2col;
-mod kernels;
+pub(crate) mod kernels;
 mod op;
 mod tensor_ops;
 #[cfg(test)]

@@ -1,0 +1,259 @@
+//! A whole stage of a plain conv net in training, `max_pool2d(relu(bn(conv2d(x, w))), 2)`, as
+//! one custom op.
+//!
+//! With the convolution a separate op, its output is a node of candle's autograd graph: the
+//! backward pass adds that node's full-size gradient into a freshly zeroed tensor before the
+//! convolution's backward reads it. Fused, the batch-norm backward hands its input gradient
+//! straight to the convolution's backward. The op keeps the convolution's output for its
+//! backward pass, as the separate op's output tensor was kept before.
+
+use super::moments::Nlc;
+use super::op::{BatchNormOp, Stats, cast, slice_stats};
+use super::pooled::BatchNormReluPool;
+use crate::conv::Conv2dGeometry;
+use crate::conv::kernels;
+use crate::error::KernelError;
+use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use std::sync::{Arc, Mutex};
+
+/// `y = max_pool2d(max(0, bn(conv2d(x, conv_weight, stride, padding))), 2)`: [`crate::conv2d`]
+/// followed by [`super::batch_norm_relu_max_pool2x2_train`], in one op.
+///
+/// Returns `(y, mean, var)`, `mean` and `var` being the batch statistics of the convolution's
+/// output. Gradients flow to `x`, `conv_weight`, `bn_weight` and `bn_bias`.
+///
+/// Runs on the CPU in `f32` or `f64` only; elsewhere, compose the two.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `conv_weight`: `[O, C, kh, kw]`, `bn_weight`, `bn_bias`: `[O]`, with a
+/// convolution output of at least 2×2 → (`y`: `[N, O, out_h/2, out_w/2]`, `mean`, `var`: `[O]`).
+pub fn conv2d_batch_norm_relu_max_pool2x2_train(
+    x: &Tensor,
+    conv_weight: &Tensor,
+    bn_weight: &Tensor,
+    bn_bias: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "conv2d_batch_norm_relu_max_pool2x2_train";
+    let geo = Conv2dGeometry::new(x.dims(), conv_weight.dims(), stride, padding)?;
+    let [n, o, h, w] = geo.out_dims();
+    for t in [conv_weight, bn_weight, bn_bias] {
+        if t.dtype() != x.dtype() || !t.device().same_device(x.device()) {
+            Err(KernelError::Mismatch {
+                op,
+                what: format!(
+                    "input is {:?} on {:?}, a parameter is {:?} on {:?}",
+                    x.dtype(),
+                    x.device(),
+                    t.dtype(),
+                    t.device()
+                ),
+            })?
+        }
+    }
+    if bn_weight.dims() != [o] || bn_bias.dims() != [o] {
+        Err(KernelError::Shape {
+            op,
+            what: format!(
+                "the convolution has {o} output channels but the batch-norm weight is {:?} \
+                 and bias {:?}",
+                bn_weight.dims(),
+                bn_bias.dims()
+            ),
+        })?
+    }
+    if h < 2 || w < 2 {
+        Err(KernelError::Shape {
+            op,
+            what: format!(
+                "the convolution output {:?} is smaller than 2x2",
+                geo.out_dims()
+            ),
+        })?
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        Err(KernelError::Parameter {
+            op,
+            what: format!("eps must be finite and >= 0, got {eps}"),
+        })?
+    }
+    if !has_cpu_kernel(x) {
+        bail!(
+            "{op}: needs f32 or f64 tensors on the CPU, got {:?} on {:?}",
+            x.dtype(),
+            x.device()
+        )
+    }
+    // A custom op takes at most three tensors: the batch-norm weight and bias travel as the
+    // rows of one `[2, O]` tensor, whose gradient candle splits back through the stack.
+    let params = Tensor::stack(&[bn_weight, bn_bias], 0)?;
+    let saved = Arc::new(Mutex::new(None));
+    let stage = ConvStage {
+        geo,
+        s: Nlc { n, c: o, l: h * w },
+        eps,
+        saved: Arc::clone(&saved),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&conv_weight.contiguous()?, &params, stage)?;
+    let guard = saved.lock().expect("stage state");
+    let state = guard.as_ref().expect("the forward pass saves its state");
+    let stat = |v: &[f64]| match x.dtype() {
+        DType::F32 => Tensor::from_vec(cast::<f32>(v), o, x.device()),
+        _ => Tensor::from_vec(cast::<f64>(v), o, x.device()),
+    };
+    Ok((y, stat(&state.stats.mean)?, stat(&state.var)?))
+}
+
+/// What the forward pass leaves for the backward pass and the caller.
+struct Saved {
+    /// The convolution's output.
+    conv_out: CpuStorage,
+    stats: Arc<Stats>,
+    /// The biased batch variance.
+    var: Vec<f64>,
+}
+
+/// The CPU op over `(x, conv_weight, [bn_weight; bn_bias])`.
+struct ConvStage {
+    geo: Conv2dGeometry,
+    /// The convolution output's layout.
+    s: Nlc,
+    eps: f64,
+    saved: Arc<Mutex<Option<Saved>>>,
+}
+
+impl ConvStage {
+    /// The batch-norm, ReLU and pool part for the given statistics.
+    fn tail(&self, stats: Arc<Stats>) -> BatchNormReluPool {
+        let [_, _, h, w] = self.geo.out_dims();
+        BatchNormReluPool {
+            bn: BatchNormOp {
+                s: self.s,
+                stats,
+                relu: true,
+            },
+            h,
+            w,
+        }
+    }
+
+    fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[T]) -> Vec<T> {
+        let conv_out = kernels::forward(&self.geo, x, w);
+        let (stats, var) = slice_stats(self.s, &conv_out, self.eps);
+        let stats = Arc::new(stats);
+        let (bn_w, bn_b) = params.split_at(self.s.c);
+        let y = self.tail(Arc::clone(&stats)).forward(&conv_out, bn_w, bn_b);
+        *self.saved.lock().expect("stage state") = Some(Saved {
+            conv_out: T::to_cpu_storage_owned(conv_out),
+            stats,
+            var,
+        });
+        y
+    }
+
+    fn grad_tensors<T: Float>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        params: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = self.name();
+        let guard = self.saved.lock().expect("stage state");
+        let Some(saved) = guard.as_ref() else {
+            bail!("{op}: backward pass without a forward pass")
+        };
+        let conv_out = saved.conv_out.as_slice::<T>()?;
+        let (need_dx, need_dw) = (x.track_op(), w.track_op());
+        let ((dx, dw), bn_grads) = with_slice::<T, _>(op, x, |xs| {
+            with_slice::<T, _>(op, w, |ws| {
+                with_slice::<T, _>(op, params, |ps| {
+                    with_slice::<T, _>(op, y, |ys| {
+                        with_slice::<T, _>(op, dy, |dys| {
+                            let (bn_w, bn_b) = ps.split_at(self.s.c);
+                            let tail = self.tail(Arc::clone(&saved.stats));
+                            let need_dz = need_dx || need_dw;
+                            let g = tail.backward(conv_out, bn_w, bn_b, ys, dys, need_dz);
+                            let conv_grads = match &g.dx {
+                                Some(dz) => {
+                                    kernels::backward(&self.geo, xs, ws, dz, need_dx, need_dw)
+                                }
+                                None => (None, None),
+                            };
+                            Ok((conv_grads, [g.dw, g.db].concat()))
+                        })
+                    })
+                })
+            })
+        })?;
+        let dx = dx
+            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+            .transpose()?;
+        let dw = dw
+            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
+            .transpose()?;
+        let dparams = params
+            .track_op()
+            .then(|| Tensor::from_vec(bn_grads, params.shape(), x.device()))
+            .transpose()?;
+        Ok((dx, dw, dparams))
+    }
+}
+
+impl CustomOp3 for ConvStage {
+    fn name(&self) -> &'static str {
+        "dnc-conv2d-batch-norm-relu-max-pool2x2-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        p: &CpuStorage,
+        pl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let y = match x {
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
+                storage_slice(op, x, xl)?,
+                storage_slice(op, w, wl)?,
+                storage_slice(op, p, pl)?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
+                storage_slice(op, x, xl)?,
+                storage_slice(op, w, wl)?,
+                storage_slice(op, p, pl)?,
+            )),
+            other => bail!("{op}: no kernel for {:?}", other.dtype()),
+        };
+        let [n, o, h, w] = self.geo.out_dims();
+        Ok((y, Shape::from((n, o, h / 2, w / 2))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        params: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || w.track_op() || params.track_op()) {
+            return Ok((None, None, None));
+        }
+        match x.dtype() {
+            DType::F32 => self.grad_tensors::<f32>(x, w, params, y, dy),
+            DType::F64 => self.grad_tensors::<f64>(x, w, params, y, dy),
+            other => bail!("{}: no kernel for {other:?}", self.name()),
+        }
+    }
+}

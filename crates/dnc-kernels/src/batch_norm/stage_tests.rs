@@ -1,0 +1,137 @@
+//! `conv2d_batch_norm_relu_max_pool2x2_train` against the chained ops and finite differences.
+
+use super::{batch_norm_relu_max_pool2x2_train, conv2d_batch_norm_relu_max_pool2x2_train};
+use crate::conv2d;
+use crate::test_util::{assert_rel_close, randn};
+use candle_core::{DType, Device, Result, Tensor, Var};
+use dnc_core::testing::{assert_close, finite_difference_grad};
+
+type StageFn = fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+
+fn fused(x: &Tensor, k: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(conv2d_batch_norm_relu_max_pool2x2_train(x, k, w, b, 1, 1, 1e-3)?.0)
+}
+
+fn chained(x: &Tensor, k: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(batch_norm_relu_max_pool2x2_train(&conv2d(x, k, 1, 1)?, w, b, 1e-3)?.0)
+}
+
+/// `(y, dx, dk, dw, db)` for `L = Σ y·g`.
+fn run(op: StageFn, inputs: [&Tensor; 4], g: &Tensor) -> Result<[Tensor; 5]> {
+    let vars = inputs.map(|t| Var::from_tensor(t).expect("var"));
+    let [x, k, w, b] = vars.each_ref().map(|v| v.as_tensor());
+    let y = op(x, k, w, b)?;
+    let grads = (&y * g)?.sum_all()?.backward()?;
+    let get = |t: &Tensor| grads.get(t).expect("gradient").clone();
+    Ok([y.clone(), get(x), get(k), get(w), get(b)])
+}
+
+/// Input `[N, C, H, W]`, a 3×3 kernel to `o` channels, batch-norm weight and bias.
+fn inputs(seed: u64, x: [usize; 4], o: usize, dtype: DType) -> Result<[Tensor; 4]> {
+    Ok([
+        randn(seed, &x, dtype)?,
+        randn(seed + 1, &[o, x[1], 3, 3], dtype)?,
+        randn(seed + 2, &[o], dtype)?,
+        randn(seed + 3, &[o], dtype)?,
+    ])
+}
+
+#[test]
+fn matches_convolution_then_the_fused_tail() -> Result<()> {
+    for (i, (x, o)) in [
+        ([6usize, 3, 8, 8], 5),
+        ([4, 2, 7, 5], 3),
+        ([20, 4, 2, 2], 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 200 + 10 * i as u64;
+        let t = inputs(seed, x, o, DType::F32)?;
+        let g = randn(seed + 4, &[x[0], o, x[2] / 2, x[3] / 2], DType::F32)?;
+        let ours = run(fused, t.each_ref(), &g)?;
+        let theirs = run(chained, t.each_ref(), &g)?;
+        assert_close(&ours[0], &theirs[0], 0.0);
+        for (name, (a, b)) in ["dx", "dk", "dw", "db"]
+            .iter()
+            .zip(ours[1..].iter().zip(&theirs[1..]))
+        {
+            assert_rel_close(&format!("input {x:?}: {name}"), a, b, 1e-5);
+        }
+        let (_, mean, var) =
+            conv2d_batch_norm_relu_max_pool2x2_train(&t[0], &t[1], &t[2], &t[3], 1, 1, 1e-3)?;
+        let conv = conv2d(&t[0], &t[1], 1, 1)?;
+        let (_, want_mean, want_var) =
+            batch_norm_relu_max_pool2x2_train(&conv, &t[2], &t[3], 1e-3)?;
+        assert_close(&mean, &want_mean, 0.0);
+        assert_close(&var, &want_var, 0.0);
+    }
+    Ok(())
+}
+
+#[test]
+fn gradients_match_finite_differences_in_f64() -> Result<()> {
+    let t = inputs(31, [3, 2, 4, 6], 2, DType::F64)?;
+    let g = randn(37, &[3, 2, 2, 3], DType::F64)?;
+    let grads = run(fused, t.each_ref(), &g)?;
+    for i in 0..4 {
+        let loss = |v: &Tensor| {
+            let mut args = t.clone();
+            args[i] = v.clone();
+            (fused(&args[0], &args[1], &args[2], &args[3])? * &g)?.sum_all()
+        };
+        assert_close(
+            &grads[i + 1],
+            &finite_difference_grad(loss, &t[i], 1e-6)?,
+            1e-6,
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn frozen_inputs_get_no_gradient() -> Result<()> {
+    let [x, k, w, b] = inputs(50, [4, 3, 4, 4], 2, DType::F32)?;
+    let kv = Var::from_tensor(&k)?;
+    let y = conv2d_batch_norm_relu_max_pool2x2_train(&x, kv.as_tensor(), &w, &b, 1, 1, 1e-5)?.0;
+    assert_eq!(y.dims(), [4, 2, 2, 2]);
+    let grads = y.sum_all()?.backward()?;
+    assert!(grads.get(&x).is_none() && grads.get(&w).is_none() && grads.get(&b).is_none());
+    assert!(grads.get(kv.as_tensor()).is_some());
+    // Without any tracked input the op records nothing.
+    let y = conv2d_batch_norm_relu_max_pool2x2_train(&x, &k, &w, &b, 1, 1, 1e-5)?.0;
+    assert!(!y.track_op());
+    Ok(())
+}
+
+#[test]
+fn bad_inputs_are_reported() {
+    let cpu = &Device::Cpu;
+    let zeros = |dims: &[usize], dtype| Tensor::zeros(dims, dtype, cpu).unwrap();
+    let err = |x: &Tensor, k: &Tensor, bn: &Tensor| {
+        conv2d_batch_norm_relu_max_pool2x2_train(x, k, bn, bn, 1, 1, 1e-5)
+            .unwrap_err()
+            .to_string()
+    };
+    let x = zeros(&[2, 3, 4, 4], DType::F32);
+    let k = zeros(&[5, 3, 3, 3], DType::F32);
+    let e = err(&x, &k, &zeros(&[4], DType::F32));
+    assert!(
+        e.contains("5 output channels but the batch-norm weight is [4]"),
+        "{e}"
+    );
+    let e = err(&x, &k, &zeros(&[5], DType::F64));
+    assert!(e.contains("a parameter is F64"), "{e}");
+    let e = err(
+        &zeros(&[2, 3, 1, 4], DType::F32),
+        &k,
+        &zeros(&[5], DType::F32),
+    );
+    assert!(e.contains("smaller than 2x2"), "{e}");
+    let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+    let e = err(&half(&x), &half(&k), &zeros(&[5], DType::F16));
+    assert!(
+        e.contains("needs f32 or f64 tensors on the CPU, got F16"),
+        "{e}"
+    );
+}
