@@ -28,6 +28,7 @@ mod conv;
 mod error;
 mod float;
 mod matmul;
+mod op3;
 mod pool;
 mod simd;
 #[cfg(test)]

@@ -9,9 +9,9 @@
 use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
 
 /// Normalises `x` with its own batch statistics, then scales by `weight` and shifts by `bias`
@@ -192,13 +192,6 @@ pub(super) struct BatchNormOp {
 }
 
 impl BatchNormOp {
-    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
-        let (scale, offset) = self.scale_offset(w, b);
-        let mut y = output(x.len());
-        normalize(self.s, &mut y, x, &scale, &offset, self.relu);
-        y
-    }
-
     /// The per-channel `(scale, offset)` with `bn(x) = x·scale + offset`.
     pub(super) fn scale_offset<T: Float>(&self, w: &[T], b: &[T]) -> (Vec<T>, Vec<T>) {
         let st = &self.stats;
@@ -280,15 +273,34 @@ impl BatchNormOp {
             db: cast(&db),
         }
     }
+}
 
-    fn grad_tensors<T: Float>(
+pub(super) struct Grads<T> {
+    pub(super) dx: Option<Vec<T>>,
+    pub(super) dw: Vec<T>,
+    pub(super) db: Vec<T>,
+}
+
+impl Kernel3 for BatchNormOp {
+    fn op_name(&self) -> &'static str {
+        "dnc-batch-norm-train"
+    }
+
+    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let (scale, offset) = self.scale_offset(w, b);
+        let mut y = output(x.len());
+        normalize(self.s, &mut y, x, &scale, &offset, self.relu);
+        y
+    }
+
+    fn gradients<T: Float>(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let g = self.backward::<T>(x, w, y, dy)?;
         let dx =
             g.dx.map(|v| Tensor::from_vec(v, x.shape(), x.device()))
@@ -305,15 +317,9 @@ impl BatchNormOp {
     }
 }
 
-pub(super) struct Grads<T> {
-    pub(super) dx: Option<Vec<T>>,
-    pub(super) dw: Vec<T>,
-    pub(super) db: Vec<T>,
-}
-
 impl CustomOp3 for BatchNormOp {
     fn name(&self) -> &'static str {
-        "dnc-batch-norm-train"
+        self.op_name()
     }
 
     fn cpu_fwd(
@@ -325,39 +331,12 @@ impl CustomOp3 for BatchNormOp {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let y = match x {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, b, bl)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, b, bl)?,
-            )),
-            other => bail!("{op}: no kernel for {:?}", other.dtype()),
-        };
+        let y = cpu_forward(self, (x, xl), (w, wl), (b, bl))?;
         Ok((y, xl.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if !(x.track_op() || w.track_op() || b.track_op()) {
-            return Ok((None, None, None));
-        }
-        match x.dtype() {
-            DType::F32 => self.grad_tensors::<f32>(x, w, b, y, dy),
-            DType::F64 => self.grad_tensors::<f64>(x, w, b, y, dy),
-            other => bail!("{}: no kernel for {other:?}", self.name()),
-        }
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads3> {
+        backward(self, x, w, b, y, dy)
     }
 }
 

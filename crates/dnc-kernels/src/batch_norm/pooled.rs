@@ -13,9 +13,9 @@ use super::moments::Nlc;
 use super::op::{BatchNormOp, Grads, batch_stats, check_args};
 use crate::activation::CHUNK;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
+use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
 use crate::pool::max::{pool_row, unpool_row};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
@@ -108,29 +108,6 @@ impl BatchNormReluPool {
         (CHUNK / (self.h * self.w)).max(1)
     }
 
-    pub(super) fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
-        let (scale, offset) = self.bn.scale_offset(w, b);
-        let (c, width, out_w) = (self.bn.s.c, self.w, self.w / 2);
-        let mut y = output(x.len() / (self.h * self.w) * self.out_plane());
-        y.par_chunks_mut(self.out_plane())
-            .zip(x.par_chunks(self.h * self.w))
-            .enumerate()
-            .with_min_len(self.planes_per_task())
-            .for_each(|(plane, (y, x))| {
-                let (a, o) = (scale[plane % c], offset[plane % c]);
-                T::with_scratch(2 * width, |rows| {
-                    let (r0, r1) = rows.split_at_mut(width);
-                    for (oh, y) in y.chunks_exact_mut(out_w).enumerate() {
-                        let x = &x[2 * oh * width..(2 * oh + 2) * width];
-                        normalize_run(r0, &x[..width], a, o, true);
-                        normalize_run(r1, &x[width..], a, o, true);
-                        pool_row(r0, r1, y);
-                    }
-                });
-            });
-        y
-    }
-
     /// The gradients for the pooled output `y` and its gradient `dy` (that of `x` when
     /// `need_dx`).
     #[allow(clippy::too_many_arguments)]
@@ -181,15 +158,44 @@ impl BatchNormReluPool {
         let weight: Vec<f64> = w.iter().map(|v| v.to_f64()).collect();
         self.bn.grads(&weight, xs, &d_act, None, need_dx)
     }
+}
 
-    fn grad_tensors<T: Float>(
+impl Kernel3 for BatchNormReluPool {
+    fn op_name(&self) -> &'static str {
+        "dnc-batch-norm-relu-max-pool2x2-train"
+    }
+
+    fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let (scale, offset) = self.bn.scale_offset(w, b);
+        let (c, width, out_w) = (self.bn.s.c, self.w, self.w / 2);
+        let mut y = output(x.len() / (self.h * self.w) * self.out_plane());
+        y.par_chunks_mut(self.out_plane())
+            .zip(x.par_chunks(self.h * self.w))
+            .enumerate()
+            .with_min_len(self.planes_per_task())
+            .for_each(|(plane, (y, x))| {
+                let (a, o) = (scale[plane % c], offset[plane % c]);
+                T::with_scratch(2 * width, |rows| {
+                    let (r0, r1) = rows.split_at_mut(width);
+                    for (oh, y) in y.chunks_exact_mut(out_w).enumerate() {
+                        let x = &x[2 * oh * width..(2 * oh + 2) * width];
+                        normalize_run(r0, &x[..width], a, o, true);
+                        normalize_run(r1, &x[width..], a, o, true);
+                        pool_row(r0, r1, y);
+                    }
+                });
+            });
+        y
+    }
+
+    fn gradients<T: Float>(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let op = "batch_norm_relu_max_pool2x2_train";
         let g = with_slice::<T, _>(op, x, |xs| {
             with_slice::<T, _>(op, w, |ws| {
@@ -220,7 +226,7 @@ impl BatchNormReluPool {
 
 impl CustomOp3 for BatchNormReluPool {
     fn name(&self) -> &'static str {
-        "dnc-batch-norm-relu-max-pool2x2-train"
+        self.op_name()
     }
 
     fn cpu_fwd(
@@ -232,39 +238,12 @@ impl CustomOp3 for BatchNormReluPool {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let y = match x {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, b, bl)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, b, bl)?,
-            )),
-            other => bail!("{op}: no kernel for {:?}", other.dtype()),
-        };
+        let y = cpu_forward(self, (x, xl), (w, wl), (b, bl))?;
         let dims = xl.dims();
         Ok((y, Shape::from((dims[0], dims[1], self.h / 2, self.w / 2))))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if !(x.track_op() || w.track_op() || b.track_op()) {
-            return Ok((None, None, None));
-        }
-        match x.dtype() {
-            DType::F32 => self.grad_tensors::<f32>(x, w, b, y, dy),
-            DType::F64 => self.grad_tensors::<f64>(x, w, b, y, dy),
-            other => bail!("{}: no kernel for {other:?}", self.name()),
-        }
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads3> {
+        backward(self, x, w, b, y, dy)
     }
 }

@@ -11,9 +11,9 @@ use super::moments::Nlc;
 use super::op::{BatchNormOp, batch_stats, check_args, composed_batch_norm};
 use crate::activation::relu_backward;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// `y = max(0, bn(x) + residual)`, with `bn` the training-mode batch normalisation of
 /// [`super::batch_norm_train`] (batch statistics of `x`, then `weight` and `bias`).
@@ -93,7 +93,13 @@ fn cpu_batch_norm_add_relu<T: Float>(
 /// The CPU op over `(x, residual, [weight; bias])`.
 struct BatchNormAddRelu(BatchNormOp);
 
-impl BatchNormAddRelu {
+impl BatchNormAddRelu {}
+
+impl Kernel3 for BatchNormAddRelu {
+    fn op_name(&self) -> &'static str {
+        "dnc-batch-norm-add-relu-train"
+    }
+
     fn forward<T: Float>(&self, x: &[T], r: &[T], params: &[T]) -> Vec<T> {
         let (w, b) = params.split_at(self.0.s.c);
         let (scale, offset) = self.0.scale_offset(w, b);
@@ -102,14 +108,14 @@ impl BatchNormAddRelu {
         y
     }
 
-    fn grad_tensors<T: Float>(
+    fn gradients<T: Float>(
         &self,
         x: &Tensor,
         r: &Tensor,
         params: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let op = "batch_norm_add_relu_train";
         let c = self.0.s.c;
         let weight: Vec<f64> = with_slice::<T, _>(op, params, |p| {
@@ -144,7 +150,7 @@ impl BatchNormAddRelu {
 
 impl CustomOp3 for BatchNormAddRelu {
     fn name(&self) -> &'static str {
-        "dnc-batch-norm-add-relu-train"
+        self.op_name()
     }
 
     fn cpu_fwd(
@@ -156,20 +162,7 @@ impl CustomOp3 for BatchNormAddRelu {
         p: &CpuStorage,
         pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let y = match x {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, r, rl)?,
-                storage_slice(op, p, pl)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, r, rl)?,
-                storage_slice(op, p, pl)?,
-            )),
-            other => bail!("{op}: no kernel for {:?}", other.dtype()),
-        };
+        let y = cpu_forward(self, (x, xl), (r, rl), (p, pl))?;
         Ok((y, xl.shape().clone()))
     }
 
@@ -180,15 +173,8 @@ impl CustomOp3 for BatchNormAddRelu {
         params: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if !(x.track_op() || r.track_op() || params.track_op()) {
-            return Ok((None, None, None));
-        }
-        match x.dtype() {
-            DType::F32 => self.grad_tensors::<f32>(x, r, params, y, dy),
-            DType::F64 => self.grad_tensors::<f64>(x, r, params, y, dy),
-            other => bail!("{}: no kernel for {other:?}", self.name()),
-        }
+    ) -> Result<Grads3> {
+        backward(self, x, r, params, y, dy)
     }
 }
 

@@ -13,8 +13,8 @@ use super::pooled::BatchNormReluPool;
 use crate::conv::Conv2dGeometry;
 use crate::conv::kernels;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice};
-use candle_core::backend::BackendStorage;
+use crate::float::{Float, has_cpu_kernel, with_slice};
+use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use std::sync::{Arc, Mutex};
 
@@ -142,6 +142,12 @@ impl ConvStage {
             w,
         }
     }
+}
+
+impl Kernel3 for ConvStage {
+    fn op_name(&self) -> &'static str {
+        "dnc-conv2d-batch-norm-relu-max-pool2x2-train"
+    }
 
     fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[T]) -> Vec<T> {
         let conv_out = kernels::forward(&self.geo, x, w);
@@ -157,14 +163,14 @@ impl ConvStage {
         y
     }
 
-    fn grad_tensors<T: Float>(
+    fn gradients<T: Float>(
         &self,
         x: &Tensor,
         w: &Tensor,
         params: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads3> {
         let op = self.name();
         let guard = self.saved.lock().expect("stage state");
         let Some(saved) = guard.as_ref() else {
@@ -209,7 +215,7 @@ impl ConvStage {
 
 impl CustomOp3 for ConvStage {
     fn name(&self) -> &'static str {
-        "dnc-conv2d-batch-norm-relu-max-pool2x2-train"
+        self.op_name()
     }
 
     fn cpu_fwd(
@@ -221,20 +227,7 @@ impl CustomOp3 for ConvStage {
         p: &CpuStorage,
         pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let y = match x {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, p, pl)?,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                storage_slice(op, x, xl)?,
-                storage_slice(op, w, wl)?,
-                storage_slice(op, p, pl)?,
-            )),
-            other => bail!("{op}: no kernel for {:?}", other.dtype()),
-        };
+        let y = cpu_forward(self, (x, xl), (w, wl), (p, pl))?;
         let [n, o, h, w] = self.geo.out_dims();
         Ok((y, Shape::from((n, o, h / 2, w / 2))))
     }
@@ -246,14 +239,7 @@ impl CustomOp3 for ConvStage {
         params: &Tensor,
         y: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        if !(x.track_op() || w.track_op() || params.track_op()) {
-            return Ok((None, None, None));
-        }
-        match x.dtype() {
-            DType::F32 => self.grad_tensors::<f32>(x, w, params, y, dy),
-            DType::F64 => self.grad_tensors::<f64>(x, w, params, y, dy),
-            other => bail!("{}: no kernel for {other:?}", self.name()),
-        }
+    ) -> Result<Grads3> {
+        backward(self, x, w, params, y, dy)
     }
 }
