@@ -1,15 +1,20 @@
-//! The element-type dispatch shared by the crate's three-input custom ops (the batch-norm
-//! family): each op writes its forward and backward passes once, generic over [`Float`], and
-//! these helpers pick the `f32` or `f64` copy.
+//! The candle `CustomOp3` shared by the crate's three-input ops (the batch-norm family): each op
+//! implements [`Kernel3`] once, generic over [`Float`], and [`Op3`] picks the `f32` or `f64`
+//! copy.
 
 use crate::float::{Float, storage_slice};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 /// The generic halves of a `CustomOp3` with CPU kernels.
 pub(crate) trait Kernel3 {
     /// The op's name, for errors.
     fn op_name(&self) -> &'static str;
+
+    /// The output shape, given the first input's layout (by default, that input's shape).
+    fn out_shape(&self, a: &Layout) -> Shape {
+        a.shape().clone()
+    }
 
     /// The forward pass on three contiguous inputs.
     fn forward<T: Float>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
@@ -29,8 +34,34 @@ pub(crate) trait Kernel3 {
 /// Gradients of the three inputs of a `CustomOp3`.
 pub(crate) type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
-/// The body of `CustomOp3::cpu_fwd`: the forward pass on `f32` or `f64` storages.
-pub(crate) fn cpu_forward<K: Kernel3>(
+/// A [`Kernel3`] as a candle custom op.
+pub(crate) struct Op3<K>(pub(crate) K);
+
+impl<K: Kernel3 + Send + Sync> CustomOp3 for Op3<K> {
+    fn name(&self) -> &'static str {
+        self.0.op_name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+        c: &CpuStorage,
+        cl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = cpu_forward(&self.0, (a, al), (b, bl), (c, cl))?;
+        Ok((y, self.0.out_shape(al)))
+    }
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, c: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads3> {
+        backward(&self.0, a, b, c, y, dy)
+    }
+}
+
+/// The forward pass on `f32` or `f64` storages.
+fn cpu_forward<K: Kernel3>(
     kernel: &K,
     (a, al): (&CpuStorage, &Layout),
     (b, bl): (&CpuStorage, &Layout),
@@ -52,9 +83,8 @@ pub(crate) fn cpu_forward<K: Kernel3>(
     })
 }
 
-/// The body of `CustomOp3::bwd`: nothing when no input takes a gradient, else the gradients in
-/// the inputs' element type.
-pub(crate) fn backward<K: Kernel3>(
+/// Nothing when no input takes a gradient, else the gradients in the inputs' element type.
+fn backward<K: Kernel3>(
     kernel: &K,
     a: &Tensor,
     b: &Tensor,

@@ -10,8 +10,8 @@ use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
 use crate::error::KernelError;
 use crate::float::{Float, has_cpu_kernel, output, with_slice};
-use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use crate::op3::{Grads3, Kernel3, Op3};
+use candle_core::{DType, Result, Tensor};
 use std::sync::Arc;
 
 /// Normalises `x` with its own batch statistics, then scales by `weight` and shifts by `bias`
@@ -130,7 +130,7 @@ fn cpu_batch_norm<T: Float>(
     let x = x.contiguous()?;
     let (stats, mean_t, var_t) = batch_stats::<T>(s, &x, eps)?;
     let op = BatchNormOp { s, stats, relu };
-    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Op3(op))?;
     Ok((y, mean_t, var_t))
 }
 
@@ -314,29 +314,6 @@ impl Kernel3 for BatchNormOp {
             .then(|| Tensor::from_vec(g.db, self.s.c, x.device()))
             .transpose()?;
         Ok((dx, dw, db))
-    }
-}
-
-impl CustomOp3 for BatchNormOp {
-    fn name(&self) -> &'static str {
-        self.op_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = cpu_forward(self, (x, xl), (w, wl), (b, bl))?;
-        Ok((y, xl.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads3> {
-        backward(self, x, w, b, y, dy)
     }
 }
 

@@ -14,9 +14,9 @@ use super::op::{BatchNormOp, Grads, batch_stats, check_args};
 use crate::activation::CHUNK;
 use crate::error::KernelError;
 use crate::float::{Float, has_cpu_kernel, output, with_slice};
-use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
+use crate::op3::{Grads3, Kernel3, Op3};
 use crate::pool::max::{pool_row, unpool_row};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 /// `y = max_pool2d(max(0, bn(x)), kernel 2, stride 2)`, with `bn` the training-mode batch
@@ -86,7 +86,7 @@ fn cpu_batch_norm_relu_pool<T: Float>(
         h,
         w,
     };
-    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Op3(op))?;
     Ok((y, mean, var))
 }
 
@@ -165,6 +165,11 @@ impl Kernel3 for BatchNormReluPool {
         "dnc-batch-norm-relu-max-pool2x2-train"
     }
 
+    fn out_shape(&self, x: &Layout) -> Shape {
+        let dims = x.dims();
+        Shape::from((dims[0], dims[1], self.h / 2, self.w / 2))
+    }
+
     fn forward<T: Float>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (scale, offset) = self.bn.scale_offset(w, b);
         let (c, width, out_w) = (self.bn.s.c, self.w, self.w / 2);
@@ -221,29 +226,5 @@ impl Kernel3 for BatchNormReluPool {
             .then(|| Tensor::from_vec(g.db, c, x.device()))
             .transpose()?;
         Ok((dx, dw, db))
-    }
-}
-
-impl CustomOp3 for BatchNormReluPool {
-    fn name(&self) -> &'static str {
-        self.op_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = cpu_forward(self, (x, xl), (w, wl), (b, bl))?;
-        let dims = xl.dims();
-        Ok((y, Shape::from((dims[0], dims[1], self.h / 2, self.w / 2))))
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Grads3> {
-        backward(self, x, w, b, y, dy)
     }
 }

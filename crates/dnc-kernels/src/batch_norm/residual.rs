@@ -12,8 +12,8 @@ use super::op::{BatchNormOp, batch_stats, check_args, composed_batch_norm};
 use crate::activation::relu_backward;
 use crate::error::KernelError;
 use crate::float::{Float, has_cpu_kernel, output, with_slice};
-use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use crate::op3::{Grads3, Kernel3, Op3};
+use candle_core::{DType, Result, Tensor};
 
 /// `y = max(0, bn(x) + residual)`, with `bn` the training-mode batch normalisation of
 /// [`super::batch_norm_train`] (batch statistics of `x`, then `weight` and `bias`).
@@ -86,14 +86,12 @@ fn cpu_batch_norm_add_relu<T: Float>(
         stats,
         relu: true,
     });
-    let y = x.apply_op3(&residual.contiguous()?, &params, op)?;
+    let y = x.apply_op3(&residual.contiguous()?, &params, Op3(op))?;
     Ok((y, mean, var))
 }
 
 /// The CPU op over `(x, residual, [weight; bias])`.
 struct BatchNormAddRelu(BatchNormOp);
-
-impl BatchNormAddRelu {}
 
 impl Kernel3 for BatchNormAddRelu {
     fn op_name(&self) -> &'static str {
@@ -145,36 +143,6 @@ impl Kernel3 for BatchNormAddRelu {
             })
             .transpose()?;
         Ok((dx, dr, dparams))
-    }
-}
-
-impl CustomOp3 for BatchNormAddRelu {
-    fn name(&self) -> &'static str {
-        self.op_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        r: &CpuStorage,
-        rl: &Layout,
-        p: &CpuStorage,
-        pl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = cpu_forward(self, (x, xl), (r, rl), (p, pl))?;
-        Ok((y, xl.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        r: &Tensor,
-        params: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<Grads3> {
-        backward(self, x, r, params, y, dy)
     }
 }
 

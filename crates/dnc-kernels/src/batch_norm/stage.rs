@@ -14,8 +14,8 @@ use crate::conv::Conv2dGeometry;
 use crate::conv::kernels;
 use crate::error::KernelError;
 use crate::float::{Float, has_cpu_kernel, with_slice};
-use crate::op3::{Grads3, Kernel3, backward, cpu_forward};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use crate::op3::{Grads3, Kernel3, Op3};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, bail};
 use std::sync::{Arc, Mutex};
 
 /// `y = max_pool2d(max(0, bn(conv2d(x, conv_weight, stride, padding))), 2)`: [`crate::conv2d`]
@@ -100,7 +100,7 @@ pub fn conv2d_batch_norm_relu_max_pool2x2_train(
     };
     let y = x
         .contiguous()?
-        .apply_op3(&conv_weight.contiguous()?, &params, stage)?;
+        .apply_op3(&conv_weight.contiguous()?, &params, Op3(stage))?;
     let guard = saved.lock().expect("stage state");
     let state = guard.as_ref().expect("the forward pass saves its state");
     let stat = |v: &[f64]| match x.dtype() {
@@ -149,6 +149,11 @@ impl Kernel3 for ConvStage {
         "dnc-conv2d-batch-norm-relu-max-pool2x2-train"
     }
 
+    fn out_shape(&self, _x: &Layout) -> Shape {
+        let [n, o, h, w] = self.geo.out_dims();
+        Shape::from((n, o, h / 2, w / 2))
+    }
+
     fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[T]) -> Vec<T> {
         let conv_out = kernels::forward(&self.geo, x, w);
         let (stats, var) = slice_stats(self.s, &conv_out, self.eps);
@@ -171,7 +176,7 @@ impl Kernel3 for ConvStage {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<Grads3> {
-        let op = self.name();
+        let op = self.op_name();
         let guard = self.saved.lock().expect("stage state");
         let Some(saved) = guard.as_ref() else {
             bail!("{op}: backward pass without a forward pass")
@@ -210,36 +215,5 @@ impl Kernel3 for ConvStage {
             .then(|| Tensor::from_vec(bn_grads, params.shape(), x.device()))
             .transpose()?;
         Ok((dx, dw, dparams))
-    }
-}
-
-impl CustomOp3 for ConvStage {
-    fn name(&self) -> &'static str {
-        self.op_name()
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        xl: &Layout,
-        w: &CpuStorage,
-        wl: &Layout,
-        p: &CpuStorage,
-        pl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = cpu_forward(self, (x, xl), (w, wl), (p, pl))?;
-        let [n, o, h, w] = self.geo.out_dims();
-        Ok((y, Shape::from((n, o, h / 2, w / 2))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        params: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<Grads3> {
-        backward(self, x, w, params, y, dy)
     }
 }
