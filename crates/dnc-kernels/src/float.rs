@@ -80,6 +80,37 @@ pub(crate) fn with_slice<T: Float, R>(
     }
 }
 
+/// Runs `f` on the elements of several CPU tensors at once (each made contiguous first if it is
+/// not): [`with_slice`] for the backward passes that read many tensors.
+pub(crate) fn with_slices<T: Float, R, const N: usize>(
+    op: &str,
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[T]; N]) -> Result<R>,
+) -> Result<R> {
+    let contiguous = tensors
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(N);
+    for ((storage, layout), t) in guards.iter().zip(&contiguous) {
+        match &**storage {
+            Storage::Cpu(cpu) => slices.push(storage_slice(op, cpu, layout)?),
+            _ => bail!("{op}: kernel needs a CPU tensor, got {:?}", t.device()),
+        }
+    }
+    let Ok(slices) = <[&[T]; N]>::try_from(slices) else {
+        unreachable!("one slice per tensor")
+    };
+    f(slices)
+}
+
+/// A gradient as a tensor shaped and placed like `like`, when there is one.
+pub(crate) fn grad_tensor<T: Float>(grad: Option<Vec<T>>, like: &Tensor) -> Result<Option<Tensor>> {
+    grad.map(|v| Tensor::from_vec(v, like.shape(), like.device()))
+        .transpose()
+}
+
 /// A vector for a kernel output that the kernel overwrites in full before anything reads it.
 ///
 /// Zeroing an output only to overwrite it costs a full pass over memory, on the calling thread

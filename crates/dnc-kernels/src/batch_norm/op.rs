@@ -9,7 +9,7 @@
 use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice};
 use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{DType, Result, Tensor};
 use std::sync::Arc;
@@ -281,6 +281,24 @@ pub(super) struct Grads<T> {
     pub(super) db: Vec<T>,
 }
 
+impl<T: Float> Grads<T> {
+    /// The gradients of `(x, weight, bias)` as tensors, each only if that input takes one.
+    pub(super) fn into_tensors(self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Grads3> {
+        let dw = w.track_op().then_some(self.dw);
+        let db = b.track_op().then_some(self.db);
+        Ok((
+            grad_tensor(self.dx, x)?,
+            grad_tensor(dw, w)?,
+            grad_tensor(db, b)?,
+        ))
+    }
+
+    /// The gradient of the `[2, C]` stack of weight and bias, if `params` takes one.
+    pub(super) fn stacked(dw: Vec<T>, db: Vec<T>, params: &Tensor) -> Result<Option<Tensor>> {
+        grad_tensor(params.track_op().then(|| [dw, db].concat()), params)
+    }
+}
+
 impl Kernel3 for BatchNormOp {
     fn op_name(&self) -> &'static str {
         "dnc-batch-norm-train"
@@ -301,19 +319,7 @@ impl Kernel3 for BatchNormOp {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<Grads3> {
-        let g = self.backward::<T>(x, w, y, dy)?;
-        let dx =
-            g.dx.map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-                .transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| Tensor::from_vec(g.dw, self.s.c, x.device()))
-            .transpose()?;
-        let db = b
-            .track_op()
-            .then(|| Tensor::from_vec(g.db, self.s.c, x.device()))
-            .transpose()?;
-        Ok((dx, dw, db))
+        self.backward::<T>(x, w, y, dy)?.into_tensors(x, w, b)
     }
 }
 

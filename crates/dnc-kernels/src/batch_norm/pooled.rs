@@ -13,7 +13,7 @@ use super::moments::Nlc;
 use super::op::{BatchNormOp, Grads, batch_stats, check_args};
 use crate::activation::CHUNK;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::float::{Float, has_cpu_kernel, output, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
 use crate::pool::max::{pool_row, unpool_row};
 use candle_core::{DType, Layout, Result, Shape, Tensor, bail};
@@ -202,29 +202,9 @@ impl Kernel3 for BatchNormReluPool {
         dy: &Tensor,
     ) -> Result<Grads3> {
         let op = "batch_norm_relu_max_pool2x2_train";
-        let g = with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, w, |ws| {
-                with_slice::<T, _>(op, b, |bs| {
-                    with_slice::<T, _>(op, y, |ys| {
-                        with_slice::<T, _>(op, dy, |dys| {
-                            Ok(self.backward(xs, ws, bs, ys, dys, x.track_op()))
-                        })
-                    })
-                })
-            })
+        let g = with_slices::<T, _, 5>(op, [x, w, b, y, dy], |[xs, ws, bs, ys, dys]| {
+            Ok(self.backward(xs, ws, bs, ys, dys, x.track_op()))
         })?;
-        let c = self.bn.s.c;
-        let dx =
-            g.dx.map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-                .transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| Tensor::from_vec(g.dw, c, x.device()))
-            .transpose()?;
-        let db = b
-            .track_op()
-            .then(|| Tensor::from_vec(g.db, c, x.device()))
-            .transpose()?;
-        Ok((dx, dw, db))
+        g.into_tensors(x, w, b)
     }
 }

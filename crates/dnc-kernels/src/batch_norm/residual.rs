@@ -8,10 +8,10 @@
 
 use super::affine::normalize_add_relu;
 use super::moments::Nlc;
-use super::op::{BatchNormOp, batch_stats, check_args, composed_batch_norm};
+use super::op::{BatchNormOp, Grads, batch_stats, check_args, composed_batch_norm};
 use crate::activation::relu_backward;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, with_slice};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{DType, Result, Tensor};
 
@@ -119,29 +119,14 @@ impl Kernel3 for BatchNormAddRelu {
         let weight: Vec<f64> = with_slice::<T, _>(op, params, |p| {
             Ok(p[..c].iter().map(|v| v.to_f64()).collect())
         })?;
-        let (g, dr) = with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, y, |ys| {
-                with_slice::<T, _>(op, dy, |dys| {
-                    let g = self.0.grads(&weight, xs, dys, Some(ys), x.track_op());
-                    let dr = r.track_op().then(|| relu_backward(ys, dys));
-                    Ok((g, dr))
-                })
-            })
+        let (g, dr) = with_slices::<T, _, 3>(op, [x, y, dy], |[xs, ys, dys]| {
+            let g = self.0.grads(&weight, xs, dys, Some(ys), x.track_op());
+            let dr = r.track_op().then(|| relu_backward(ys, dys));
+            Ok((g, dr))
         })?;
-        let dx =
-            g.dx.map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-                .transpose()?;
-        let dr = dr
-            .map(|v| Tensor::from_vec(v, r.shape(), r.device()))
-            .transpose()?;
-        let dparams = params
-            .track_op()
-            .then(|| {
-                let mut v = g.dw;
-                v.extend(g.db);
-                Tensor::from_vec(v, (2, c), x.device())
-            })
-            .transpose()?;
+        let dx = grad_tensor(g.dx, x)?;
+        let dr = grad_tensor(dr, r)?;
+        let dparams = Grads::stacked(g.dw, g.db, params)?;
         Ok((dx, dr, dparams))
     }
 }

@@ -8,12 +8,12 @@
 //! backward pass, as the separate op's output tensor was kept before.
 
 use super::moments::Nlc;
-use super::op::{BatchNormOp, Stats, cast, slice_stats};
+use super::op::{BatchNormOp, Grads, Stats, cast, slice_stats};
 use super::pooled::BatchNormReluPool;
 use crate::conv::Conv2dGeometry;
 use crate::conv::kernels;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, with_slice};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, bail};
 use std::sync::{Arc, Mutex};
@@ -183,37 +183,19 @@ impl Kernel3 for ConvStage {
         };
         let conv_out = saved.conv_out.as_slice::<T>()?;
         let (need_dx, need_dw) = (x.track_op(), w.track_op());
-        let ((dx, dw), bn_grads) = with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, w, |ws| {
-                with_slice::<T, _>(op, params, |ps| {
-                    with_slice::<T, _>(op, y, |ys| {
-                        with_slice::<T, _>(op, dy, |dys| {
-                            let (bn_w, bn_b) = ps.split_at(self.s.c);
-                            let tail = self.tail(Arc::clone(&saved.stats));
-                            let need_dz = need_dx || need_dw;
-                            let g = tail.backward(conv_out, bn_w, bn_b, ys, dys, need_dz);
-                            let conv_grads = match &g.dx {
-                                Some(dz) => {
-                                    kernels::backward(&self.geo, xs, ws, dz, need_dx, need_dw)
-                                }
-                                None => (None, None),
-                            };
-                            Ok((conv_grads, [g.dw, g.db].concat()))
-                        })
-                    })
-                })
-            })
-        })?;
-        let dx = dx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let dw = dw
-            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
-            .transpose()?;
-        let dparams = params
-            .track_op()
-            .then(|| Tensor::from_vec(bn_grads, params.shape(), x.device()))
-            .transpose()?;
+        let ((dx, dw), bn_grads) =
+            with_slices::<T, _, 5>(op, [x, w, params, y, dy], |[xs, ws, ps, ys, dys]| {
+                let (bn_w, bn_b) = ps.split_at(self.s.c);
+                let tail = self.tail(Arc::clone(&saved.stats));
+                let g = tail.backward(conv_out, bn_w, bn_b, ys, dys, need_dx || need_dw);
+                let conv_grads = match &g.dx {
+                    Some(dz) => kernels::backward(&self.geo, xs, ws, dz, need_dx, need_dw),
+                    None => (None, None),
+                };
+                Ok((conv_grads, (g.dw, g.db)))
+            })?;
+        let (dx, dw) = (grad_tensor(dx, x)?, grad_tensor(dw, w)?);
+        let dparams = Grads::stacked(bn_grads.0, bn_grads.1, params)?;
         Ok((dx, dw, dparams))
     }
 }

@@ -8,7 +8,7 @@ use super::geometry::Conv2dGeometry;
 use super::kernels::{backward, forward};
 use super::tensor_ops::conv2d_by_matmul;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, storage_slice, with_slice};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, storage_slice, with_slices};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 
@@ -58,19 +58,10 @@ impl Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (need_dx, need_dw) = (x.track_op(), w.track_op());
         let op = self.name();
-        let (dx, dw) = with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, w, |ws| {
-                with_slice::<T, _>(op, dy, |dys| {
-                    Ok(backward(&self.geo, xs, ws, dys, need_dx, need_dw))
-                })
-            })
+        let (dx, dw) = with_slices::<T, _, 3>(op, [x, w, dy], |[xs, ws, dys]| {
+            Ok(backward(&self.geo, xs, ws, dys, need_dx, need_dw))
         })?;
-        let dx = dx
-            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
-            .transpose()?;
-        let dw = dw
-            .map(|v| Tensor::from_vec(v, w.shape(), w.device()))
-            .transpose()?;
+        let (dx, dw) = (grad_tensor(dx, x)?, grad_tensor(dw, w)?);
         Ok((dx, dw))
     }
 }
