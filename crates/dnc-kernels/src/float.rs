@@ -44,8 +44,9 @@ macro_rules! impl_float {
 impl_float!(f32, SCRATCH_F32);
 impl_float!(f64, SCRATCH_F64);
 
-/// Whether the fast CPU kernels handle tensors of this device and dtype.
-pub(crate) fn has_cpu_kernel(t: &Tensor) -> bool {
+/// Whether the fast CPU kernels handle tensors of this device and dtype (the CPU, `f32` or
+/// `f64`); the fused ops that have no composed fallback run only on such tensors.
+pub fn has_cpu_kernel(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 

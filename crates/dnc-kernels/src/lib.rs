@@ -42,4 +42,5 @@ pub use batch_norm::{
 };
 pub use conv::{Conv2dGeometry, conv2d};
 pub use error::KernelError;
+pub use float::has_cpu_kernel;
 pub use pool::{MaxPoolGeometry, global_avg_pool, max_pool2d};

@@ -10,7 +10,7 @@
 //! reducing; here the reductions run on a free `[N, C, L]` view, and all normalisation
 //! arithmetic lives in [`normalize`], the one place a fused kernel would replace.
 
-use crate::conv::{Conv2d, Conv2dConfig};
+use crate::conv::Conv2d;
 use candle_core::{DType, Result, Tensor, Var, bail};
 use candle_nn::{Init, VarBuilder};
 
@@ -136,8 +136,7 @@ impl BatchNorm {
     /// # Shapes
     /// `xs`: `[N, C, H, W]` with `C = num_features`, `H, W ≥ 2` → `[N, C, H/2, W/2]`.
     pub fn forward_relu_max_pool_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let fused = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
-        if train && fused {
+        if train && dnc_kernels::has_cpu_kernel(xs) {
             let count = self.check_train_input(xs)?;
             let (ys, mean, var) = dnc_kernels::batch_norm_relu_max_pool2x2_train(
                 xs,
@@ -169,8 +168,8 @@ impl BatchNorm {
         let f32_compute = crate::precision::current_precision().compute_dtype() == DType::F32;
         let fused = train
             && !cfg.bias
-            && xs.device().is_cpu()
-            && (xs.dtype() == DType::F64 || (xs.dtype() == DType::F32 && f32_compute));
+            && dnc_kernels::has_cpu_kernel(xs)
+            && (xs.dtype() == DType::F64 || f32_compute);
         if !fused {
             return self.forward_relu_max_pool_t(&conv.forward(xs)?, train);
         }
@@ -191,9 +190,14 @@ impl BatchNorm {
             self.eps,
         )?;
         // Values per channel of the convolution's output: the batch times its plane.
-        let (n, _, h, w) = xs.dims4()?;
-        let count = n * conv_out_len(h, cfg) * conv_out_len(w, cfg);
-        self.update_running(&mean, &var, count)?;
+        let geo = dnc_kernels::Conv2dGeometry::new(
+            xs.dims(),
+            conv.weight().dims(),
+            cfg.stride,
+            cfg.padding,
+        )?;
+        let [n, _, h, w] = geo.out_dims();
+        self.update_running(&mean, &var, n * h * w)?;
         Ok(ys)
     }
 
@@ -273,11 +277,6 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
-}
-
-/// The output length of a convolution along one dimension of length `len`.
-fn conv_out_len(len: usize, cfg: &Conv2dConfig) -> usize {
-    (len + 2 * cfg.padding - cfg.kernel) / cfg.stride + 1
 }
 
 /// `y = (x − mean) · weight / sqrt(var + eps) + bias`, computed as one per-channel scale and

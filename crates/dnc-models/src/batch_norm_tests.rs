@@ -1,6 +1,7 @@
 //! Tests of [`BatchNorm`] against hand-computed statistics and finite differences.
 
 use super::*;
+use crate::conv::Conv2dConfig;
 use crate::test_util::{assert_err_contains, randn, values};
 use candle_core::Device;
 use dnc_core::SeededVarMap;
