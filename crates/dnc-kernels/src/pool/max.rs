@@ -214,6 +214,8 @@ pub(crate) fn unpool_row<T: Float>(x0: &[T], x1: &[T], y: &[T], dy: &[T], d0: &m
 fn backward<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
     let (in_plane, out_plane) = (geo.in_h * geo.in_w, geo.out_h * geo.out_w);
     let planes = (CHUNK / in_plane).max(1);
+    let two_by_two = geo.kernel == 2 && geo.stride == 2 && geo.padding == 0;
+    let writes_every_input = two_by_two && geo.in_h.is_multiple_of(2) && geo.in_w.is_multiple_of(2);
     let mut dx = output(x.len());
     dx.par_chunks_mut(planes * in_plane)
         .zip(x.par_chunks(planes * in_plane))
@@ -225,10 +227,9 @@ fn backward<T: Float>(geo: &MaxPoolGeometry, x: &[T], y: &[T], dy: &[T]) -> Vec<
             let planes = dx.chunks_exact_mut(in_plane).zip(x.chunks_exact(in_plane));
             let outs = y.chunks_exact(out_plane).zip(dy.chunks_exact(out_plane));
             for ((dx, x), (y, dy)) in planes.zip(outs) {
-                let two_by_two = geo.kernel == 2 && geo.stride == 2 && geo.padding == 0;
                 // Even-sized planes are written in full by `unpool_2x2`; an odd last row or
                 // column lies in no window and keeps its zero.
-                if !(two_by_two && geo.in_h.is_multiple_of(2) && geo.in_w.is_multiple_of(2)) {
+                if !writes_every_input {
                     dx.fill(T::ZERO);
                 }
                 if two_by_two {
