@@ -71,6 +71,17 @@ fn batch_norm(
     }
 }
 
+/// Refuses an `eps` that is negative or not finite.
+pub(super) fn check_eps(op: &'static str, eps: f64) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        Err(KernelError::Parameter {
+            op,
+            what: format!("eps must be finite and >= 0, got {eps}"),
+        })?
+    }
+    Ok(())
+}
+
 pub(super) fn check_args(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Nlc> {
     let op = "batch_norm_train";
     let dims = x.dims();
@@ -91,12 +102,7 @@ pub(super) fn check_args(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -
             ),
         })?
     }
-    if !(eps.is_finite() && eps >= 0.0) {
-        Err(KernelError::Parameter {
-            op,
-            what: format!("eps must be finite and >= 0, got {eps}"),
-        })?
-    }
+    check_eps(op, eps)?;
     for t in [weight, bias] {
         if t.dtype() != x.dtype() || !t.device().same_device(x.device()) {
             Err(KernelError::Mismatch {

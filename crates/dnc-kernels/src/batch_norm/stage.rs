@@ -8,7 +8,7 @@
 //! backward pass, as the separate op's output tensor was kept before.
 
 use super::moments::Nlc;
-use super::op::{BatchNormOp, Grads, Stats, cast, slice_stats};
+use super::op::{BatchNormOp, Grads, Stats, cast, check_eps, slice_stats};
 use super::pooled::BatchNormReluPool;
 use crate::conv::Conv2dGeometry;
 use crate::conv::kernels;
@@ -75,12 +75,7 @@ pub fn conv2d_batch_norm_relu_max_pool2x2_train(
             ),
         })?
     }
-    if !(eps.is_finite() && eps >= 0.0) {
-        Err(KernelError::Parameter {
-            op,
-            what: format!("eps must be finite and >= 0, got {eps}"),
-        })?
-    }
+    check_eps(op, eps)?;
     if !has_cpu_kernel(x) {
         bail!(
             "{op}: needs f32 or f64 tensors on the CPU, got {:?} on {:?}",
