@@ -30,6 +30,26 @@ impl<'a, T: Float> MatRef<'a, T> {
         view
     }
 
+    /// A strided view of `rows × cols` elements: `(i, j)` is `data[i * row_stride + j *
+    /// col_stride]`. Panics when it reaches past the end of `data`.
+    pub(crate) fn strided(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        let view = Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        };
+        view.check();
+        view
+    }
+
     /// The transposed view (no copy).
     pub(crate) fn t(self) -> Self {
         Self {
@@ -42,18 +62,50 @@ impl<'a, T: Float> MatRef<'a, T> {
     }
 
     fn check(&self) {
-        if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-            assert!(
-                last < self.data.len(),
-                "matrix view {}x{} (strides {}, {}) overruns a buffer of {}",
-                self.rows,
-                self.cols,
-                self.row_stride,
-                self.col_stride,
-                self.data.len()
-            );
+        check_extent(
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+            self.data.len(),
+        );
+    }
+}
+
+/// A writable strided matrix view whose rows do not overlap (so that gemm may write it).
+#[derive(Debug)]
+pub(crate) struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a, T: Float> MatMut<'a, T> {
+    /// `rows × cols` elements with unit column stride: `(i, j)` is `data[i * row_stride + j]`.
+    /// Panics when rows would overlap or the view reaches past the end of `data`.
+    pub(crate) fn strided(data: &'a mut [T], rows: usize, cols: usize, row_stride: usize) -> Self {
+        assert!(
+            rows <= 1 || cols <= row_stride,
+            "writable matrix view: rows of {cols} overlap at stride {row_stride}"
+        );
+        check_extent(rows, cols, row_stride, 1, data.len());
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
         }
+    }
+}
+
+fn check_extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize, len: usize) {
+    if rows > 0 && cols > 0 {
+        let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+        assert!(
+            last < len,
+            "matrix view {rows}x{cols} (strides {row_stride}, {col_stride}) overruns a buffer of {len}"
+        );
     }
 }
 
@@ -69,37 +121,62 @@ pub(crate) fn matmul<T: Float>(
     accumulate: bool,
     parallelism: Parallelism,
 ) {
+    let (m, n) = (lhs.rows, rhs.cols);
+    assert!(
+        dst.len() >= m * n,
+        "matmul: destination of {} cannot hold {m}x{n}",
+        dst.len()
+    );
+    matmul_into(
+        MatMut::strided(&mut dst[..m * n], m, n, n),
+        lhs,
+        rhs,
+        accumulate,
+        parallelism,
+    );
+}
+
+/// [`matmul`] into a strided destination view.
+pub(crate) fn matmul_into<T: Float>(
+    dst: MatMut<'_, T>,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(
         k, rhs.rows,
         "matmul: inner dimensions differ ({m}x{k} · {}x{n})",
         rhs.rows
     );
-    assert!(
-        dst.len() >= m * n,
-        "matmul: destination of {} cannot hold {m}x{n}",
-        dst.len()
+    assert_eq!(
+        (dst.rows, dst.cols),
+        (m, n),
+        "matmul: destination view does not hold {m}x{n}"
     );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for row in dst.data.chunks_mut(dst.row_stride).take(m) {
+                row[..n].fill(T::ZERO);
+            }
         }
         return;
     }
-    // SAFETY: the views were checked to lie inside their slices (`MatRef::check` runs on
-    // construction and a transpose keeps the same extent), `dst` holds `m × n` row-major
-    // elements, and the mutable borrow of `dst` excludes aliasing with the inputs.
+    // SAFETY: the views were checked to lie inside their slices (`check_extent` runs on
+    // construction and a transpose keeps the same extent), the rows of `dst` do not overlap, and
+    // the mutable borrow of `dst` excludes aliasing with the inputs.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.data.as_mut_ptr(),
             1,
-            n as isize,
+            dst.row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,

@@ -13,7 +13,7 @@ pub(crate) struct Case {
     pub(crate) out_channels: usize,
 }
 
-pub(crate) const CASES: [Case; 5] = [
+pub(crate) const CASES: [Case; 7] = [
     Case {
         name: "tiny1_3to32_32x32_b512",
         x: [512, 3, 32, 32],
@@ -38,6 +38,16 @@ pub(crate) const CASES: [Case; 5] = [
         name: "resnet18_64to64_32x32_b64",
         x: [64, 64, 32, 32],
         out_channels: 64,
+    },
+    Case {
+        name: "resnet18_128to128_16x16_b64",
+        x: [64, 128, 16, 16],
+        out_channels: 128,
+    },
+    Case {
+        name: "resnet18_256to256_8x8_b64",
+        x: [64, 256, 8, 8],
+        out_channels: 256,
     },
 ];
 

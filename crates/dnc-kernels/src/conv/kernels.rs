@@ -9,6 +9,7 @@
 
 use super::geometry::Conv2dGeometry;
 use super::im2col::{col2im, im2col};
+use super::row_patches;
 use crate::float::{Float, output};
 use crate::matmul::{MatRef, matmul};
 use gemm::Parallelism;
@@ -31,6 +32,13 @@ fn group_size(geo: &Conv2dGeometry) -> usize {
 /// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]` (both contiguous) → `[B, O, out_h, out_w]`.
 pub(crate) fn forward<T: Float>(geo: &Conv2dGeometry, x: &[T], w: &[T]) -> Vec<T> {
     let mut y = output(geo.batch * geo.out_image());
+    if row_patches::applies(geo) {
+        let w_rows = row_patches::weights_by_row(geo, w);
+        y.par_chunks_mut(geo.out_image())
+            .zip(x.par_chunks(geo.in_image()))
+            .for_each(|(y, x)| row_patches::forward_image(geo, x, &w_rows, y));
+        return y;
+    }
     let group = group_size(geo);
     let (k, p, o) = (geo.patch_len(), geo.out_plane(), geo.out_channels);
     let w = MatRef::row_major(w, o, k);
@@ -93,6 +101,7 @@ pub(crate) fn backward<T: Float>(
     need_dx: bool,
     need_dw: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let path = Path::new(geo, w, need_dx);
     let group = group_size(geo);
     let groups = geo.batch.div_ceil(group);
     let slab_images = groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group;
@@ -109,25 +118,56 @@ pub(crate) fn backward<T: Float>(
         .into_par_iter()
         .zip(x.par_chunks(slab_images * geo.in_image()))
         .zip(dy.par_chunks(slab_images * geo.out_image()))
-        .map(|((dx, x), dy)| backward_slab(geo, group, x, w, dy, dx, need_dw))
+        .map(|((dx, x), dy)| backward_slab(geo, &path, group, x, dy, dx, need_dw))
         .collect();
     let dw = need_dw.then(|| sum_in_order(partial_dw.into_iter().flatten(), w.len()));
     (dx, dw)
+}
+
+/// How a geometry's backward pass runs, with the weights in the form it reads them.
+enum Path<'a, T> {
+    /// Through the full patch matrix ([`im2col`]).
+    Patches { w: &'a [T] },
+    /// Through the horizontal-tap matrix ([`row_patches`]); `w_rows` is empty when the input
+    /// gradient is not needed.
+    Rows { w_rows: Vec<T> },
+}
+
+impl<'a, T: Float> Path<'a, T> {
+    fn new(geo: &Conv2dGeometry, w: &'a [T], need_dx: bool) -> Self {
+        if row_patches::applies(geo) {
+            let w_rows = if need_dx {
+                row_patches::weights_by_row(geo, w)
+            } else {
+                Vec::new()
+            };
+            Self::Rows { w_rows }
+        } else {
+            Self::Patches { w }
+        }
+    }
+
+    /// The weight gradient `[O, C, kh, kw]` from this path's transposed accumulator.
+    fn weight_grad(&self, geo: &Conv2dGeometry, acc: &[T]) -> Vec<T> {
+        match self {
+            Self::Patches { .. } => transpose(acc, geo.patch_len(), geo.out_channels),
+            Self::Rows { .. } => row_patches::weights_from_rows_t(geo, acc),
+        }
+    }
 }
 
 /// The backward pass over one slab of consecutive images, group by group; returns the slab's
 /// weight gradient when `need_dw`, and writes the input gradient into `dx` when given.
 fn backward_slab<T: Float>(
     geo: &Conv2dGeometry,
+    path: &Path<'_, T>,
     group: usize,
     x: &[T],
-    w: &[T],
     dy: &[T],
     mut dx: Option<&mut [T]>,
     need_dw: bool,
 ) -> Option<Vec<T>> {
-    let (k, o) = (geo.patch_len(), geo.out_channels);
-    let mut dw_t = need_dw.then(|| vec![T::ZERO; k * o]);
+    let mut dw_t = need_dw.then(|| vec![T::ZERO; geo.patch_len() * geo.out_channels]);
     let x_groups = x.chunks(group * geo.in_image());
     let dy_groups = dy.chunks(group * geo.out_image());
     for (i, (x, dy)) in x_groups.zip(dy_groups).enumerate() {
@@ -135,9 +175,19 @@ fn backward_slab<T: Float>(
             let start = i * group * geo.in_image();
             &mut dx[start..start + x.len()]
         });
-        backward_group(geo, x, w, dy, dx, dw_t.as_deref_mut());
+        match path {
+            Path::Patches { w } => backward_group(geo, x, w, dy, dx, dw_t.as_deref_mut()),
+            Path::Rows { w_rows } => {
+                let mut dx = dx.map(|dx| dx.chunks_exact_mut(geo.in_image()));
+                let images = x.chunks_exact(geo.in_image());
+                for (x, dy) in images.zip(dy.chunks_exact(geo.out_image())) {
+                    let dx = dx.as_mut().and_then(|dx| dx.next());
+                    row_patches::backward_image(geo, x, w_rows, dy, dx, dw_t.as_deref_mut());
+                }
+            }
+        }
     }
-    dw_t.map(|t| transpose(&t, k, o))
+    dw_t.map(|t| path.weight_grad(geo, &t))
 }
 
 /// The backward pass of one group of images: `dWᵀ += col · dYᵀ` into `dw_t` and

@@ -5,6 +5,7 @@ mod geometry;
 mod im2col;
 pub(crate) mod kernels;
 mod op;
+mod row_patches;
 mod tensor_ops;
 #[cfg(test)]
 mod tests;
