@@ -8,13 +8,15 @@
 //! products too), so models call them unconditionally.
 //!
 //! - [`conv2d`]: bias-free convolution (im2col + gemm forward, gemm-based input and weight
-//!   gradients instead of candle's direct `conv_transpose2d`);
+//!   gradients instead of candle's direct `conv_transpose2d`; stride-1 convolutions build a
+//!   patch matrix of the horizontal taps only and run one product per vertical tap);
 //! - [`batch_norm_train`], [`batch_norm_relu_train`]: fused training-mode batch normalisation
 //!   (optionally followed by a ReLU) with the closed-form backward, and
 //!   [`batch_norm_add_relu_train`], the tail `relu(bn(x) + r)` of a residual block in one op,
 //!   and [`batch_norm_relu_max_pool2x2_train`], the tail `max_pool(relu(bn(x)))` of a stage of a
 //!   plain conv net ([`conv2d_batch_norm_relu_max_pool2x2_train`]: the whole stage, convolution
-//!   included);
+//!   included); [`conv2d_batch_norm_train`] and [`conv2d_batch_norm_relu_train`] run a
+//!   convolution and the batch norm (and ReLU) after it as one op;
 //! - [`relu`], [`max_pool2d`], [`global_avg_pool`]: element-wise and pooling ops whose backward
 //!   passes are single fused passes instead of chains of full-size temporaries.
 //!
@@ -38,7 +40,8 @@ pub use activation::relu;
 pub use alloc::retain_freed_buffers;
 pub use batch_norm::{
     batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train, batch_norm_relu_train,
-    batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train,
+    batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train, conv2d_batch_norm_relu_train,
+    conv2d_batch_norm_train,
 };
 pub use conv::{Conv2dGeometry, conv2d};
 pub use error::KernelError;

@@ -150,10 +150,28 @@ impl BatchNorm {
         crate::pool::max_pool_2x2(&self.forward_relu_t(xs, train)?)
     }
 
-    /// One stage of a plain conv net, `max_pool_2x2(relu(forward_t(conv.forward(xs), train)))`.
-    /// In training on the CPU (f32 compute, a convolution without bias) the whole stage is one
-    /// op, so that the convolution's output gradient goes straight from the batch-norm backward
-    /// to the convolution backward instead of through autograd's accumulation.
+    /// `forward_t(conv.forward(xs), train)`: a convolution and this batch norm. In training on
+    /// the CPU (f32 compute, a convolution without bias) the two are one op, so that the
+    /// convolution's output gradient goes straight from the batch-norm backward to the
+    /// convolution backward instead of through autograd's accumulation.
+    ///
+    /// # Shapes
+    /// `xs`: `[N, in, H, W]` for `conv` with `out = num_features` channels →
+    /// `[N, out, out_h, out_w]`.
+    pub fn forward_conv_t(&self, conv: &Conv2d, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_conv_impl(conv, xs, train, ConvTail::Norm)
+    }
+
+    /// `relu(forward_conv_t(conv, xs, train))`, one op under the same conditions.
+    ///
+    /// # Shapes
+    /// As [`Self::forward_conv_t`].
+    pub fn forward_conv_relu_t(&self, conv: &Conv2d, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_conv_impl(conv, xs, train, ConvTail::Relu)
+    }
+
+    /// One stage of a plain conv net, `max_pool_2x2(relu(forward_t(conv.forward(xs), train)))`,
+    /// one op under the conditions of [`Self::forward_conv_t`].
     ///
     /// # Shapes
     /// `xs`: `[N, in, H, W]` for `conv` with `out = num_features` channels →
@@ -164,6 +182,16 @@ impl BatchNorm {
         xs: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
+        self.forward_conv_impl(conv, xs, train, ConvTail::ReluMaxPool)
+    }
+
+    fn forward_conv_impl(
+        &self,
+        conv: &Conv2d,
+        xs: &Tensor,
+        train: bool,
+        tail: ConvTail,
+    ) -> Result<Tensor> {
         let cfg = conv.config();
         let f32_compute = crate::precision::current_precision().compute_dtype() == DType::F32;
         let fused = train
@@ -171,7 +199,12 @@ impl BatchNorm {
             && dnc_kernels::has_cpu_kernel(xs)
             && (xs.dtype() == DType::F64 || f32_compute);
         if !fused {
-            return self.forward_relu_max_pool_t(&conv.forward(xs)?, train);
+            let ys = conv.forward(xs)?;
+            return match tail {
+                ConvTail::Norm => self.forward_t(&ys, train),
+                ConvTail::Relu => self.forward_relu_t(&ys, train),
+                ConvTail::ReluMaxPool => self.forward_relu_max_pool_t(&ys, train),
+            };
         }
         if cfg.out_channels != self.num_features() {
             bail!(
@@ -180,15 +213,6 @@ impl BatchNorm {
                 cfg.out_channels
             )
         }
-        let (ys, mean, var) = dnc_kernels::conv2d_batch_norm_relu_max_pool2x2_train(
-            xs,
-            conv.weight(),
-            &self.weight,
-            &self.bias,
-            cfg.stride,
-            cfg.padding,
-            self.eps,
-        )?;
         // Values per channel of the convolution's output: the batch times its plane.
         let geo = dnc_kernels::Conv2dGeometry::new(
             xs.dims(),
@@ -197,7 +221,22 @@ impl BatchNorm {
             cfg.padding,
         )?;
         let [n, _, h, w] = geo.out_dims();
-        self.update_running(&mean, &var, n * h * w)?;
+        let count = check_train_count(n * h * w)?;
+        let op = match tail {
+            ConvTail::Norm => dnc_kernels::conv2d_batch_norm_train,
+            ConvTail::Relu => dnc_kernels::conv2d_batch_norm_relu_train,
+            ConvTail::ReluMaxPool => dnc_kernels::conv2d_batch_norm_relu_max_pool2x2_train,
+        };
+        let (ys, mean, var) = op(
+            xs,
+            conv.weight(),
+            &self.weight,
+            &self.bias,
+            cfg.stride,
+            cfg.padding,
+            self.eps,
+        )?;
+        self.update_running(&mean, &var, count)?;
         Ok(ys)
     }
 
@@ -218,11 +257,7 @@ impl BatchNorm {
     fn check_train_input(&self, xs: &Tensor) -> Result<usize> {
         self.check_channels(xs)?;
         let dims = xs.dims();
-        let count = dims[0] * dims[2..].iter().product::<usize>();
-        if count < 2 {
-            bail!("batch norm in training needs more than one value per channel, got {count}")
-        }
-        Ok(count)
+        check_train_count(dims[0] * dims[2..].iter().product::<usize>())
     }
 
     fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
@@ -277,6 +312,22 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
+}
+
+/// What follows the batch norm in [`BatchNorm::forward_conv_impl`].
+#[derive(Debug, Clone, Copy)]
+enum ConvTail {
+    Norm,
+    Relu,
+    ReluMaxPool,
+}
+
+/// Refuses a training batch with fewer than two values per channel (no variance to take).
+fn check_train_count(count: usize) -> Result<usize> {
+    if count < 2 {
+        bail!("batch norm in training needs more than one value per channel, got {count}")
+    }
+    Ok(count)
 }
 
 /// `y = (x − mean) · weight / sqrt(var + eps) + bias`, computed as one per-channel scale and

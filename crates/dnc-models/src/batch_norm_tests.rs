@@ -193,37 +193,56 @@ fn stage_tail_matches_relu_then_pool_and_updates_running_statistics() {
     );
 }
 
+type Layer = (Conv2d, BatchNorm);
+type Fused = fn(&BatchNorm, &Conv2d, &Tensor, bool) -> Result<Tensor>;
+type Composed = fn(&BatchNorm, &Tensor, bool) -> Result<Tensor>;
+
 #[test]
-fn whole_stage_matches_convolution_then_tail_and_updates_running_statistics() {
+fn convolution_and_batch_norm_match_the_composed_layers_and_update_running_statistics() {
+    // Each fused method against the convolution followed by the batch-norm method it ends in.
+    let cases: [(Fused, Composed); 3] = [
+        (BatchNorm::forward_conv_t, BatchNorm::forward_t),
+        (BatchNorm::forward_conv_relu_t, BatchNorm::forward_relu_t),
+        (
+            BatchNorm::forward_conv_relu_max_pool_t,
+            BatchNorm::forward_relu_max_pool_t,
+        ),
+    ];
     let x = randn((4, 2, 7, 6), DType::F32, 5);
-    let maps = [SeededVarMap::new(1), SeededVarMap::new(1)];
-    let [(conv_a, bn_a), (conv_b, bn_b)] = maps.each_ref().map(|m| {
-        let vb = m.var_builder(DType::F32, &Device::Cpu);
-        let conv = Conv2d::new(Conv2dConfig::new(2, 3, 3, 1, 1), vb.pp("conv")).unwrap();
-        let bn = BatchNorm::new(3, BatchNormConfig::default(), vb.pp("bn")).unwrap();
-        (conv, bn)
-    });
-    for train in [true, false] {
-        let y = bn_a
-            .forward_conv_relu_max_pool_t(&conv_a, &x, train)
-            .unwrap();
-        assert_eq!(y.dims(), [4, 3, 3, 3]);
-        let want = bn_b
-            .forward_relu_max_pool_t(&conv_b.forward(&x).unwrap(), train)
-            .unwrap();
-        assert_close(&y, &want, 0.0);
-        assert_close(bn_a.running_mean(), bn_b.running_mean(), 0.0);
-        assert_close(bn_a.running_var(), bn_b.running_var(), 0.0);
+    for (i, (fused, composed)) in cases.into_iter().enumerate() {
+        let maps = [SeededVarMap::new(1), SeededVarMap::new(1)];
+        let [(conv_a, bn_a), (conv_b, bn_b)]: [Layer; 2] = maps.each_ref().map(|m| {
+            let vb = m.var_builder(DType::F32, &Device::Cpu);
+            let conv = Conv2d::new(Conv2dConfig::new(2, 3, 3, 1, 1), vb.pp("conv")).unwrap();
+            let bn = BatchNorm::new(3, BatchNormConfig::default(), vb.pp("bn")).unwrap();
+            (conv, bn)
+        });
+        for train in [true, false] {
+            let y = fused(&bn_a, &conv_a, &x, train).unwrap();
+            let want = composed(&bn_b, &conv_b.forward(&x).unwrap(), train).unwrap();
+            assert_eq!(y.dims(), want.dims(), "case {i}");
+            assert_close(&y, &want, 0.0);
+            assert_close(bn_a.running_mean(), bn_b.running_mean(), 0.0);
+            assert_close(bn_a.running_var(), bn_b.running_var(), 0.0);
+        }
+        assert!(
+            values(bn_a.running_var())
+                .iter()
+                .all(|v| (v - 1.0).abs() > 1e-3),
+            "case {i}: the training step moved the running variance"
+        );
+        let vb = maps[0].var_builder(DType::F32, &Device::Cpu);
+        let wide = Conv2d::new(Conv2dConfig::new(2, 4, 3, 1, 1), vb.pp("wide")).unwrap();
+        assert_err_contains(
+            fused(&bn_a, &wide, &x, true),
+            &["batch norm over 3 features follows a convolution to 4 channels"],
+        );
+        // A 1×1 output of a single image has no variance to normalise by.
+        let tiny = Conv2d::new(Conv2dConfig::new(2, 3, 7, 1, 0), vb.pp("tiny")).unwrap();
+        let one = randn((1, 2, 7, 7), DType::F32, 6);
+        assert_err_contains(
+            fused(&bn_a, &tiny, &one, true),
+            &["more than one value per channel, got 1"],
+        );
     }
-    assert!(
-        values(bn_a.running_var())
-            .iter()
-            .all(|v| (v - 1.0).abs() > 1e-3)
-    );
-    let vb = maps[0].var_builder(DType::F32, &Device::Cpu);
-    let wide = Conv2d::new(Conv2dConfig::new(2, 4, 3, 1, 1), vb.pp("wide")).unwrap();
-    assert_err_contains(
-        bn_a.forward_conv_relu_max_pool_t(&wide, &x, true),
-        &["batch norm over 3 features follows a convolution to 4 channels"],
-    );
 }

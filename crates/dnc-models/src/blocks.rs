@@ -57,11 +57,11 @@ impl ConvBn {
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(xs)?, train)
+        self.bn.forward_conv_t(&self.conv, xs, train)
     }
 
     fn forward_relu_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_relu_t(&self.conv.forward(xs)?, train)
+        self.bn.forward_conv_relu_t(&self.conv, xs, train)
     }
 
     /// `relu(bn(conv(xs)) + residual)`.

@@ -130,7 +130,7 @@ impl ResNet {
     /// # Shapes
     /// `xs`: `[N, 3, H, W]` → `[N, 512]` (ResNet-18/34) or `[N, 2048]` (ResNet-50).
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let mut ys = self.bn1.forward_relu_t(&self.conv1.forward(xs)?, train)?;
+        let mut ys = self.bn1.forward_conv_relu_t(&self.conv1, xs, train)?;
         if self.cfg.stem == Stem::Imagenet {
             ys = max_pool_3x3_s2(&ys)?;
         }

@@ -1,5 +1,6 @@
-//! A whole stage of a plain conv net in training, `max_pool2d(relu(bn(conv2d(x, w))), 2)`, as
-//! one custom op.
+//! A convolution followed by training-mode batch normalisation, as one custom op: the start of a
+//! residual block (`relu(bn(conv2d(x, w)))`, or `bn(conv2d(x, w))` for a projection shortcut)
+//! and a whole stage of a plain conv net (`max_pool2d(relu(bn(conv2d(x, w))), 2)`).
 //!
 //! With the convolution a separate op, its output is a node of candle's autograd graph: the
 //! backward pass adds that node's full-size gradient into a freshly zeroed tensor before the
@@ -18,13 +19,66 @@ use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, bail};
 use std::sync::{Arc, Mutex};
 
+/// `y = bn(conv2d(x, conv_weight, stride, padding))` in training mode: [`crate::conv2d`]
+/// followed by [`super::batch_norm_train`], in one op.
+///
+/// Returns `(y, mean, var)`, `mean` and `var` being the batch statistics of the convolution's
+/// output (the variance biased, as in [`super::batch_norm_train`]). Gradients flow to `x`,
+/// `conv_weight`, `bn_weight` and `bn_bias`.
+///
+/// Runs on the CPU in `f32` or `f64` only; elsewhere, compose the two.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `conv_weight`: `[O, C, kh, kw]`, `bn_weight`, `bn_bias`: `[O]` →
+/// (`y`: `[N, O, out_h, out_w]`, `mean`, `var`: `[O]`).
+pub fn conv2d_batch_norm_train(
+    x: &Tensor,
+    conv_weight: &Tensor,
+    bn_weight: &Tensor,
+    bn_bias: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let params = [bn_weight, bn_bias];
+    conv_stage(
+        x,
+        conv_weight,
+        params,
+        (stride, padding),
+        eps,
+        Tail::Norm { relu: false },
+    )
+}
+
+/// [`conv2d_batch_norm_train`] followed by a ReLU: `y = max(0, bn(conv2d(x, conv_weight)))`.
+///
+/// # Shapes
+/// As [`conv2d_batch_norm_train`].
+pub fn conv2d_batch_norm_relu_train(
+    x: &Tensor,
+    conv_weight: &Tensor,
+    bn_weight: &Tensor,
+    bn_bias: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let params = [bn_weight, bn_bias];
+    conv_stage(
+        x,
+        conv_weight,
+        params,
+        (stride, padding),
+        eps,
+        Tail::Norm { relu: true },
+    )
+}
+
 /// `y = max_pool2d(max(0, bn(conv2d(x, conv_weight, stride, padding))), 2)`: [`crate::conv2d`]
 /// followed by [`super::batch_norm_relu_max_pool2x2_train`], in one op.
 ///
-/// Returns `(y, mean, var)`, `mean` and `var` being the batch statistics of the convolution's
-/// output. Gradients flow to `x`, `conv_weight`, `bn_weight` and `bn_bias`.
-///
-/// Runs on the CPU in `f32` or `f64` only; elsewhere, compose the two.
+/// Returns `(y, mean, var)` as [`conv2d_batch_norm_train`] does.
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `conv_weight`: `[O, C, kh, kw]`, `bn_weight`, `bn_bias`: `[O]`, with a
@@ -38,7 +92,46 @@ pub fn conv2d_batch_norm_relu_max_pool2x2_train(
     padding: usize,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let op = "conv2d_batch_norm_relu_max_pool2x2_train";
+    let params = [bn_weight, bn_bias];
+    conv_stage(
+        x,
+        conv_weight,
+        params,
+        (stride, padding),
+        eps,
+        Tail::ReluMaxPool2x2,
+    )
+}
+
+/// What follows the batch normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing, or a ReLU.
+    Norm { relu: bool },
+    /// A ReLU and a 2×2 max pool.
+    ReluMaxPool2x2,
+}
+
+impl Tail {
+    fn op_name(self) -> &'static str {
+        match self {
+            Self::Norm { relu: false } => "conv2d_batch_norm_train",
+            Self::Norm { relu: true } => "conv2d_batch_norm_relu_train",
+            Self::ReluMaxPool2x2 => "conv2d_batch_norm_relu_max_pool2x2_train",
+        }
+    }
+}
+
+/// The three public ops: checks, then the CPU op.
+fn conv_stage(
+    x: &Tensor,
+    conv_weight: &Tensor,
+    [bn_weight, bn_bias]: [&Tensor; 2],
+    (stride, padding): (usize, usize),
+    eps: f64,
+    tail: Tail,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = tail.op_name();
     let geo = Conv2dGeometry::new(x.dims(), conv_weight.dims(), stride, padding)?;
     let [n, o, h, w] = geo.out_dims();
     for t in [conv_weight, bn_weight, bn_bias] {
@@ -66,7 +159,7 @@ pub fn conv2d_batch_norm_relu_max_pool2x2_train(
             ),
         })?
     }
-    if h < 2 || w < 2 {
+    if tail == Tail::ReluMaxPool2x2 && (h < 2 || w < 2) {
         Err(KernelError::Shape {
             op,
             what: format!(
@@ -91,6 +184,7 @@ pub fn conv2d_batch_norm_relu_max_pool2x2_train(
         geo,
         s: Nlc { n, c: o, l: h * w },
         eps,
+        tail,
         saved: Arc::clone(&saved),
     };
     let y = x
@@ -120,19 +214,25 @@ struct ConvStage {
     /// The convolution output's layout.
     s: Nlc,
     eps: f64,
+    tail: Tail,
     saved: Arc<Mutex<Option<Saved>>>,
 }
 
 impl ConvStage {
-    /// The batch-norm, ReLU and pool part for the given statistics.
-    fn tail(&self, stats: Arc<Stats>) -> BatchNormReluPool {
+    /// The batch normalisation (with the ReLU when the tail has one) for the given statistics.
+    fn norm(&self, stats: Arc<Stats>) -> BatchNormOp {
+        BatchNormOp {
+            s: self.s,
+            stats,
+            relu: self.tail != Tail::Norm { relu: false },
+        }
+    }
+
+    /// The batch-norm, ReLU and pool tail for the given statistics.
+    fn pooled(&self, stats: Arc<Stats>) -> BatchNormReluPool {
         let [_, _, h, w] = self.geo.out_dims();
         BatchNormReluPool {
-            bn: BatchNormOp {
-                s: self.s,
-                stats,
-                relu: true,
-            },
+            bn: self.norm(stats),
             h,
             w,
         }
@@ -141,12 +241,19 @@ impl ConvStage {
 
 impl Kernel3 for ConvStage {
     fn op_name(&self) -> &'static str {
-        "dnc-conv2d-batch-norm-relu-max-pool2x2-train"
+        match self.tail {
+            Tail::Norm { relu: false } => "dnc-conv2d-batch-norm-train",
+            Tail::Norm { relu: true } => "dnc-conv2d-batch-norm-relu-train",
+            Tail::ReluMaxPool2x2 => "dnc-conv2d-batch-norm-relu-max-pool2x2-train",
+        }
     }
 
     fn out_shape(&self, _x: &Layout) -> Shape {
         let [n, o, h, w] = self.geo.out_dims();
-        Shape::from((n, o, h / 2, w / 2))
+        match self.tail {
+            Tail::Norm { .. } => Shape::from((n, o, h, w)),
+            Tail::ReluMaxPool2x2 => Shape::from((n, o, h / 2, w / 2)),
+        }
     }
 
     fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[T]) -> Vec<T> {
@@ -154,7 +261,12 @@ impl Kernel3 for ConvStage {
         let (stats, var) = slice_stats(self.s, &conv_out, self.eps);
         let stats = Arc::new(stats);
         let (bn_w, bn_b) = params.split_at(self.s.c);
-        let y = self.tail(Arc::clone(&stats)).forward(&conv_out, bn_w, bn_b);
+        let y = match self.tail {
+            Tail::Norm { .. } => self.norm(Arc::clone(&stats)).forward(&conv_out, bn_w, bn_b),
+            Tail::ReluMaxPool2x2 => self
+                .pooled(Arc::clone(&stats))
+                .forward(&conv_out, bn_w, bn_b),
+        };
         *self.saved.lock().expect("stage state") = Some(Saved {
             conv_out: T::to_cpu_storage_owned(conv_out),
             stats,
@@ -181,8 +293,18 @@ impl Kernel3 for ConvStage {
         let ((dx, dw), bn_grads) =
             with_slices::<T, _, 5>(op, [x, w, params, y, dy], |[xs, ws, ps, ys, dys]| {
                 let (bn_w, bn_b) = ps.split_at(self.s.c);
-                let tail = self.tail(Arc::clone(&saved.stats));
-                let g = tail.backward(conv_out, bn_w, bn_b, ys, dys, need_dx || need_dw);
+                let need = need_dx || need_dw;
+                let stats = Arc::clone(&saved.stats);
+                let g = match self.tail {
+                    Tail::Norm { relu } => {
+                        let weight: Vec<f64> = bn_w.iter().map(|v| v.to_f64()).collect();
+                        let gate = relu.then_some(ys);
+                        self.norm(stats).grads(&weight, conv_out, dys, gate, need)
+                    }
+                    Tail::ReluMaxPool2x2 => self
+                        .pooled(stats)
+                        .backward(conv_out, bn_w, bn_b, ys, dys, need),
+                };
                 let conv_grads = match &g.dx {
                     Some(dz) => kernels::backward(&self.geo, xs, ws, dz, need_dx, need_dw),
                     None => (None, None),

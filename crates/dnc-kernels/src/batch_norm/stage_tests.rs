@@ -1,6 +1,10 @@
-//! `conv2d_batch_norm_relu_max_pool2x2_train` against the chained ops and finite differences.
+//! The fused convolution + batch-norm ops against the chained ops and finite differences.
 
-use super::{batch_norm_relu_max_pool2x2_train, conv2d_batch_norm_relu_max_pool2x2_train};
+use super::{
+    batch_norm_relu_max_pool2x2_train, batch_norm_relu_train, batch_norm_train,
+    conv2d_batch_norm_relu_max_pool2x2_train, conv2d_batch_norm_relu_train,
+    conv2d_batch_norm_train,
+};
 use crate::conv2d;
 use crate::test_util::{assert_rel_close, randn};
 use candle_core::{DType, Device, Result, Tensor, Var};
@@ -134,4 +138,93 @@ fn bad_inputs_are_reported() {
         e.contains("needs f32 or f64 tensors on the CPU, got F16"),
         "{e}"
     );
+}
+
+type NormFn = fn(&Tensor, &Tensor, &Tensor, &Tensor, usize, usize, f64) -> BnResult;
+type BnResult = Result<(Tensor, Tensor, Tensor)>;
+
+/// `conv2d_batch_norm_train` or, with `relu`, `conv2d_batch_norm_relu_train` (padding 1).
+fn unpooled(relu: bool, [x, k, w, b]: [&Tensor; 4], stride: usize) -> BnResult {
+    let op: NormFn = if relu {
+        conv2d_batch_norm_relu_train
+    } else {
+        conv2d_batch_norm_train
+    };
+    op(x, k, w, b, stride, 1, 1e-3)
+}
+
+/// The same from `conv2d` and the batch-norm op.
+fn unpooled_chained(relu: bool, [x, k, w, b]: [&Tensor; 4], stride: usize) -> BnResult {
+    let conv = conv2d(x, k, stride, 1)?;
+    if relu {
+        batch_norm_relu_train(&conv, w, b, 1e-3)
+    } else {
+        batch_norm_train(&conv, w, b, 1e-3)
+    }
+}
+
+#[test]
+fn unpooled_ops_match_convolution_then_batch_norm() -> Result<()> {
+    // Padded stride 1 (small, and wide enough for the horizontal-tap convolution), stride 2,
+    // and a 1×1 output.
+    for (i, (x, o, stride)) in [
+        ([4usize, 3, 6, 5], 4, 1),
+        ([2, 16, 9, 8], 3, 1),
+        ([3, 2, 7, 7], 5, 2),
+        ([5, 2, 2, 1], 3, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for relu in [false, true] {
+            let seed = 400 + 10 * i as u64;
+            let t = inputs(seed, x, o, DType::F32)?;
+            let (y, mean, var) = unpooled(relu, t.each_ref(), stride)?;
+            let (want_y, want_mean, want_var) = unpooled_chained(relu, t.each_ref(), stride)?;
+            assert_close(&y, &want_y, 0.0);
+            assert_close(&mean, &want_mean, 0.0);
+            assert_close(&var, &want_var, 0.0);
+            let g = randn(seed + 4, y.dims(), DType::F32)?;
+            let vars = t.each_ref().map(|t| Var::from_tensor(t).expect("var"));
+            let tracked = vars.each_ref().map(|v| v.as_tensor());
+            let ours = (unpooled(relu, tracked, stride)?.0 * &g)?
+                .sum_all()?
+                .backward()?;
+            let theirs = (unpooled_chained(relu, tracked, stride)?.0 * &g)?
+                .sum_all()?
+                .backward()?;
+            for (name, v) in ["dx", "dk", "dw", "db"].iter().zip(tracked) {
+                let (a, b) = (ours.get(v).expect("ours"), theirs.get(v).expect("theirs"));
+                let case = format!("input {x:?} stride {stride} relu {relu}: {name}");
+                assert_rel_close(&case, a, b, 1e-5);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn unpooled_gradients_match_finite_differences_in_f64() -> Result<()> {
+    for relu in [false, true] {
+        let t = inputs(61, [3, 2, 4, 5], 2, DType::F64)?;
+        let g = randn(67, &[3, 2, 4, 5], DType::F64)?;
+        let vars = t.each_ref().map(|t| Var::from_tensor(t).expect("var"));
+        let tracked = vars.each_ref().map(|v| v.as_tensor());
+        let grads = (unpooled(relu, tracked, 1)?.0 * &g)?
+            .sum_all()?
+            .backward()?;
+        for i in 0..4 {
+            let loss = |v: &Tensor| {
+                let mut args = t.each_ref();
+                args[i] = v;
+                (unpooled(relu, args, 1)?.0 * &g)?.sum_all()
+            };
+            assert_close(
+                grads.get(tracked[i]).expect("gradient"),
+                &finite_difference_grad(loss, &t[i], 1e-6)?,
+                1e-6,
+            );
+        }
+    }
+    Ok(())
 }
