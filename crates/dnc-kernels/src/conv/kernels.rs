@@ -1,4 +1,6 @@
 //! CPU convolution kernels: im2col + gemm forward, and the two gradients of the backward pass.
+//! Stride-1 convolutions that [`row_patches::applies`] to take the horizontal-tap path instead,
+//! image by image.
 //!
 //! Work is split over groups of whole images, one rayon task per group, each running
 //! single-threaded gemm calls on thread-local scratch buffers. A group holds enough images for

@@ -1,5 +1,5 @@
-//! 2-d convolution: geometry, patch matrices, CPU kernels and the custom op, and the
-//! tensor-op path for other devices and dtypes.
+//! 2-d convolution: geometry, patch matrices (full, and of the horizontal taps only for stride
+//! 1), CPU kernels and the custom op, and the tensor-op path for other devices and dtypes.
 
 mod geometry;
 mod im2col;
