@@ -9,7 +9,7 @@
 use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
 use crate::error::KernelError;
-use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{DType, Result, Tensor};
 use std::sync::Arc;
@@ -221,23 +221,17 @@ impl BatchNormOp {
         dy: &Tensor,
     ) -> Result<Grads<T>> {
         let op = "batch_norm_train";
-        let weight: Vec<f64> =
-            with_slice::<T, _>(op, w, |w| Ok(w.iter().map(|v| v.to_f64()).collect()))?;
-        let y = if self.relu { Some(y) } else { None };
-        with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, dy, |dys| match y {
-                Some(y) => with_slice::<T, _>(op, y, |ys| {
-                    Ok(self.grads(&weight, xs, dys, Some(ys), x.track_op()))
-                }),
-                None => Ok(self.grads(&weight, xs, dys, None, x.track_op())),
-            })
+        with_slices::<T, _, 4>(op, [x, w, y, dy], |[xs, ws, ys, dys]| {
+            let gate = self.relu.then_some(ys);
+            Ok(self.grads(ws, xs, dys, gate, x.track_op()))
         })
     }
 
-    /// `db = Σ dỹ`, `dw = σ⁻¹·Σ dỹ·(x − μ)`, and `dx` when `need_dx`, with `dỹ = dy·[gate > 0]`.
+    /// `db = Σ dỹ`, `dw = σ⁻¹·Σ dỹ·(x − μ)`, and `dx` when `need_dx`, with `dỹ = dy·[gate > 0]`,
+    /// for the batch-norm weight `weight`.
     pub(super) fn grads<T: Float>(
         &self,
-        weight: &[f64],
+        weight: &[T],
         xs: &[T],
         dys: &[T],
         gate: Option<&[T]>,
@@ -260,7 +254,7 @@ impl BatchNormOp {
             let (mut k1, mut k2, mut k3) = (vec![0.0; s.c], vec![0.0; s.c], vec![0.0; s.c]);
             for ch in 0..s.c {
                 let inv = st.inv_std[ch];
-                k1[ch] = weight[ch] * inv;
+                k1[ch] = weight[ch].to_f64() * inv;
                 k2[ch] = -k1[ch] * inv * dw[ch] / count;
                 k3[ch] = -k1[ch] * db[ch] / count - k2[ch] * st.mean[ch];
             }

@@ -155,8 +155,7 @@ impl BatchNormReluPool {
                     }
                 });
             });
-        let weight: Vec<f64> = w.iter().map(|v| v.to_f64()).collect();
-        self.bn.grads(&weight, xs, &d_act, None, need_dx)
+        self.bn.grads(w, xs, &d_act, None, need_dx)
     }
 }
 

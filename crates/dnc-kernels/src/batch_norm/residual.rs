@@ -11,7 +11,7 @@ use super::moments::Nlc;
 use super::op::{BatchNormOp, Grads, batch_stats, check_args, composed_batch_norm};
 use crate::activation::relu_backward;
 use crate::error::KernelError;
-use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice, with_slices};
+use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
 use candle_core::{DType, Result, Tensor};
 
@@ -116,11 +116,8 @@ impl Kernel3 for BatchNormAddRelu {
     ) -> Result<Grads3> {
         let op = "batch_norm_add_relu_train";
         let c = self.0.s.c;
-        let weight: Vec<f64> = with_slice::<T, _>(op, params, |p| {
-            Ok(p[..c].iter().map(|v| v.to_f64()).collect())
-        })?;
-        let (g, dr) = with_slices::<T, _, 3>(op, [x, y, dy], |[xs, ys, dys]| {
-            let g = self.0.grads(&weight, xs, dys, Some(ys), x.track_op());
+        let (g, dr) = with_slices::<T, _, 4>(op, [x, params, y, dy], |[xs, ps, ys, dys]| {
+            let g = self.0.grads(&ps[..c], xs, dys, Some(ys), x.track_op());
             let dr = r.track_op().then(|| relu_backward(ys, dys));
             Ok((g, dr))
         })?;

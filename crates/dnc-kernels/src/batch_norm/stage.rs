@@ -297,9 +297,8 @@ impl Kernel3 for ConvStage {
                 let stats = Arc::clone(&saved.stats);
                 let g = match self.tail {
                     Tail::Norm { relu } => {
-                        let weight: Vec<f64> = bn_w.iter().map(|v| v.to_f64()).collect();
                         let gate = relu.then_some(ys);
-                        self.norm(stats).grads(&weight, conv_out, dys, gate, need)
+                        self.norm(stats).grads(bn_w, conv_out, dys, gate, need)
                     }
                     Tail::ReluMaxPool2x2 => self
                         .pooled(stats)

@@ -6,7 +6,7 @@
 
 use crate::activation::CHUNK;
 use crate::error::KernelError;
-use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slice};
+use crate::float::{Float, has_cpu_kernel, output, storage_slice, with_slices};
 use crate::simd::multiversion;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
@@ -253,10 +253,8 @@ struct MaxPool {
 impl MaxPool {
     fn grad<T: Float>(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         let op = self.name();
-        let dx = with_slice::<T, _>(op, x, |xs| {
-            with_slice::<T, _>(op, y, |ys| {
-                with_slice::<T, _>(op, dy, |dys| Ok(backward(&self.geo, xs, ys, dys)))
-            })
+        let dx = with_slices::<T, _, 3>(op, [x, y, dy], |[xs, ys, dys]| {
+            Ok(backward(&self.geo, xs, ys, dys))
         })?;
         Tensor::from_vec(dx, x.shape(), x.device())
     }
