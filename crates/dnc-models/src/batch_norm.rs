@@ -193,11 +193,11 @@ impl BatchNorm {
         tail: ConvTail,
     ) -> Result<Tensor> {
         let cfg = conv.config();
-        let f32_compute = crate::precision::current_precision().compute_dtype() == DType::F32;
+        // Where `Conv2d::forward` would cast to a lower precision, the fused op does not apply.
         let fused = train
             && !cfg.bias
             && dnc_kernels::has_cpu_kernel(xs)
-            && (xs.dtype() == DType::F64 || f32_compute);
+            && crate::precision::computes_in_input_dtype(xs);
         if !fused {
             let ys = conv.forward(xs)?;
             return match tail {

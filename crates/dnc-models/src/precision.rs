@@ -78,6 +78,12 @@ pub fn current_precision() -> Precision {
     COMPUTE.with(Cell::get)
 }
 
+/// Whether [`in_compute_dtype`] runs an op on `x` in `x`'s own dtype: f32 outside a
+/// lower-precision scope, and every other dtype (f64 in gradient checks) always.
+pub(crate) fn computes_in_input_dtype(x: &Tensor) -> bool {
+    x.dtype() != DType::F32 || current_precision().compute_dtype() == DType::F32
+}
+
 /// `op(x, w)` in the current compute precision: f32 operands are cast to the compute dtype and
 /// the result back to f32; other dtypes (f64 in gradient checks) are left alone.
 pub(crate) fn in_compute_dtype(
@@ -85,10 +91,10 @@ pub(crate) fn in_compute_dtype(
     w: &Tensor,
     op: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    let compute = current_precision().compute_dtype();
-    if x.dtype() != DType::F32 || compute == DType::F32 {
+    if computes_in_input_dtype(x) {
         return op(x, w);
     }
+    let compute = current_precision().compute_dtype();
     op(&x.to_dtype(compute)?, &w.to_dtype(compute)?)?.to_dtype(DType::F32)
 }
 
