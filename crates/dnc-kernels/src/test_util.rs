@@ -1,8 +1,9 @@
-//! Helpers shared by this crate's tests: seeded random tensors and relative comparisons.
+//! Helpers shared by this crate's tests: seeded random tensors, relative comparisons, and the
+//! gradients of an op against finite differences.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use dnc_core::SeededRng;
-use dnc_core::testing::max_abs_diff;
+use dnc_core::testing::{assert_close, finite_difference_grad, max_abs_diff};
 
 /// A tensor of standard-normal values from a seeded stream.
 pub(crate) fn randn(seed: u64, dims: &[usize], dtype: DType) -> Result<Tensor> {
@@ -26,4 +27,48 @@ pub(crate) fn assert_rel_close(what: &str, a: &Tensor, b: &Tensor, rtol: f64) {
         "{what}: differs by {diff:e} (scale {scale:e}, rtol {rtol:e}), shape {:?}",
         a.shape()
     );
+}
+
+/// `op(inputs)` followed by the gradient of `L = Σ op(inputs)·g` with respect to each input:
+/// `[y, dL/d inputs[0], dL/d inputs[1], ...]`.
+pub(crate) fn output_and_grads<const N: usize>(
+    op: impl Fn([&Tensor; N]) -> Result<Tensor>,
+    inputs: [&Tensor; N],
+    g: &Tensor,
+) -> Result<Vec<Tensor>> {
+    let vars = inputs.map(|t| Var::from_tensor(t).expect("var"));
+    let tracked = vars.each_ref().map(|v| v.as_tensor());
+    let y = op(tracked)?;
+    let grads = (&y * g)?.sum_all()?.backward()?;
+    let mut out = vec![y.clone()];
+    for t in tracked {
+        out.push(grads.get(t).expect("gradient").clone());
+    }
+    Ok(out)
+}
+
+/// Asserts that the gradient of `L = Σ op(inputs)·g` with respect to each input matches central
+/// finite differences of `L` with step `eps`, within `tol`.
+#[track_caller]
+pub(crate) fn assert_grads_match_finite_differences<const N: usize>(
+    op: impl Fn([&Tensor; N]) -> Result<Tensor>,
+    inputs: [&Tensor; N],
+    g: &Tensor,
+    eps: f64,
+    tol: f64,
+) -> Result<()> {
+    let grads = output_and_grads(&op, inputs, g)?;
+    for k in 0..N {
+        let loss = |v: &Tensor| {
+            let mut args: [&Tensor; N] = inputs;
+            args[k] = v;
+            (op(args)? * g)?.sum_all()
+        };
+        assert_close(
+            &grads[k + 1],
+            &finite_difference_grad(loss, inputs[k], eps)?,
+            tol,
+        );
+    }
+    Ok(())
 }

@@ -3,29 +3,17 @@
 use super::batch_norm_relu_max_pool2x2_train;
 use crate::batch_norm::batch_norm_relu_train;
 use crate::max_pool2d;
-use crate::test_util::{assert_rel_close, randn};
+use crate::test_util::{
+    assert_grads_match_finite_differences, assert_rel_close, output_and_grads, randn,
+};
 use candle_core::{DType, Device, Result, Tensor, Var};
-use dnc_core::testing::{assert_close, finite_difference_grad};
+use dnc_core::testing::assert_close;
 
-/// `(y, dx, dw, db)` for `L = Σ y·g`.
-fn run(
-    op: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
-    inputs: [&Tensor; 3],
-    g: &Tensor,
-) -> Result<[Tensor; 4]> {
-    let vars = inputs.map(|t| Var::from_tensor(t).expect("var"));
-    let [x, w, b] = vars.each_ref().map(|v| v.as_tensor());
-    let y = op(x, w, b)?;
-    let grads = (&y * g)?.sum_all()?.backward()?;
-    let get = |t: &Tensor| grads.get(t).expect("gradient").clone();
-    Ok([y.clone(), get(x), get(w), get(b)])
-}
-
-fn fused(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn fused([x, w, b]: [&Tensor; 3]) -> Result<Tensor> {
     Ok(batch_norm_relu_max_pool2x2_train(x, w, b, 1e-3)?.0)
 }
 
-fn chained(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn chained([x, w, b]: [&Tensor; 3]) -> Result<Tensor> {
     max_pool2d(&batch_norm_relu_train(x, w, b, 1e-3)?.0, 2, 2, 0)
 }
 
@@ -52,8 +40,8 @@ fn matches_batch_norm_relu_then_max_pool() -> Result<()> {
         let seed = 130 + 10 * i as u64;
         let t = inputs(seed, dims, DType::F32)?;
         let g = randn(seed + 4, &pooled_dims(dims), DType::F32)?;
-        let ours = run(fused, t.each_ref(), &g)?;
-        let theirs = run(chained, t.each_ref(), &g)?;
+        let ours = output_and_grads(fused, t.each_ref(), &g)?;
+        let theirs = output_and_grads(chained, t.each_ref(), &g)?;
         // The forward pass computes the same expressions: identical values.
         assert_close(&ours[0], &theirs[0], 0.0);
         for (name, (a, b)) in ["dx", "dw", "db"]
@@ -75,20 +63,7 @@ fn gradients_match_finite_differences_in_f64() -> Result<()> {
     let dims = [3usize, 2, 4, 5];
     let t = inputs(7, &dims, DType::F64)?;
     let g = randn(11, &pooled_dims(&dims), DType::F64)?;
-    let grads = run(fused, t.each_ref(), &g)?;
-    for k in 0..3 {
-        let loss = |v: &Tensor| {
-            let mut args = t.clone();
-            args[k] = v.clone();
-            (fused(&args[0], &args[1], &args[2])? * &g)?.sum_all()
-        };
-        assert_close(
-            &grads[k + 1],
-            &finite_difference_grad(loss, &t[k], 1e-6)?,
-            1e-6,
-        );
-    }
-    Ok(())
+    assert_grads_match_finite_differences(fused, t.each_ref(), &g, 1e-6, 1e-6)
 }
 
 #[test]

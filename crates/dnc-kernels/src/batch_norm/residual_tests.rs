@@ -2,29 +2,17 @@
 
 use super::batch_norm_add_relu_train;
 use crate::batch_norm::batch_norm_train;
-use crate::test_util::{assert_rel_close, randn};
+use crate::test_util::{
+    assert_grads_match_finite_differences, assert_rel_close, output_and_grads, randn,
+};
 use candle_core::{DType, Device, Result, Tensor, Var};
-use dnc_core::testing::{assert_close, finite_difference_grad};
+use dnc_core::testing::assert_close;
 
-/// `(y, dx, dw, db, dr)` for `L = Σ y·g`.
-fn run(
-    op: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>,
-    inputs: [&Tensor; 4],
-    g: &Tensor,
-) -> Result<[Tensor; 5]> {
-    let vars = inputs.map(|t| Var::from_tensor(t).expect("var"));
-    let [x, w, b, r] = vars.each_ref().map(|v| v.as_tensor());
-    let y = op(x, w, b, r)?;
-    let grads = (&y * g)?.sum_all()?.backward()?;
-    let get = |t: &Tensor| grads.get(t).expect("gradient").clone();
-    Ok([y.clone(), get(x), get(w), get(b), get(r)])
-}
-
-fn fused(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> Result<Tensor> {
+fn fused([x, w, b, r]: [&Tensor; 4]) -> Result<Tensor> {
     Ok(batch_norm_add_relu_train(x, w, b, r, 1e-3)?.0)
 }
 
-fn chained(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> Result<Tensor> {
+fn chained([x, w, b, r]: [&Tensor; 4]) -> Result<Tensor> {
     (batch_norm_train(x, w, b, 1e-3)?.0 + r)?.relu()
 }
 
@@ -47,8 +35,8 @@ fn matches_batch_norm_then_add_then_relu() -> Result<()> {
         let seed = 70 + 10 * i as u64;
         let t = inputs(seed, dims, DType::F32)?;
         let g = randn(seed + 4, dims, DType::F32)?;
-        let ours = run(fused, t.each_ref(), &g)?;
-        let theirs = run(chained, t.each_ref(), &g)?;
+        let ours = output_and_grads(fused, t.each_ref(), &g)?;
+        let theirs = output_and_grads(chained, t.each_ref(), &g)?;
         for (name, (a, b)) in ["y", "dx", "dw", "db", "dr"]
             .iter()
             .zip(ours.iter().zip(&theirs))
@@ -71,19 +59,7 @@ fn gradients_match_finite_differences_in_f64() -> Result<()> {
         // Away from the ReLU's kink: no pre-activation within 1e-4 of zero.
         let pre = (batch_norm_train(&t[0], &t[1], &t[2], 1e-3)?.0 + &t[3])?;
         assert!(pre.abs()?.flatten_all()?.min(0)?.to_scalar::<f64>()? > 1e-4);
-        let grads = run(fused, t.each_ref(), &g)?;
-        for k in 0..4 {
-            let loss = |v: &Tensor| {
-                let mut args = t.clone();
-                args[k] = v.clone();
-                (fused(&args[0], &args[1], &args[2], &args[3])? * &g)?.sum_all()
-            };
-            assert_close(
-                &grads[k + 1],
-                &finite_difference_grad(loss, &t[k], 1e-6)?,
-                1e-7,
-            );
-        }
+        assert_grads_match_finite_differences(fused, t.each_ref(), &g, 1e-6, 1e-7)?;
     }
     Ok(())
 }

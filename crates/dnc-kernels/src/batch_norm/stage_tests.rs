@@ -6,28 +6,18 @@ use super::{
     conv2d_batch_norm_train,
 };
 use crate::conv2d;
-use crate::test_util::{assert_rel_close, randn};
+use crate::test_util::{
+    assert_grads_match_finite_differences, assert_rel_close, output_and_grads, randn,
+};
 use candle_core::{DType, Device, Result, Tensor, Var};
-use dnc_core::testing::{assert_close, finite_difference_grad};
+use dnc_core::testing::assert_close;
 
-type StageFn = fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<Tensor>;
-
-fn fused(x: &Tensor, k: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn fused([x, k, w, b]: [&Tensor; 4]) -> Result<Tensor> {
     Ok(conv2d_batch_norm_relu_max_pool2x2_train(x, k, w, b, 1, 1, 1e-3)?.0)
 }
 
-fn chained(x: &Tensor, k: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+fn chained([x, k, w, b]: [&Tensor; 4]) -> Result<Tensor> {
     Ok(batch_norm_relu_max_pool2x2_train(&conv2d(x, k, 1, 1)?, w, b, 1e-3)?.0)
-}
-
-/// `(y, dx, dk, dw, db)` for `L = Σ y·g`.
-fn run(op: StageFn, inputs: [&Tensor; 4], g: &Tensor) -> Result<[Tensor; 5]> {
-    let vars = inputs.map(|t| Var::from_tensor(t).expect("var"));
-    let [x, k, w, b] = vars.each_ref().map(|v| v.as_tensor());
-    let y = op(x, k, w, b)?;
-    let grads = (&y * g)?.sum_all()?.backward()?;
-    let get = |t: &Tensor| grads.get(t).expect("gradient").clone();
-    Ok([y.clone(), get(x), get(k), get(w), get(b)])
 }
 
 /// Input `[N, C, H, W]`, a 3×3 kernel to `o` channels, batch-norm weight and bias.
@@ -53,8 +43,8 @@ fn matches_convolution_then_the_fused_tail() -> Result<()> {
         let seed = 200 + 10 * i as u64;
         let t = inputs(seed, x, o, DType::F32)?;
         let g = randn(seed + 4, &[x[0], o, x[2] / 2, x[3] / 2], DType::F32)?;
-        let ours = run(fused, t.each_ref(), &g)?;
-        let theirs = run(chained, t.each_ref(), &g)?;
+        let ours = output_and_grads(fused, t.each_ref(), &g)?;
+        let theirs = output_and_grads(chained, t.each_ref(), &g)?;
         assert_close(&ours[0], &theirs[0], 0.0);
         for (name, (a, b)) in ["dx", "dk", "dw", "db"]
             .iter()
@@ -77,20 +67,7 @@ fn matches_convolution_then_the_fused_tail() -> Result<()> {
 fn gradients_match_finite_differences_in_f64() -> Result<()> {
     let t = inputs(31, [3, 2, 4, 6], 2, DType::F64)?;
     let g = randn(37, &[3, 2, 2, 3], DType::F64)?;
-    let grads = run(fused, t.each_ref(), &g)?;
-    for i in 0..4 {
-        let loss = |v: &Tensor| {
-            let mut args = t.clone();
-            args[i] = v.clone();
-            (fused(&args[0], &args[1], &args[2], &args[3])? * &g)?.sum_all()
-        };
-        assert_close(
-            &grads[i + 1],
-            &finite_difference_grad(loss, &t[i], 1e-6)?,
-            1e-6,
-        );
-    }
-    Ok(())
+    assert_grads_match_finite_differences(fused, t.each_ref(), &g, 1e-6, 1e-6)
 }
 
 #[test]
@@ -185,16 +162,16 @@ fn unpooled_ops_match_convolution_then_batch_norm() -> Result<()> {
             assert_close(&mean, &want_mean, 0.0);
             assert_close(&var, &want_var, 0.0);
             let g = randn(seed + 4, y.dims(), DType::F32)?;
-            let vars = t.each_ref().map(|t| Var::from_tensor(t).expect("var"));
-            let tracked = vars.each_ref().map(|v| v.as_tensor());
-            let ours = (unpooled(relu, tracked, stride)?.0 * &g)?
-                .sum_all()?
-                .backward()?;
-            let theirs = (unpooled_chained(relu, tracked, stride)?.0 * &g)?
-                .sum_all()?
-                .backward()?;
-            for (name, v) in ["dx", "dk", "dw", "db"].iter().zip(tracked) {
-                let (a, b) = (ours.get(v).expect("ours"), theirs.get(v).expect("theirs"));
+            let ours = output_and_grads(|t| Ok(unpooled(relu, t, stride)?.0), t.each_ref(), &g)?;
+            let theirs = output_and_grads(
+                |t| Ok(unpooled_chained(relu, t, stride)?.0),
+                t.each_ref(),
+                &g,
+            )?;
+            for (name, (a, b)) in ["dx", "dk", "dw", "db"]
+                .iter()
+                .zip(ours[1..].iter().zip(&theirs[1..]))
+            {
                 let case = format!("input {x:?} stride {stride} relu {relu}: {name}");
                 assert_rel_close(&case, a, b, 1e-5);
             }
@@ -208,23 +185,8 @@ fn unpooled_gradients_match_finite_differences_in_f64() -> Result<()> {
     for relu in [false, true] {
         let t = inputs(61, [3, 2, 4, 5], 2, DType::F64)?;
         let g = randn(67, &[3, 2, 4, 5], DType::F64)?;
-        let vars = t.each_ref().map(|t| Var::from_tensor(t).expect("var"));
-        let tracked = vars.each_ref().map(|v| v.as_tensor());
-        let grads = (unpooled(relu, tracked, 1)?.0 * &g)?
-            .sum_all()?
-            .backward()?;
-        for i in 0..4 {
-            let loss = |v: &Tensor| {
-                let mut args = t.each_ref();
-                args[i] = v;
-                (unpooled(relu, args, 1)?.0 * &g)?.sum_all()
-            };
-            assert_close(
-                grads.get(tracked[i]).expect("gradient"),
-                &finite_difference_grad(loss, &t[i], 1e-6)?,
-                1e-6,
-            );
-        }
+        let op = |t: [&Tensor; 4]| Ok(unpooled(relu, t, 1)?.0);
+        assert_grads_match_finite_differences(op, t.each_ref(), &g, 1e-6, 1e-6)?;
     }
     Ok(())
 }
