@@ -8,11 +8,15 @@ pub const NORMALIZE_EPS: f64 = 1e-12;
 /// L2-normalises `x` along its last dimension: `x / max(‖x‖₂, 1e-12)`.
 ///
 /// Built from differentiable ops only, so gradients flow through it (candle has no normalise op).
+/// The norm is `sqrt(Σx² + 1e-24)`: the same value for any row not within 1e-12 of zero, and a
+/// finite gradient for a zero row (a bare `sqrt` has an infinite derivative at 0, which makes
+/// the gradient of a zero row NaN).
 ///
 /// # Shapes
 /// `x`: `[..., D]` → `[..., D]`.
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    let squared = x.sqr()?.sum_keepdim(D::Minus1)?;
+    let norm = (squared + NORMALIZE_EPS * NORMALIZE_EPS)?.sqrt()?;
     let norm = norm.maximum(NORMALIZE_EPS)?;
     x.broadcast_div(&norm)
 }
@@ -41,6 +45,22 @@ mod tests {
         let x = Tensor::new(&[[3f32, 4.0], [0.0, 0.0]], &Device::Cpu).unwrap();
         let y = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(y, vec![vec![0.6, 0.8], vec![0.0, 0.0]]);
+    }
+
+    #[test]
+    fn zero_row_has_a_finite_gradient() {
+        // A zero-initialised prediction head outputs zero rows at its first step.
+        let x = Var::new(&[[0f32, 0.0, 0.0], [1.0, 2.0, 2.0]], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[[1f32, -2.0, 3.0], [1.0, 1.0, 1.0]], &Device::Cpu).unwrap();
+        let loss = l2_normalize(x.as_tensor())
+            .unwrap()
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let g = grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        assert!(g.iter().flatten().all(|v| v.is_finite()), "{g:?}");
     }
 
     #[test]

@@ -6,9 +6,16 @@
 //! same augmented view, head `r_c` the projection `t_c` of the expert of the image's cluster:
 //! loss = ½‖r_0(z) − t_0‖² + ½‖r_c(z) − t_c‖², averaged over the batch. There is no contrastive
 //! term. The student's backbone is the DnC model.
+//!
+//! [`DistillOptions`] adds what the paper leaves out and what was measured against it: a
+//! warm-up in which only the heads learn, heads whose last layer starts at zero, where the
+//! expert heads' BatchNorm takes its statistics, an in-batch contrastive term beside the
+//! regression, and a MoCLR term that keeps training the student on its own views.
 
+mod options;
 mod step;
 mod teacher;
 
+pub use options::{DistillOptions, HeadBatchNorm, StudentMoclr};
 pub use step::{DistillBatch, DistillStep};
 pub use teacher::Teacher;

@@ -1,27 +1,55 @@
 //! The distillation training step.
 
+use crate::options::{DistillOptions, HeadBatchNorm};
 use crate::teacher::Teacher;
 use candle_core::{DType, Device, Result, Tensor, Var, bail};
-use candle_nn::VarMap;
-use dnc_core::{SeededVarMap, trainable_parameters};
+use candle_nn::{VarBuilder, VarMap};
+use dnc_core::{SeededVarMap, l2_normalize, trainable_parameters};
 use dnc_engine::{StepContext, StepOutput, TrainStep};
-use dnc_models::{Encoder, EncoderConfig, RegressionHead};
+use dnc_models::{
+    Encoder, EncoderConfig, RegressionHead, copy_vars, ema_update, frozen_tensors,
+    momentum_schedule,
+};
+use dnc_objectives::{info_nce, moclr_loss};
 
-/// One augmented view per image and the cluster of each image.
+/// One augmented view per image and the cluster of each image, and a second view when the
+/// student trains with its own MoCLR term.
 ///
 /// # Shapes
-/// `images`: `[B, 3, H, W]`; `clusters`: `B` cluster ids in `0..K`.
+/// `images`, `second_view`: `[B, 3, H, W]`; `clusters`: `B` cluster ids in `0..K`.
 #[derive(Debug, Clone)]
 pub struct DistillBatch {
     pub images: Tensor,
     pub clusters: Vec<u32>,
+    pub second_view: Option<Tensor>,
+}
+
+impl DistillBatch {
+    /// A batch of one view per image.
+    pub fn new(images: Tensor, clusters: Vec<u32>) -> Self {
+        Self {
+            images,
+            clusters,
+            second_view: None,
+        }
+    }
+}
+
+/// The student's EMA target network, for its MoCLR term.
+struct StudentTarget {
+    encoder: Encoder,
+    vars: VarMap,
+    /// The student's encoder variables (shared with the student's map, without the heads).
+    student_vars: VarMap,
 }
 
 /// A student encoder with K + 1 regression heads, trained against frozen teachers.
 ///
 /// Variables: `backbone.*`, `projector.*` (as any encoder) and `heads.<k>.*`, head 0 for the
 /// base and head `c + 1` for expert `c`. Each expert runs only on the sub-batch of its own
-/// cluster's images (no wasted teacher forwards); each expert head sees only those images.
+/// cluster's images (no wasted teacher forwards), and only those images enter its head's loss.
+/// With no experts the student distils the base alone (the paper's Table 11 control); cluster
+/// ids are then ignored.
 pub struct DistillStep {
     student: Encoder,
     heads: Vec<RegressionHead>,
@@ -29,10 +57,12 @@ pub struct DistillStep {
     base: Teacher,
     experts: Vec<Teacher>,
     params: Vec<(String, Var)>,
+    options: DistillOptions,
+    target: Option<StudentTarget>,
 }
 
 impl DistillStep {
-    /// A fresh student (seeded) for `base` and one expert per cluster.
+    /// A fresh student (seeded) for `base` and one expert per cluster, trained the paper's way.
     pub fn new(
         model: &EncoderConfig,
         base: Teacher,
@@ -40,9 +70,26 @@ impl DistillStep {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        if experts.is_empty() {
-            bail!("distillation needs at least one expert, got none")
-        }
+        Self::with_options(
+            model,
+            base,
+            experts,
+            seed,
+            device,
+            DistillOptions::default(),
+        )
+    }
+
+    /// As [`new`](Self::new), with the training options of `options`.
+    pub fn with_options(
+        model: &EncoderConfig,
+        base: Teacher,
+        experts: Vec<Teacher>,
+        seed: u64,
+        device: &Device,
+        options: DistillOptions,
+    ) -> Result<Self> {
+        options.validate()?;
         let map = SeededVarMap::new(seed);
         let vb = map.var_builder(DType::F32, device);
         let student = Encoder::new(model, vb.clone())?;
@@ -52,7 +99,14 @@ impl DistillStep {
             .map(|k| RegressionHead::new(z_dim, &head_cfg, vb.pp("heads").pp(k.to_string())))
             .collect::<Result<Vec<_>>>()?;
         let vars = map.varmap().clone();
+        if options.zero_init_heads {
+            zero_last_layers(&vars)?;
+        }
         let params = trainable_parameters(&vars);
+        let target = match options.student_moclr {
+            Some(_) => Some(student_target(model, &vars, seed, device)?),
+            None => None,
+        };
         Ok(Self {
             student,
             heads,
@@ -60,7 +114,13 @@ impl DistillStep {
             base,
             experts,
             params,
+            options,
+            target,
         })
+    }
+
+    pub fn options(&self) -> &DistillOptions {
+        &self.options
     }
 
     /// Starts the student's backbone and projector from `init` (e.g. the base model); the heads
@@ -73,6 +133,10 @@ impl DistillStep {
                 bail!("init_student_from: {name:?} is missing from the initial weights")
             };
             var.set(&from.as_detached_tensor().copy()?)?;
+        }
+        drop(dst);
+        if let Some(t) = &self.target {
+            copy_vars(&t.vars, &t.student_vars).map_err(candle_core::Error::wrap)?;
         }
         Ok(())
     }
@@ -91,9 +155,34 @@ impl DistillStep {
         self.experts.len()
     }
 
-    /// Sum over the cluster sub-batches of ½‖r_c − t_c‖², and how many images had an expert.
-    fn expert_terms(&self, batch: &DistillBatch, z: &Tensor) -> Result<(Option<Tensor>, usize)> {
-        let mut total: Option<Tensor> = None;
+    /// The student's projection of the first view, and its MoCLR loss over both views when
+    /// that term is on (one forward pass over both views, as MoCLR trains).
+    fn student_forward(&self, batch: &DistillBatch) -> Result<(Tensor, Option<Tensor>)> {
+        let (Some(target), Some(m)) = (&self.target, &self.options.student_moclr) else {
+            return Ok((self.student.forward_t(&batch.images, true)?.z, None));
+        };
+        let Some(view2) = &batch.second_view else {
+            bail!("the student's MoCLR term needs a second view in every distill batch")
+        };
+        let b = batch.images.dim(0)?;
+        let x = Tensor::cat(&[&batch.images, view2], 0)?;
+        let z = self.student.forward_t(&x, true)?.z;
+        let q = l2_normalize(&z)?;
+        let k = l2_normalize(&target.encoder.forward_t(&x, true)?.z)?.detach();
+        let loss = moclr_loss(
+            &q.narrow(0, 0, b)?,
+            &q.narrow(0, b, b)?,
+            &k.narrow(0, 0, b)?,
+            &k.narrow(0, b, b)?,
+            m.temperature,
+        )?;
+        Ok((z.narrow(0, 0, b)?, Some(loss)))
+    }
+
+    /// The expert heads' regression and contrastive sums over their clusters' images, and how
+    /// many images had an expert.
+    fn expert_terms(&self, batch: &DistillBatch, z: &Tensor) -> Result<(Terms, usize)> {
+        let mut terms = Terms::default();
         let mut routed = 0;
         for (c, expert) in self.experts.iter().enumerate() {
             let rows: Vec<u32> = (0..batch.clusters.len() as u32)
@@ -105,15 +194,87 @@ impl DistillStep {
             routed += rows.len();
             let idx = Tensor::new(rows.as_slice(), z.device())?;
             let target = expert.target(&batch.images.index_select(&idx, 0)?)?;
-            let pred = self.heads[c + 1].forward_t(&z.index_select(&idx, 0)?, true)?;
-            let term = half_squared_error_sum(&pred, &target)?;
-            total = Some(match total {
-                Some(t) => (t + term)?,
-                None => term,
-            });
+            let head = &self.heads[c + 1];
+            let pred = match self.options.head_batch_norm {
+                HeadBatchNorm::Batch => head.forward_t(z, true)?.index_select(&idx, 0)?,
+                HeadBatchNorm::Cluster => {
+                    head.forward_t(&z.index_select(&idx, 0)?, rows.len() > 1)?
+                }
+            };
+            terms.add(&pred, &target, &self.options)?;
         }
-        Ok((total, routed))
+        Ok((terms, routed))
     }
+}
+
+/// Sums over images of the regression term and (when enabled) the contrastive term.
+#[derive(Default)]
+struct Terms {
+    regression: Option<Tensor>,
+    contrastive: Option<Tensor>,
+}
+
+impl Terms {
+    fn add(&mut self, pred: &Tensor, target: &Tensor, options: &DistillOptions) -> Result<()> {
+        accumulate(&mut self.regression, half_squared_error_sum(pred, target)?)?;
+        let n = pred.dim(0)?;
+        if options.contrastive_weight > 0.0 && n > 1 {
+            let nce = info_nce(
+                &l2_normalize(pred)?,
+                target,
+                options.contrastive_temperature,
+            )?;
+            accumulate(&mut self.contrastive, nce.affine(n as f64, 0.0)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn accumulate(total: &mut Option<Tensor>, term: Tensor) -> Result<()> {
+    *total = Some(match total.take() {
+        Some(t) => (t + term)?,
+        None => term,
+    });
+    Ok(())
+}
+
+/// An EMA target network that starts as a copy of the student's encoder.
+fn student_target(
+    model: &EncoderConfig,
+    student: &VarMap,
+    seed: u64,
+    device: &Device,
+) -> Result<StudentTarget> {
+    let student_vars = VarMap::new();
+    {
+        let src = student.data().lock().expect("varmap lock poisoned");
+        let mut dst = student_vars.data().lock().expect("varmap lock poisoned");
+        for (name, var) in src.iter().filter(|(n, _)| !n.starts_with("heads.")) {
+            dst.insert(name.clone(), var.clone());
+        }
+    }
+    let map = SeededVarMap::new(seed);
+    Encoder::new(model, map.var_builder(DType::F32, device))?;
+    let vars = map.varmap().clone();
+    copy_vars(&vars, &student_vars).map_err(candle_core::Error::wrap)?;
+    let frozen = VarBuilder::from_tensors(frozen_tensors(&vars), DType::F32, device);
+    Ok(StudentTarget {
+        encoder: Encoder::new(model, frozen)?,
+        vars,
+        student_vars,
+    })
+}
+
+/// Sets the last linear layer (`3.weight`, `3.bias`) of every head to zero.
+fn zero_last_layers(vars: &VarMap) -> Result<()> {
+    let data = vars.data().lock().expect("varmap lock poisoned");
+    for (name, var) in data.iter() {
+        if name.starts_with("heads.") && (name.ends_with(".3.weight") || name.ends_with(".3.bias"))
+        {
+            var.set(&var.as_tensor().zeros_like()?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Σ_i ½‖pred_i − target_i‖².
@@ -124,7 +285,7 @@ fn half_squared_error_sum(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 impl TrainStep for DistillStep {
     type Batch = DistillBatch;
 
-    fn forward(&mut self, batch: &DistillBatch, _ctx: &StepContext) -> Result<StepOutput> {
+    fn forward(&mut self, batch: &DistillBatch, ctx: &StepContext) -> Result<StepOutput> {
         let b = batch.images.dim(0)?;
         if batch.clusters.len() != b {
             bail!(
@@ -132,35 +293,67 @@ impl TrainStep for DistillStep {
                 batch.clusters.len()
             )
         }
-        if let Some(&bad) = batch
-            .clusters
-            .iter()
-            .find(|&&c| c as usize >= self.experts.len())
+        if !self.experts.is_empty()
+            && let Some(&bad) = batch
+                .clusters
+                .iter()
+                .find(|&&c| c as usize >= self.experts.len())
         {
             bail!(
                 "cluster id {bad} in a batch, but there are {} experts",
                 self.experts.len()
             )
         }
-        let z = self.student.forward_t(&batch.images, true)?.z;
+        let heads_only = self.options.heads_only(ctx.step, ctx.steps_per_epoch);
+        let (z, student_moclr) = self.student_forward(batch)?;
+        let z = if heads_only { z.detach() } else { z };
         let t0 = self.base.target(&batch.images)?;
         let r0 = self.heads[0].forward_t(&z, true)?;
-        let base_term = half_squared_error_sum(&r0, &t0)?;
-        let (expert_term, routed) = self.expert_terms(batch, &z)?;
-        let base_loss = base_term.affine(1.0 / b as f64, 0.0)?;
-        let mut out_metrics = vec![("loss_base".to_string(), scalar(&base_loss)?)];
-        let loss = match expert_term {
-            Some(term) => {
-                let expert_loss = term.affine(1.0 / b as f64, 0.0)?;
-                out_metrics.push(("loss_experts".to_string(), scalar(&expert_loss)?));
-                (base_loss + expert_loss)?
-            }
-            None => base_loss,
-        };
-        debug_assert_eq!(routed, b);
+        let mut base = Terms::default();
+        base.add(&r0, &t0, &self.options)?;
+        let (experts, routed) = self.expert_terms(batch, &z)?;
+        debug_assert!(self.experts.is_empty() || routed == b);
+        let per_image = 1.0 / b as f64;
+        let mut metrics = Vec::new();
+        let mut loss: Option<Tensor> = None;
+        for (name, term, weight) in [
+            ("loss_base", base.regression, 1.0),
+            ("loss_experts", experts.regression, 1.0),
+            (
+                "loss_contrastive_base",
+                base.contrastive,
+                self.options.contrastive_weight,
+            ),
+            (
+                "loss_contrastive_experts",
+                experts.contrastive,
+                self.options.contrastive_weight,
+            ),
+        ] {
+            let Some(term) = term else { continue };
+            let mean = term.affine(per_image, 0.0)?;
+            metrics.push((name.to_string(), scalar(&mean)?));
+            accumulate(&mut loss, mean.affine(weight, 0.0)?)?;
+        }
+        if heads_only {
+            metrics.push(("heads_only".to_string(), 1.0));
+        }
+        if let (Some(term), Some(m)) = (student_moclr, &self.options.student_moclr) {
+            metrics.push(("loss_student_moclr".to_string(), scalar(&term)?));
+            accumulate(&mut loss, term.affine(m.weight, 0.0)?)?;
+        }
+        let loss = loss.expect("the base term is always present");
         let mut out = StepOutput::new(loss, b);
-        out.metrics = out_metrics;
+        out.metrics = metrics;
         Ok(out)
+    }
+
+    fn after_update(&mut self, ctx: &StepContext) -> Result<()> {
+        if let (Some(t), Some(m)) = (&self.target, &self.options.student_moclr) {
+            let m = momentum_schedule(ctx.step as u64, ctx.total_steps as u64, m.ema_momentum);
+            ema_update(&t.vars, &t.student_vars, m).map_err(candle_core::Error::wrap)?;
+        }
+        Ok(())
     }
 
     fn parameters(&self) -> Vec<(String, Var)> {
@@ -168,7 +361,11 @@ impl TrainStep for DistillStep {
     }
 
     fn state(&self) -> Vec<(String, VarMap)> {
-        vec![("student".to_string(), self.vars.clone())]
+        let mut state = vec![("student".to_string(), self.vars.clone())];
+        if let Some(t) = &self.target {
+            state.push(("target".to_string(), t.vars.clone()));
+        }
+        state
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the distillation step: routing, the loss value, K = 1, and learning.
 
 use super::*;
+use crate::{DistillOptions, HeadBatchNorm};
 use dnc_core::SeededRng;
 use dnc_models::{Arch, BackboneConfig, ProjectorConfig};
 
@@ -27,8 +28,20 @@ fn teacher(seed: u64) -> Teacher {
 }
 
 fn step_with(k: usize) -> DistillStep {
+    step_with_options(k, DistillOptions::default())
+}
+
+fn step_with_options(k: usize, options: DistillOptions) -> DistillStep {
     let experts = (0..k).map(|c| teacher(100 + c as u64)).collect();
-    DistillStep::new(&small_model(), teacher(99), experts, 7, &Device::Cpu).unwrap()
+    DistillStep::with_options(
+        &small_model(),
+        teacher(99),
+        experts,
+        7,
+        &Device::Cpu,
+        options,
+    )
+    .unwrap()
 }
 
 fn images(seed: u64, b: usize) -> Tensor {
@@ -38,14 +51,28 @@ fn images(seed: u64, b: usize) -> Tensor {
 }
 
 fn ctx() -> StepContext {
+    ctx_at(0, 1)
+}
+
+/// The context of global step `step` with `steps_per_epoch` steps per epoch.
+fn ctx_at(step: usize, steps_per_epoch: usize) -> StepContext {
     StepContext {
-        epoch: 0,
-        batch: 0,
-        step: 0,
-        total_steps: 1,
-        steps_per_epoch: 1,
+        epoch: step / steps_per_epoch,
+        batch: step % steps_per_epoch,
+        step,
+        total_steps: 100,
+        steps_per_epoch,
         lr: 0.1,
     }
+}
+
+fn loss_of(step: &mut DistillStep, images: &Tensor, clusters: &[u32]) -> f32 {
+    let batch = DistillBatch::new(images.clone(), clusters.to_vec());
+    step.forward(&batch, &ctx())
+        .unwrap()
+        .loss
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn grad_norm(grads: &candle_core::backprop::GradStore, var: &Var) -> f32 {
@@ -68,6 +95,7 @@ fn images_of_one_cluster_train_the_base_head_and_their_expert_head_only() {
     let batch = DistillBatch {
         images: images(1, 4),
         clusters: vec![1; 4],
+        second_view: None,
     };
     let grads = step
         .forward(&batch, &ctx())
@@ -96,13 +124,7 @@ fn loss_equals_the_two_regression_terms_computed_by_hand() {
     let x = images(2, 6);
     let clusters = vec![0, 1, 1, 0, 1, 1];
     let loss = step
-        .forward(
-            &DistillBatch {
-                images: x.clone(),
-                clusters: clusters.clone(),
-            },
-            &ctx(),
-        )
+        .forward(&DistillBatch::new(x.clone(), clusters.clone()), &ctx())
         .unwrap()
         .loss
         .to_scalar::<f32>()
@@ -126,8 +148,11 @@ fn loss_equals_the_two_regression_terms_computed_by_hand() {
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
+        // The default: the expert head's BatchNorm sees the whole batch; its own rows count.
         let r = step.heads[c as usize + 1]
-            .forward_t(&z.index_select(&idx, 0).unwrap(), true)
+            .forward_t(&z, true)
+            .unwrap()
+            .index_select(&idx, 0)
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
@@ -145,6 +170,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
             &DistillBatch {
                 images: images(3, 3),
                 clusters: vec![0, 0, 0],
+                second_view: None,
             },
             &ctx(),
         )
@@ -155,6 +181,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
             &DistillBatch {
                 images: images(3, 3),
                 clusters: vec![0, 1, 0],
+                second_view: None,
             },
             &ctx(),
         )
@@ -170,6 +197,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
             &DistillBatch {
                 images: images(3, 3),
                 clusters: vec![0],
+                second_view: None,
             },
             &ctx(),
         )
@@ -183,10 +211,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
 fn teachers_stay_frozen_while_the_student_learns() {
     let mut step = step_with(2);
     let x = images(4, 8);
-    let batch = DistillBatch {
-        images: x.clone(),
-        clusters: vec![0, 1, 0, 1, 0, 1, 0, 1],
-    };
+    let batch = DistillBatch::new(x.clone(), vec![0, 1, 0, 1, 0, 1, 0, 1]);
     let base_before = step.base.target(&x).unwrap().to_vec2::<f32>().unwrap();
     let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
         base_lr: 1.0,
@@ -233,4 +258,236 @@ fn student_can_start_from_the_base_weights() {
         .to_vec1::<f32>()
         .unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn cluster_batch_norm_runs_each_expert_head_on_its_sub_batch_and_survives_one_image() {
+    let options = DistillOptions {
+        head_batch_norm: HeadBatchNorm::Cluster,
+        ..DistillOptions::default()
+    };
+    let mut cluster_bn = step_with_options(2, options);
+    let mut batch_bn = step_with(2);
+    let x = images(5, 5);
+    // Cluster 1 holds a single image: training-mode BatchNorm on it alone is undefined.
+    let clusters = [0, 0, 1, 0, 0];
+    let a = loss_of(&mut cluster_bn, &x, &clusters);
+    let b = loss_of(&mut batch_bn, &x, &clusters);
+    assert!(a.is_finite() && b.is_finite(), "{a} {b}");
+    assert!(
+        (a - b).abs() > 1e-6,
+        "sub-batch statistics should change the loss: {a} vs {b}"
+    );
+}
+
+#[test]
+fn heads_alone_learn_during_the_warm_up_and_the_student_after_it() {
+    let options = DistillOptions {
+        head_warmup_epochs: 1.5,
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
+    let batch = DistillBatch {
+        images: images(6, 6),
+        clusters: vec![0, 1, 0, 1, 1, 0],
+        second_view: None,
+    };
+    // 4 steps per epoch: steps 0..6 are the warm-up, step 6 is the first full step.
+    for (at, student_learns) in [(0, false), (5, false), (6, true), (20, true)] {
+        let out = step.forward(&batch, &ctx_at(at, 4)).unwrap();
+        let heads_only = out.metrics.iter().any(|(n, _)| n == "heads_only");
+        assert_eq!(heads_only, !student_learns, "step {at}");
+        let grads = out.loss.backward().unwrap();
+        for (name, var) in step.parameters() {
+            let norm = grad_norm(&grads, &var);
+            if name.starts_with("heads.") {
+                assert!(norm > 0.0, "step {at}: head {name} got no gradient");
+            } else if student_learns {
+                assert!(norm > 0.0, "step {at}: {name} got no gradient");
+            } else {
+                assert_eq!(norm, 0.0, "step {at}: {name} moved during the warm-up");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_initialised_heads_start_at_half_a_unit_per_term_and_spare_the_student() {
+    let options = DistillOptions {
+        zero_init_heads: true,
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
+    let batch = DistillBatch {
+        images: images(7, 4),
+        clusters: vec![0, 1, 1, 0],
+        second_view: None,
+    };
+    let out = step.forward(&batch, &ctx()).unwrap();
+    // Predictions are 0 and targets unit vectors: ½ per image for the base, ½ for the expert.
+    let loss = out.loss.to_scalar::<f32>().unwrap();
+    assert!((loss - 1.0).abs() < 1e-5, "{loss}");
+    let grads = out.loss.backward().unwrap();
+    for (name, var) in step.parameters() {
+        let norm = grad_norm(&grads, &var);
+        let last = name.ends_with(".3.weight") || name.ends_with(".3.bias");
+        if name.starts_with("heads.") && last {
+            assert!(norm > 0.0, "{name} got no gradient");
+        } else {
+            assert_eq!(norm, 0.0, "{name} moved before the heads did");
+        }
+    }
+}
+
+#[test]
+fn base_alone_is_distilled_when_there_are_no_experts() {
+    let mut step = step_with(0);
+    let x = images(8, 4);
+    // Cluster ids do not matter without experts.
+    let loss = loss_of(&mut step, &x, &[3, 0, 9, 1]);
+    let z = step.student().forward_t(&x, true).unwrap().z;
+    let t0 = step.base.target(&x).unwrap();
+    let r0 = step.heads[0].forward_t(&z, true).unwrap();
+    let expected = ((r0 - t0).unwrap().sqr().unwrap().sum_all().unwrap())
+        .to_scalar::<f32>()
+        .unwrap()
+        * 0.5
+        / 4.0;
+    assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    assert_eq!(
+        step.parameters()
+            .iter()
+            .filter(|(n, _)| n.starts_with("heads.1."))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn contrastive_term_adds_weighted_info_nce_of_each_head() {
+    let x = images(9, 6);
+    let clusters = [0, 0, 0, 1, 1, 1];
+    let plain = loss_of(&mut step_with(2), &x, &clusters);
+    let options = DistillOptions {
+        contrastive_weight: 0.5,
+        contrastive_temperature: 0.2,
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
+    let with = loss_of(&mut step, &x, &clusters);
+    // The same contrastive quantities from the public pieces.
+    let z = step.student().forward_t(&x, true).unwrap().z;
+    let nce = |pred: &Tensor, target: &Tensor| {
+        info_nce(&l2_normalize(pred).unwrap(), target, 0.2)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let mut expected = 6.0
+        * nce(
+            &step.heads[0].forward_t(&z, true).unwrap(),
+            &step.base.target(&x).unwrap(),
+        );
+    for c in 0..2u32 {
+        let idx = Tensor::new(&[3 * c, 3 * c + 1, 3 * c + 2], &Device::Cpu).unwrap();
+        let pred = step.heads[c as usize + 1]
+            .forward_t(&z, true)
+            .unwrap()
+            .index_select(&idx, 0)
+            .unwrap();
+        let target = step.experts[c as usize]
+            .target(&x.index_select(&idx, 0).unwrap())
+            .unwrap();
+        expected += 3.0 * nce(&pred, &target);
+    }
+    let expected = plain + 0.5 * expected / 6.0;
+    assert!((with - expected).abs() < 1e-4, "{with} vs {expected}");
+}
+
+#[test]
+fn bad_options_are_errors_naming_the_option() {
+    let options = DistillOptions {
+        contrastive_temperature: 0.0,
+        ..DistillOptions::default()
+    };
+    let experts = vec![teacher(1)];
+    let err = DistillStep::with_options(
+        &small_model(),
+        teacher(2),
+        experts,
+        0,
+        &Device::Cpu,
+        options,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("contrastive_temperature") && err.contains('0'),
+        "{err}"
+    );
+}
+
+#[test]
+fn student_moclr_term_trains_the_student_through_the_warm_up_and_moves_its_target() {
+    let options = DistillOptions {
+        head_warmup_epochs: 10.0,
+        zero_init_heads: true,
+        student_moclr: Some(crate::StudentMoclr {
+            weight: 1.0,
+            temperature: 0.2,
+            ema_momentum: 0.5,
+        }),
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
+    let x = images(10, 6);
+    let one_view = DistillBatch::new(x.clone(), vec![0, 1, 0, 1, 0, 1]);
+    let err = step.forward(&one_view, &ctx()).err().unwrap().to_string();
+    assert!(err.contains("second view"), "{err}");
+    let batch = DistillBatch {
+        second_view: Some(images(11, 6)),
+        ..one_view
+    };
+    let out = step.forward(&batch, &ctx()).unwrap();
+    let metric = |name: &str| out.metrics.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let moclr = metric("loss_student_moclr").expect("the MoCLR term is logged");
+    // Zero heads give exactly 1.0 of regression; the rest of the loss is the MoCLR term.
+    let loss = out.loss.to_scalar::<f32>().unwrap() as f64;
+    assert!((loss - 1.0 - moclr).abs() < 1e-4, "{loss} vs 1 + {moclr}");
+    // In the heads' warm-up the regression cannot reach the student, but its MoCLR term does.
+    let grads = out.loss.backward().unwrap();
+    let conv = step
+        .parameters()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("backbone."))
+        .unwrap();
+    assert!(
+        grad_norm(&grads, &conv.1) > 0.0,
+        "{} got no gradient",
+        conv.0
+    );
+    let target_names: Vec<String> = step.state().iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(target_names, ["student", "target"]);
+    let target_before = step.state()[1].1.data().lock().unwrap()[&conv.0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
+        base_lr: 1.0,
+        ..Default::default()
+    })
+    .build()
+    .unwrap();
+    opt.step(&step.parameters(), &grads, 0.5).unwrap();
+    step.after_update(&ctx()).unwrap();
+    let target_after = step.state()[1].1.data().lock().unwrap()[&conv.0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_ne!(target_before, target_after, "the EMA target did not move");
 }

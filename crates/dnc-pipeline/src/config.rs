@@ -150,6 +150,8 @@ pub enum ClusterLayer {
 pub struct DivideConfig {
     pub layer: ClusterLayer,
     /// k-means settings; `kmeans.n_clusters` is K, the number of experts (the paper: 5 or 10).
+    /// `kmeans.seed` is added to the run's `seed`, so that runs with other seeds cluster
+    /// with other k-means initialisations.
     pub kmeans: KMeansConfig,
     /// Embedding batch size.
     pub batch_size: usize,
@@ -194,12 +196,24 @@ pub enum SmallCluster {
     Merge,
 }
 
+/// How the training images are divided among the experts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Partition {
+    /// The k-means clusters (Divide and Contrast).
+    Kmeans,
+    /// A seeded random partition with the k-means clusters' sizes: the paper's control
+    /// (Table 10), whose experts see no harder negatives than the base did.
+    Random,
+}
+
 /// Step 3: one MoCLR expert per cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExpertsConfig {
     /// Expert budget in full-dataset epochs, split across experts.
     pub epochs: usize,
+    pub partition: Partition,
     pub split: BudgetSplit,
     pub init: Init,
     pub small_cluster: SmallCluster,
@@ -213,6 +227,7 @@ impl Default for ExpertsConfig {
     fn default() -> Self {
         Self {
             epochs: 20,
+            partition: Partition::Kmeans,
             split: BudgetSplit::Proportional,
             init: Init::Scratch,
             small_cluster: SmallCluster::Merge,
@@ -222,6 +237,26 @@ impl Default for ExpertsConfig {
     }
 }
 
+/// Which teachers the student learns from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Teachers {
+    /// The base and every expert (Divide and Contrast).
+    All,
+    /// The base alone: the paper's control (Table 11), what distillation gives without experts.
+    Base,
+}
+
+/// How the heads' last linear layer starts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    /// As every other layer (the paper).
+    Random,
+    /// At zero: predictions start at 0, and the student's first gradients are zero.
+    Zero,
+}
+
 /// Step 4: distil base and experts into one student.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -229,8 +264,23 @@ pub struct DistillConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub init: Init,
+    pub teachers: Teachers,
     pub optimizer: OptimizerConfig,
+    /// Linear learning-rate warm-up, in epochs, before the cosine decay.
     pub warmup_epochs: f64,
+    /// Epochs at the start in which only the heads learn (the student's projection is
+    /// detached), so that the random heads' first gradients cannot undo the student's start.
+    pub head_warmup_epochs: f64,
+    pub head_init: HeadInit,
+    /// Where the expert heads' BatchNorm takes its statistics: `batch` (the whole batch; only
+    /// the cluster's rows enter the loss) or `cluster` (the cluster's sub-batch only).
+    pub head_batch_norm: dnc_distill::HeadBatchNorm,
+    /// Weight of an in-batch contrastive term per head beside the regression (0: the paper).
+    pub contrastive_weight: f64,
+    pub contrastive_temperature: f64,
+    /// Weight of a MoCLR term on the student itself (two views against its own EMA target,
+    /// with the base's temperature and EMA momentum) beside the regression; 0: the paper.
+    pub student_moclr_weight: f64,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub log_every: usize,
@@ -238,12 +288,20 @@ pub struct DistillConfig {
 
 impl Default for DistillConfig {
     fn default() -> Self {
+        let options = dnc_distill::DistillOptions::default();
         Self {
             epochs: 10,
             batch_size: 128,
             init: Init::Scratch,
+            teachers: Teachers::All,
             optimizer: OptimizerConfig::default(),
             warmup_epochs: 0.0,
+            head_warmup_epochs: options.head_warmup_epochs,
+            head_init: HeadInit::Random,
+            head_batch_norm: options.head_batch_norm,
+            contrastive_weight: options.contrastive_weight,
+            contrastive_temperature: options.contrastive_temperature,
+            student_moclr_weight: 0.0,
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,
@@ -266,6 +324,10 @@ pub struct EvalConfig {
     pub bn_adapted_floor: bool,
     /// Also evaluate every expert's backbone.
     pub experts: bool,
+    /// In a DnC run, also measure where accuracy is won or lost: experts against the base on
+    /// their own clusters, the routed base ‖ expert ceiling, and how closely the student's heads
+    /// match their teachers (`info.diagnostics`, the report's Diagnostics section).
+    pub diagnostics: bool,
 }
 
 impl Default for EvalConfig {
@@ -277,6 +339,7 @@ impl Default for EvalConfig {
             batch_size: 256,
             bn_adapted_floor: true,
             experts: false,
+            diagnostics: true,
         }
     }
 }
@@ -334,6 +397,24 @@ impl RunConfig {
     /// The expert training settings: `experts.train` when given, else the base settings.
     pub fn expert_train(&self) -> &TrainConfig {
         self.experts.train.as_ref().unwrap_or(&self.base)
+    }
+
+    /// The distillation step's options (the student's MoCLR term takes the base's temperature
+    /// and EMA momentum).
+    pub fn distill_options(&self) -> dnc_distill::DistillOptions {
+        let d = &self.distill;
+        dnc_distill::DistillOptions {
+            head_warmup_epochs: d.head_warmup_epochs,
+            zero_init_heads: d.head_init == HeadInit::Zero,
+            head_batch_norm: d.head_batch_norm,
+            contrastive_weight: d.contrastive_weight,
+            contrastive_temperature: d.contrastive_temperature,
+            student_moclr: (d.student_moclr_weight > 0.0).then_some(dnc_distill::StudentMoclr {
+                weight: d.student_moclr_weight,
+                temperature: self.base.objective.temperature,
+                ema_momentum: self.base.ema_momentum,
+            }),
+        }
     }
 
     /// Epochs of the matched baseline: the DnC run's total (base + experts + distill).

@@ -1,9 +1,10 @@
-//! `report.md`: the run for people — results table, stage times, clusters and loss curves.
+//! `report.md`: the run for people — results table, stage times, clusters, diagnostics and loss
+//! curves.
 
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::run_dir::{Summary, write_atomic};
-use crate::stages::ClusterInfo;
+use crate::stages::{ClusterInfo, Diagnostics};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -74,6 +75,16 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
             .map_err(|e| PipelineError::Other(format!("summary.json info.cluster: {e}")))?;
         md.push_str(&cluster_section(&info));
     }
+    if let Some(info) = summary.info.get("diagnostics") {
+        let d: Diagnostics = serde_json::from_value(info.clone()).map_err(|e| {
+            PipelineError::Other(format!(
+                "{}: info.diagnostics: {e}",
+                run.dir.summary_path().display()
+            ))
+        })?;
+        let plotted = diagnostics_plot(run, &d)?;
+        md.push_str(&diagnostics_section(&d, plotted));
+    }
     if loss_plot(run)? {
         md.push_str("\n## Training loss\n\n![loss per stage](loss.png)\n");
     }
@@ -97,6 +108,99 @@ fn cluster_section(info: &ClusterInfo) -> String {
         md.push_str("\n![cluster composition by class](cluster/composition.png)\n");
     }
     md
+}
+
+/// Percent with two decimals, or `-`.
+fn percent(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v))
+}
+
+fn diagnostics_section(d: &Diagnostics, plotted: bool) -> String {
+    let lower = |x: &dyn std::fmt::Debug| format!("{x:?}").to_lowercase();
+    let mut md = format!(
+        "\n## Diagnostics\n\nEvery bank and test image is routed to the nearest of the K = {} \
+         centroids on the base model's `{}` layer ({} metric), as the divide stage split the \
+         training images.\n\n**Experts on their own ground**: k-NN top-1 on each cluster's test \
+         images with that cluster's bank images as memory bank.\n\n\
+         | cluster | n_train | n_test | base | expert | student | delta (expert − base) |\n\
+         |---|---|---|---|---|---|---|\n",
+        d.k,
+        lower(&d.layer),
+        lower(&d.metric)
+    );
+    for c in &d.clusters {
+        let delta = c
+            .delta
+            .map_or("-".into(), |v| format!("{:+.2} points", 100.0 * v));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {delta} |",
+            c.cluster,
+            c.n_train,
+            c.n_test,
+            percent(c.base),
+            percent(c.expert),
+            percent(c.student)
+        );
+    }
+    let _ = writeln!(md, "\n**Verdict:** {}", d.verdict);
+    if plotted {
+        md.push_str(
+            "\n![k-NN top-1 of base, expert and student within each cluster](diagnostics.png)\n",
+        );
+    }
+    let c = &d.ceiling;
+    let _ = writeln!(
+        md,
+        "\n**The ceiling**: k-NN top-1 on the whole test split with the routed \
+         `[n(base) ‖ n(expert_c)]` backbone features (c the image's cluster), what distillation \
+         could reach.\n\n| features | k-NN top-1 |\n|---|---|\n| base | {} |\n\
+         | DnC student | {} |\n| base ‖ routed expert (ceiling) | {} |",
+        percent(c.base),
+        percent(c.student),
+        percent(Some(c.knn_top1))
+    );
+    md.push_str(
+        "\n**Distillation fidelity**: mean cosine between each student head's prediction and its \
+         teacher's L2-normalised projection of the same test images (the base: all of them; an \
+         expert: its cluster's).\n\n| head | teacher | n | mean cosine |\n|---|---|---|---|\n",
+    );
+    for f in &d.fidelity {
+        let cos = f.mean_cosine.map_or("-".into(), |v| format!("{v:.4}"));
+        let _ = writeln!(md, "| {} | {} | {} | {cos} |", f.head, f.teacher, f.n);
+    }
+    md
+}
+
+/// Draws `diagnostics.png`: grouped bars of the base's, the expert's and the student's k-NN
+/// top-1 within each scored cluster; false when no cluster was scored.
+fn diagnostics_plot(run: &Run, d: &Diagnostics) -> Result<bool, PipelineError> {
+    let scored: Vec<_> = d
+        .clusters
+        .iter()
+        .filter_map(|c| Some((c.cluster, c.base?, c.expert?, c.student?)))
+        .collect();
+    if scored.is_empty() {
+        return Ok(false);
+    }
+    let series = |name: &str, pick: fn(&(usize, f64, f64, f64)) -> f64| {
+        let values = scored.iter().map(|s| (100.0 * pick(s), 0.0)).collect();
+        (name.to_string(), values)
+    };
+    let chart = dnc_plot::ErrorBars {
+        title: "k-NN top-1 within each cluster".into(),
+        y_label: "k-NN top-1 (%)".into(),
+        groups: scored.iter().map(|s| format!("cluster {}", s.0)).collect(),
+        series: vec![
+            series("base", |s| s.1),
+            series("expert", |s| s.2),
+            series("student", |s| s.3),
+        ],
+        ..dnc_plot::ErrorBars::default()
+    };
+    dnc_plot::bar_chart_with_errors(&run.dir.root().join("diagnostics.png"), &chart)
+        .map_err(|e| PipelineError::Other(e.to_string()))?;
+    Ok(true)
 }
 
 /// Plots the step losses of every stage from `metrics.jsonl`; false when there is nothing to plot.

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 /// Stream id of the distillation view, apart from the two contrastive views (0 and 1).
 const DISTILL_VIEW: u64 = 2;
+/// Stream id of the distillation's second view (the student's own MoCLR term).
+const DISTILL_SECOND_VIEW: u64 = 3;
 
 fn chw(size: u32) -> (usize, usize, usize) {
     (3, size as usize, size as usize)
@@ -83,35 +85,47 @@ impl<D: Dataset<Item = ImageItem> + 'static> BatchSource for ViewPairSource<D> {
 
 /// One augmented view per image, with the image's cluster id, for distillation.
 pub(crate) struct DistillSource<D: Dataset<Item = ImageItem>> {
-    loader: Loader<D, SingleViewMapper>,
+    loader: Loader<D, DistillViewMapper>,
     /// Cluster id of every image of the source dataset, by source index.
     clusters: Arc<Vec<u32>>,
     chw: (usize, usize, usize),
     device: Device,
 }
 
-/// Augments one view per image (the first view's recipe), seeded per `(epoch, index)`.
-pub(crate) struct SingleViewMapper {
+/// One augmented distillation view of an image, a second one when asked for, and the image's
+/// source index.
+pub(crate) type DistillViews = (Vec<f32>, Option<Vec<f32>>, usize);
+
+/// Augments one view per image (the first view's recipe) and, for the student's own MoCLR
+/// term, a second one (the second view's recipe), each seeded per `(epoch, index, view)`.
+pub(crate) struct DistillViewMapper {
     config: ViewConfig,
+    second: Option<ViewConfig>,
     seed: u64,
 }
 
-impl SingleViewMapper {
-    pub(crate) fn new(config: ViewConfig, seed: u64) -> Self {
-        Self { config, seed }
+impl DistillViewMapper {
+    pub(crate) fn new(config: ViewConfig, second: Option<ViewConfig>, seed: u64) -> Self {
+        Self {
+            config,
+            second,
+            seed,
+        }
     }
 }
 
-impl dnc_data::Mapper<ImageItem> for SingleViewMapper {
-    type Output = (Vec<f32>, usize);
+impl dnc_data::Mapper<ImageItem> for DistillViewMapper {
+    type Output = DistillViews;
 
-    fn map(&self, item: ImageItem, ctx: ItemContext) -> Result<(Vec<f32>, usize), DataError> {
-        let mut rng = SeededRng::derive(
-            self.seed,
-            &[ctx.epoch, ctx.source_index as u64, DISTILL_VIEW],
-        );
+    fn map(&self, item: ImageItem, ctx: ItemContext) -> Result<DistillViews, DataError> {
+        let view = |config: &ViewConfig, stream: u64| {
+            let mut rng =
+                SeededRng::derive(self.seed, &[ctx.epoch, ctx.source_index as u64, stream]);
+            augment_view(&item.image, config, &mut rng)
+        };
         Ok((
-            augment_view(&item.image, &self.config, &mut rng),
+            view(&self.config, DISTILL_VIEW),
+            self.second.as_ref().map(|c| view(c, DISTILL_SECOND_VIEW)),
             ctx.source_index,
         ))
     }
@@ -119,7 +133,7 @@ impl dnc_data::Mapper<ImageItem> for SingleViewMapper {
 
 impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
     pub(crate) fn new(
-        loader: Loader<D, SingleViewMapper>,
+        loader: Loader<D, DistillViewMapper>,
         clusters: Arc<Vec<u32>>,
         size: u32,
         device: Device,
@@ -132,17 +146,25 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
         }
     }
 
-    fn to_batch(&self, batch: Batch<(Vec<f32>, usize)>) -> Result<DistillBatch, DataError> {
+    fn to_batch(&self, batch: Batch<DistillViews>) -> Result<DistillBatch, DataError> {
         let images = stack_chw(
-            batch.items.iter().map(|(v, _)| v.as_slice()),
+            batch.items.iter().map(|(v, _, _)| v.as_slice()),
             self.chw,
             &self.device,
         )
         .map_err(tensor_error)?;
+        let second: Option<Vec<&[f32]>> =
+            batch.items.iter().map(|(_, v2, _)| v2.as_deref()).collect();
+        let second_view = match second {
+            Some(views) if !views.is_empty() => {
+                Some(stack_chw(views.into_iter(), self.chw, &self.device).map_err(tensor_error)?)
+            }
+            _ => None,
+        };
         let clusters = batch
             .items
             .iter()
-            .map(|(_, source)| {
+            .map(|(_, _, source)| {
                 self.clusters.get(*source).copied().ok_or_else(|| {
                     DataError::transform(
                         *source,
@@ -151,7 +173,11 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
                 })
             })
             .collect::<Result<Vec<u32>, DataError>>()?;
-        Ok(DistillBatch { images, clusters })
+        Ok(DistillBatch {
+            images,
+            clusters,
+            second_view,
+        })
     }
 }
 

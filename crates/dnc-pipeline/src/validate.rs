@@ -65,6 +65,36 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         d.batch_size,
         "must be at least 2",
     )?;
+    check(
+        d.warmup_epochs >= 0.0 && d.warmup_epochs.is_finite(),
+        "distill.warmup_epochs",
+        d.warmup_epochs,
+        "must be a finite number >= 0",
+    )?;
+    check(
+        d.head_warmup_epochs >= 0.0 && d.head_warmup_epochs.is_finite(),
+        "distill.head_warmup_epochs",
+        d.head_warmup_epochs,
+        "must be a finite number >= 0",
+    )?;
+    check(
+        d.contrastive_weight >= 0.0 && d.contrastive_weight.is_finite(),
+        "distill.contrastive_weight",
+        d.contrastive_weight,
+        "must be a finite number >= 0",
+    )?;
+    check(
+        d.contrastive_temperature > 0.0 && d.contrastive_temperature.is_finite(),
+        "distill.contrastive_temperature",
+        d.contrastive_temperature,
+        "must be a finite number > 0",
+    )?;
+    check(
+        d.student_moclr_weight >= 0.0 && d.student_moclr_weight.is_finite(),
+        "distill.student_moclr_weight",
+        d.student_moclr_weight,
+        "must be a finite number >= 0",
+    )?;
     wrap("distill.optimizer", d.optimizer.validate())
 }
 
@@ -136,5 +166,16 @@ mod tests {
             err.contains("base.objective") && err.contains("-1"),
             "{err}"
         );
+        let mut cfg = RunConfig::default();
+        cfg.distill.head_warmup_epochs = f64::NAN;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("distill.head_warmup_epochs") && err.contains("NaN"),
+            "{err}"
+        );
+        let mut cfg = RunConfig::default();
+        cfg.distill.contrastive_temperature = 0.0;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("distill.contrastive_temperature"), "{err}");
     }
 }

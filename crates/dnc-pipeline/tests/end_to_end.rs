@@ -42,6 +42,7 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         "distill/model.safetensors",
         "distill/student.safetensors",
         "baseline/model.safetensors",
+        "diagnostics.png",
     ] {
         assert!(out.join(file).is_file(), "missing {file}");
     }
@@ -82,6 +83,51 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         "{report}"
     );
     assert!(report.contains("## Clusters"));
+    assert!(
+        report.contains("## Diagnostics") && report.contains("**Verdict:**"),
+        "{report}"
+    );
+    assert!(report.contains("](diagnostics.png)"), "{report}");
+
+    // Diagnostics: K per-cluster rows, a ceiling accuracy, a fidelity row per head.
+    let d = &raw["info"]["diagnostics"];
+    assert_eq!(d["k"], 2, "{d}");
+    let rows = d["clusters"].as_array().expect("per-cluster rows");
+    assert_eq!(rows.len(), 2, "{d}");
+    let (mut bank, mut test) = (0, 0);
+    for (c, row) in rows.iter().enumerate() {
+        assert_eq!(row["cluster"], c);
+        bank += row["n_train"].as_u64().unwrap();
+        test += row["n_test"].as_u64().unwrap();
+        for key in ["base", "expert", "student"] {
+            let v = row[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("cluster {c} {key}: {row}"));
+            assert!((0.0..=1.0).contains(&v), "{row}");
+        }
+        let delta = row["expert"].as_f64().unwrap() - row["base"].as_f64().unwrap();
+        assert!(
+            (row["delta"].as_f64().unwrap() - delta).abs() < 1e-12,
+            "{row}"
+        );
+    }
+    assert_eq!((bank, test), (200, 100), "every image is routed once: {d}");
+    let ceiling = d["ceiling"]["knn_top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ceiling), "{d}");
+    assert_eq!(d["ceiling"]["base"], raw["eval"]["base"]["knn_top1"]);
+    assert_eq!(d["ceiling"]["student"], raw["eval"]["dnc"]["knn_top1"]);
+    let fidelity = d["fidelity"].as_array().expect("fidelity rows");
+    let teachers: Vec<&str> = fidelity
+        .iter()
+        .map(|f| f["teacher"].as_str().unwrap())
+        .collect();
+    assert_eq!(teachers, ["base", "expert-0", "expert-1"], "{d}");
+    assert_eq!(fidelity[0]["n"], 100);
+    for f in fidelity {
+        let cos = f["mean_cosine"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&cos), "{f}");
+    }
+    assert!(d["verdict"].as_str().unwrap().contains("clusters"), "{d}");
 
     // The loader's accounting: every image an expert was fed belongs to its cluster.
     let clusters = load_assignments(&run, 200).unwrap();

@@ -1,15 +1,15 @@
 //! Distil the base model and the experts into one student (SPEC step 4).
 //!
-//! Writes `distill/student.safetensors` (student with its K + 1 heads) and
-//! `distill/model.safetensors` (its encoder: the DnC model).
+//! Writes `distill/student.safetensors` (student with its K + 1 heads, or one head when
+//! `distill.teachers = "base"`) and `distill/model.safetensors` (its encoder: the DnC model).
 
 use super::cluster::load_assignments;
 use super::experts::expert_dir;
-use crate::config::Init;
+use crate::config::{Init, Teachers};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
 use crate::run::Run;
-use crate::sources::{DistillSource, SingleViewMapper};
+use crate::sources::{DistillSource, DistillViewMapper};
 use crate::train::{fit_config, train_loader_config};
 use crate::weights::{load_encoder, save_encoder, save_vars};
 use dnc_data::{Dataset, Loader};
@@ -32,7 +32,11 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .unwrap_or(0);
     let base_path = run.dir.root().join("base/model.safetensors");
     let (_, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
-    let experts = (0..k)
+    let n_experts = match cfg.distill.teachers {
+        Teachers::All => k,
+        Teachers::Base => 0,
+    };
+    let experts = (0..n_experts)
         .map(|c| {
             let (_, vars) = load_encoder(
                 &cfg.model,
@@ -43,17 +47,23 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
     let seed = cfg.seed ^ STUDENT_SEED;
-    let mut step = DistillStep::new(
+    let mut step = DistillStep::with_options(
         &cfg.model,
         Teacher::new(&cfg.model, base_vars.clone(), &run.device)?,
         experts,
         seed,
         &run.device,
+        cfg.distill_options(),
     )?;
     if cfg.distill.init == Init::Base {
         step.init_student_from(&base_vars)?;
     }
-    let mapper = Arc::new(SingleViewMapper::new(cfg.augment.view1.clone(), seed));
+    let second_view = (cfg.distill.student_moclr_weight > 0.0).then(|| cfg.augment.view2.clone());
+    let mapper = Arc::new(DistillViewMapper::new(
+        cfg.augment.view1.clone(),
+        second_view,
+        seed,
+    ));
     let loader = Loader::new(
         train,
         mapper,

@@ -1,5 +1,6 @@
 //! Evaluation (SPEC protocol): weighted k-NN and a linear probe on frozen backbone features of
-//! every model of the run, always beside the untrained floor.
+//! every model of the run, always beside the untrained floor; then, in a DnC run, the
+//! [diagnostics](super::diagnostics) of where accuracy is won or lost.
 
 use super::experts::expert_dir;
 use crate::datasets::{Split, open_eval_bank, open_split};
@@ -75,7 +76,9 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         })?;
     }
     tracing::info!("\n{}", comparison.to_plain());
-    Ok(())
+    // The diagnostics load their own models; free these first.
+    drop(models);
+    super::diagnostics::run(run, &train, &test, num_classes)
 }
 
 /// One pass over the training images in training mode, so that the BatchNorm running statistics

@@ -1,6 +1,7 @@
 //! The implementation of every stage.
 
 mod cluster;
+mod diagnostics;
 mod distill;
 mod embed;
 mod eval;
@@ -12,6 +13,7 @@ use crate::run::Run;
 use crate::stage::Stage;
 
 pub use cluster::{ClusterInfo, load_assignments};
+pub(crate) use diagnostics::Diagnostics;
 pub use experts::{ExpertPlan, expert_plan};
 
 /// Runs `stage` of `run`.
