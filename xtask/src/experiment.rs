@@ -51,12 +51,16 @@ pub(crate) struct CurationArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
-    /// Also train the DnC variants of the sweep (K, clustering layer, expert init and budget).
+    /// Also train the DnC variants of the sweep (K, clustering layer, expert init and budget,
+    /// distillation recipe, and the random-partition and base-only controls).
     #[arg(long)]
     sweep: bool,
     /// Seeds 0..N of each sweep variant.
     #[arg(long, default_value_t = 1)]
     sweep_seeds: u64,
+    /// Only these sweep variants (comma-separated names; default: all).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
 }
 
 /// One trained configuration of the comparison.
@@ -127,13 +131,19 @@ pub(crate) fn run(args: CurationArgs) -> Result<()> {
     }
     let mut md = report(&args, &out, &manifest, epochs)?;
     if args.sweep {
+        let variants = sweep::selected(&args.variants)?;
         for seed in 0..args.sweep_seeds {
-            for variant in &sweep::VARIANTS {
+            for variant in &variants {
                 let name = format!("sweep-{}-s{seed}", variant.name);
                 train_arm(&job, &ARMS[2], &name, seed, variant.overrides)?;
             }
         }
-        md.push_str(&sweep::report(&out, &manifest, args.sweep_seeds)?);
+        md.push_str(&sweep::report(
+            &out,
+            &manifest,
+            args.sweep_seeds,
+            &variants,
+        )?);
         std::fs::write(out.join("report.md"), &md)?;
     }
     println!("{md}");

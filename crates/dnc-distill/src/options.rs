@@ -80,6 +80,14 @@ impl DistillOptions {
                 self.contrastive_temperature
             )
         }
+        if self.zero_init_heads && self.contrastive_weight > 0.0 {
+            bail!(
+                "contrastive_weight {} needs heads that do not start at zero: the contrastive term \
+                 normalises the predictions, and a zero prediction has no direction (its gradient \
+                 is unbounded)",
+                self.contrastive_weight
+            )
+        }
         if let Some(m) = &self.student_moclr {
             if !(m.weight.is_finite() && m.weight > 0.0) {
                 bail!(

@@ -253,7 +253,8 @@ pub enum Teachers {
 pub enum HeadInit {
     /// As every other layer (the paper).
     Random,
-    /// At zero: predictions start at 0, and the student's first gradients are zero.
+    /// At zero (the default): predictions start at 0, and the student's first gradients are
+    /// zero.
     Zero,
 }
 
@@ -279,7 +280,8 @@ pub struct DistillConfig {
     pub contrastive_weight: f64,
     pub contrastive_temperature: f64,
     /// Weight of a MoCLR term on the student itself (two views against its own EMA target,
-    /// with the base's temperature and EMA momentum) beside the regression; 0: the paper.
+    /// with the base's temperature and EMA momentum) beside the regression. Default 1; 0 with
+    /// `head_init = "random"` is the paper's recipe.
     pub student_moclr_weight: f64,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
@@ -297,11 +299,11 @@ impl Default for DistillConfig {
             optimizer: OptimizerConfig::default(),
             warmup_epochs: 0.0,
             head_warmup_epochs: options.head_warmup_epochs,
-            head_init: HeadInit::Random,
+            head_init: HeadInit::Zero,
             head_batch_norm: options.head_batch_norm,
             contrastive_weight: options.contrastive_weight,
             contrastive_temperature: options.contrastive_temperature,
-            student_moclr_weight: 0.0,
+            student_moclr_weight: 1.0,
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,

@@ -24,7 +24,7 @@ mod train;
 mod validate;
 mod weights;
 
-pub use config::RunConfig;
+pub use config::{HeadInit, Partition, RunConfig, Teachers};
 pub use datasets::{Split, open_split};
 pub use error::PipelineError;
 pub use overrides::apply_overrides;

@@ -157,7 +157,7 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
             batch.items.iter().map(|(_, v2, _)| v2.as_deref()).collect();
         let second_view = match second {
             Some(views) if !views.is_empty() => {
-                Some(stack_chw(views.into_iter(), self.chw, &self.device).map_err(tensor_error)?)
+                Some(stack_chw(views, self.chw, &self.device).map_err(tensor_error)?)
             }
             _ => None,
         };

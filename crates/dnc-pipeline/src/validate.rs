@@ -1,7 +1,7 @@
 //! Checks of a run configuration, once, before any work: every impossible value is an error that
 //! names its key and value.
 
-use crate::config::{DistillConfig, RunConfig, TrainConfig};
+use crate::config::{DistillConfig, HeadInit, RunConfig, TrainConfig};
 use crate::error::PipelineError;
 
 fn check(
@@ -88,6 +88,13 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         "distill.contrastive_temperature",
         d.contrastive_temperature,
         "must be a finite number > 0",
+    )?;
+    check(
+        !(d.head_init == HeadInit::Zero && d.contrastive_weight > 0.0),
+        "distill.contrastive_weight",
+        d.contrastive_weight,
+        "needs distill.head_init = \"random\": the contrastive term normalises the heads' \
+         predictions, and a zero-initialised head predicts zero, which has no direction",
     )?;
     check(
         d.student_moclr_weight >= 0.0 && d.student_moclr_weight.is_finite(),
@@ -177,5 +184,13 @@ mod tests {
         cfg.distill.contrastive_temperature = 0.0;
         let err = validate(&cfg).unwrap_err().to_string();
         assert!(err.contains("distill.contrastive_temperature"), "{err}");
+        let mut cfg = RunConfig::default();
+        cfg.distill.head_init = HeadInit::Zero;
+        cfg.distill.contrastive_weight = 0.5;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("distill.contrastive_weight") && err.contains("head_init"),
+            "{err}"
+        );
     }
 }

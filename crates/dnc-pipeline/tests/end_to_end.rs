@@ -267,3 +267,56 @@ fn every_preset_in_configs_loads_and_validates() {
     }
     assert!(seen >= 5, "only {seen} presets in {}", dir.display());
 }
+
+/// The paper's two controls: a random partition with the k-means sizes, and the base distilled
+/// alone (one head, one fidelity row).
+#[test]
+fn random_partition_keeps_the_cluster_sizes_and_base_only_distillation_has_one_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = common::tiny_config_toml();
+    let kmeans = Run::create(
+        RunConfig::from_toml(&toml).unwrap(),
+        &dir.path().join("kmeans"),
+    )
+    .unwrap();
+    for stage in [Stage::Base, Stage::Embed, Stage::Cluster] {
+        kmeans.run_stage(stage, false).unwrap();
+    }
+    let mut cfg = RunConfig::from_toml(&toml).unwrap();
+    cfg.experts.partition = dnc_pipeline::Partition::Random;
+    cfg.distill.teachers = dnc_pipeline::Teachers::Base;
+    cfg.baseline = false;
+    let random = Run::create(cfg, &dir.path().join("random")).unwrap();
+    random.run_all(false).unwrap();
+
+    let (a, b) = (
+        load_assignments(&kmeans, 200).unwrap(),
+        load_assignments(&random, 200).unwrap(),
+    );
+    let sizes = |labels: &[u32]| {
+        let mut s = [0usize; 2];
+        labels.iter().for_each(|&l| s[l as usize] += 1);
+        s
+    };
+    assert_eq!(
+        sizes(&a),
+        sizes(&b),
+        "a random partition keeps the k-means sizes"
+    );
+    assert_ne!(a, b, "the random partition is not the k-means one");
+
+    let student = candle_core::safetensors::load(
+        random.dir.root().join("distill/student.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(student.keys().any(|k| k.starts_with("heads.0.")));
+    assert!(
+        !student.keys().any(|k| k.starts_with("heads.1.")),
+        "base alone: one head"
+    );
+    let summary = random.dir.read_summary().unwrap();
+    let fidelity = summary.info["diagnostics"]["fidelity"].as_array().unwrap();
+    assert_eq!(fidelity.len(), 1);
+    assert_eq!(fidelity[0]["teacher"], "base");
+}

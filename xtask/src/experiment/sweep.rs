@@ -2,8 +2,9 @@
 //!
 //! Each variant changes one setting of the preset's DnC arm (the number of clusters K, the
 //! layer the base model's embeddings are clustered on, how experts are initialised, the expert
-//! budget; and, as a diagnostic, the distillation learning rate) and is trained on the uncurated set with the same seeds; the table sets it beside
-//! the default DnC arm and MoCLR on uncurated data.
+//! budget, the distillation recipe) or runs one of the paper's controls (random partitions,
+//! distilling the base alone), and is trained on the uncurated set with the same seeds; the
+//! table sets it beside the default DnC arm and MoCLR on uncurated data.
 
 use super::{ARMS, METRICS, mean_std, scores, summary_of, thirds};
 use anyhow::{Result, bail};
@@ -18,7 +19,7 @@ pub(super) struct Variant {
     pub(super) overrides: &'static [&'static str],
 }
 
-pub(super) const VARIANTS: [Variant; 6] = [
+pub(super) const VARIANTS: [Variant; 9] = [
     Variant {
         name: "k3",
         what: "K = 3 clusters",
@@ -45,6 +46,24 @@ pub(super) const VARIANTS: [Variant; 6] = [
         overrides: &["experts.epochs=40"],
     },
     Variant {
+        name: "partition-random",
+        what: "control: experts on a random partition of the same sizes (paper Table 10)",
+        overrides: &["experts.partition=\"random\""],
+    },
+    Variant {
+        name: "distill-base-only",
+        what: "control: distil the base alone, no experts (paper Table 11)",
+        overrides: &["distill.teachers=\"base\""],
+    },
+    Variant {
+        name: "distill-paper",
+        what: "the paper's distillation: random heads, regression only (no student MoCLR term)",
+        overrides: &[
+            "distill.head_init=\"random\"",
+            "distill.student_moclr_weight=0",
+        ],
+    },
+    Variant {
         name: "distill-lr-low",
         what: "distillation learning rate / 5 (how much distillation moves the base's features)",
         overrides: &["distill.optimizer.base_lr=0.002"],
@@ -53,7 +72,12 @@ pub(super) const VARIANTS: [Variant; 6] = [
 
 /// The sweep's section of report.md: mean ± std over `seeds` of every variant, with the default
 /// DnC arm and MoCLR on uncurated data over the same seeds.
-pub(super) fn report(out: &Path, manifest: &Value, seeds: u64) -> Result<String> {
+pub(super) fn report(
+    out: &Path,
+    manifest: &Value,
+    seeds: u64,
+    variants: &[&Variant],
+) -> Result<String> {
     let groups = thirds(manifest);
     let (knn, knn_few, linear, linear_few) = (0, 3, 4, 7);
     debug_assert_eq!(METRICS[knn_few], "knn_few");
@@ -89,10 +113,28 @@ pub(super) fn report(out: &Path, manifest: &Value, seeds: u64) -> Result<String>
         ARMS[2].name,
         ARMS[2].model,
     )?);
-    for v in &VARIANTS {
+    for v in variants {
         let label = format!("DnC, {}", v.what);
         md.push_str(&row(&label, &format!("sweep-{}", v.name), ARMS[2].model)?);
     }
     let _ = writeln!(md);
     Ok(md)
+}
+
+/// The variants named in `names` (all of them when `names` is empty), in sweep order.
+pub(super) fn selected(names: &[String]) -> Result<Vec<&'static Variant>> {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !VARIANTS.iter().any(|v| v.name == *n))
+    {
+        let known: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+        bail!(
+            "no sweep variant {bad:?}; the variants are {}",
+            known.join(", ")
+        );
+    }
+    Ok(VARIANTS
+        .iter()
+        .filter(|v| names.is_empty() || names.iter().any(|n| n == v.name))
+        .collect())
 }
