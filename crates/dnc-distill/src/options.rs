@@ -30,6 +30,8 @@ pub struct StudentMoclr {
 /// Options of [`DistillStep`](crate::DistillStep).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistillOptions {
+    /// Weight of the regression terms (1: the paper; the scale against the other terms).
+    pub regression_weight: f64,
     /// Epochs at the start during which only the heads learn: the student's projection is
     /// detached, so that the random heads' first gradients cannot reach the trained backbone.
     pub head_warmup_epochs: f64,
@@ -50,6 +52,7 @@ pub struct DistillOptions {
 impl Default for DistillOptions {
     fn default() -> Self {
         Self {
+            regression_weight: 1.0,
             head_warmup_epochs: 0.0,
             zero_init_heads: false,
             head_batch_norm: HeadBatchNorm::Batch,
@@ -62,6 +65,12 @@ impl Default for DistillOptions {
 
 impl DistillOptions {
     pub fn validate(&self) -> Result<()> {
+        if !(self.regression_weight.is_finite() && self.regression_weight > 0.0) {
+            bail!(
+                "regression_weight must be a finite number > 0, got {}",
+                self.regression_weight
+            )
+        }
         if !(self.head_warmup_epochs.is_finite() && self.head_warmup_epochs >= 0.0) {
             bail!(
                 "head_warmup_epochs must be a finite number >= 0, got {}",

@@ -317,8 +317,12 @@ impl TrainStep for DistillStep {
         let mut metrics = Vec::new();
         let mut loss: Option<Tensor> = None;
         for (name, term, weight) in [
-            ("loss_base", base.regression, 1.0),
-            ("loss_experts", experts.regression, 1.0),
+            ("loss_base", base.regression, self.options.regression_weight),
+            (
+                "loss_experts",
+                experts.regression,
+                self.options.regression_weight,
+            ),
             (
                 "loss_contrastive_base",
                 base.contrastive,

@@ -491,3 +491,19 @@ fn student_moclr_term_trains_the_student_through_the_warm_up_and_moves_its_targe
         .unwrap();
     assert_ne!(target_before, target_after, "the EMA target did not move");
 }
+
+#[test]
+fn regression_weight_scales_the_regression_terms() {
+    let x = images(12, 4);
+    let clusters = [0, 1, 1, 0];
+    let plain = loss_of(&mut step_with(2), &x, &clusters);
+    let options = DistillOptions {
+        regression_weight: 3.0,
+        ..DistillOptions::default()
+    };
+    let scaled = loss_of(&mut step_with_options(2, options), &x, &clusters);
+    assert!(
+        (scaled - 3.0 * plain).abs() < 1e-4 * plain.abs().max(1.0),
+        "{scaled} vs 3 × {plain}"
+    );
+}

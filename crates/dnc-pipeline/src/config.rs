@@ -266,6 +266,8 @@ pub struct DistillConfig {
     pub batch_size: usize,
     pub init: Init,
     pub teachers: Teachers,
+    /// Weight of the regression terms against the other terms of the loss (1: the paper).
+    pub regression_weight: f64,
     pub optimizer: OptimizerConfig,
     /// Linear learning-rate warm-up, in epochs, before the cosine decay.
     pub warmup_epochs: f64,
@@ -296,6 +298,7 @@ impl Default for DistillConfig {
             batch_size: 128,
             init: Init::Scratch,
             teachers: Teachers::All,
+            regression_weight: options.regression_weight,
             optimizer: OptimizerConfig::default(),
             warmup_epochs: 0.0,
             head_warmup_epochs: options.head_warmup_epochs,
@@ -406,6 +409,7 @@ impl RunConfig {
     pub fn distill_options(&self) -> dnc_distill::DistillOptions {
         let d = &self.distill;
         dnc_distill::DistillOptions {
+            regression_weight: d.regression_weight,
             head_warmup_epochs: d.head_warmup_epochs,
             zero_init_heads: d.head_init == HeadInit::Zero,
             head_batch_norm: d.head_batch_norm,

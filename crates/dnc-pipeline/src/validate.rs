@@ -72,6 +72,12 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         "must be a finite number >= 0",
     )?;
     check(
+        d.regression_weight > 0.0 && d.regression_weight.is_finite(),
+        "distill.regression_weight",
+        d.regression_weight,
+        "must be a finite number > 0",
+    )?;
+    check(
         d.head_warmup_epochs >= 0.0 && d.head_warmup_epochs.is_finite(),
         "distill.head_warmup_epochs",
         d.head_warmup_epochs,
