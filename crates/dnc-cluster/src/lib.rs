@@ -36,3 +36,4 @@ pub use metrics::{ari, cluster_sizes, inertia, majority_vote_accuracy, nmi};
 pub use model::KMeansModel;
 pub use params::{DEFAULT_CHUNK_BYTES, InitMethod, KMeansConfig, Metric};
 pub use synthetic::gaussian_blobs;
+pub use update::centroids_of;

@@ -1,9 +1,11 @@
 //! The centroid update of a Lloyd iteration, with empty-cluster repair.
 
 use crate::assign::{Assignment, Centroids};
-use crate::params::Metric;
+use crate::error::KMeansError;
+use crate::params::{DEFAULT_CHUNK_BYTES, Metric};
 use crate::points::Points;
-use candle_core::Result;
+use crate::sums::cluster_sums;
+use candle_core::{Device, Result, Tensor};
 
 /// Cluster sizes from labels.
 pub(crate) fn counts(labels: &[u32], k: usize) -> Vec<usize> {
@@ -42,18 +44,11 @@ pub(crate) fn update(
     let mut counts = counts(&assignment.labels, k);
     let reseeded = reseed_empty(points, &mut sums, &mut counts, assignment, d)?;
     let mut centroids = old.host.clone();
-    for j in (0..k).filter(|&j| counts[j] > 0) {
+    for j in 0..k {
         let s = &sums[j * d..(j + 1) * d];
-        let scale = match points.metric {
-            Metric::Euclidean => 1.0 / counts[j] as f64,
-            Metric::Cosine => {
-                let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt();
-                // Points that cancel out have no mean direction: keep the old centroid.
-                if norm < 1e-12 {
-                    continue;
-                }
-                1.0 / norm
-            }
+        // An empty cluster, or points that cancel out (no mean direction): keep the old centroid.
+        let Some(scale) = mean_scale(s, counts[j], points.metric) else {
+            continue;
         };
         for (c, v) in centroids[j * d..(j + 1) * d].iter_mut().zip(s) {
             *c = (v * scale) as f32;
@@ -69,6 +64,62 @@ pub(crate) fn update(
         shift,
         reseeded,
     })
+}
+
+/// The factor that turns a cluster's sum of `count` points into its centroid: the mean
+/// (Euclidean) or the mean direction (cosine); `None` for an empty cluster or a cosine sum too
+/// short to have a direction.
+fn mean_scale(sum: &[f64], count: usize, metric: Metric) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    match metric {
+        Metric::Euclidean => Some(1.0 / count as f64),
+        Metric::Cosine => {
+            let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+            (norm >= 1e-12).then(|| 1.0 / norm)
+        }
+    }
+}
+
+/// The centroid of every cluster of `labels` over the points of `data` (`[N, D]`): the mean,
+/// or for the cosine metric the mean direction of the L2-normalised points, as a Lloyd update
+/// computes it. An empty cluster (or one whose points cancel out) gets a zero row.
+///
+/// # Shapes
+/// `data`: `[N, D]`, `labels`: N ids in `0..k` → `[k, D]` on the CPU.
+pub fn centroids_of(
+    data: &Tensor,
+    labels: &[u32],
+    k: usize,
+    metric: Metric,
+) -> std::result::Result<Tensor, KMeansError> {
+    let points = Points::prepare(data, metric, DEFAULT_CHUNK_BYTES, k)?;
+    if labels.len() != points.n {
+        return Err(KMeansError::Labels(format!(
+            "centroids_of: {} labels for {} points",
+            labels.len(),
+            points.n
+        )));
+    }
+    if let Some(&bad) = labels.iter().find(|&&l| l as usize >= k) {
+        return Err(KMeansError::Labels(format!(
+            "centroids_of: label {bad} is not below k = {k}"
+        )));
+    }
+    let d = points.d;
+    let sums = cluster_sums(&points, labels, k)?;
+    let counts = counts(labels, k);
+    let mut out = vec![0f32; k * d];
+    for j in 0..k {
+        let s = &sums[j * d..(j + 1) * d];
+        if let Some(scale) = mean_scale(s, counts[j], metric) {
+            for (c, v) in out[j * d..(j + 1) * d].iter_mut().zip(s) {
+                *c = (v * scale) as f32;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (k, d), &Device::Cpu)?)
 }
 
 /// Gives every empty cluster the farthest point whose own cluster keeps at least one point.
@@ -111,7 +162,7 @@ fn reseed_empty(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::DType;
 
     fn points(rows: &[[f32; 2]], metric: Metric, dtype: DType) -> Points {
         let x = Tensor::from_vec(rows.concat(), (rows.len(), 2), &Device::Cpu)
@@ -138,5 +189,33 @@ mod tests {
         assert_eq!(u.centroids, vec![0.5, 0.0, 9.0, 0.0, 0.0, 20.0]);
         let expected_shift = 0.0 + (91f64.powi(2) + 100f64.powi(2)) + 0.0;
         assert!((u.shift - expected_shift).abs() < 1e-6, "{}", u.shift);
+    }
+
+    #[test]
+    fn centroids_of_are_mean_directions_for_cosine_and_means_for_euclidean() {
+        let data = Tensor::new(
+            &[[2f32, 0.0], [0.0, 3.0], [4.0, 0.0], [1.0, 1.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let labels = [0, 0, 1, 1];
+        let cos: Vec<Vec<f32>> = centroids_of(&data, &labels, 2, Metric::Cosine)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!(
+            (cos[0][0] - h).abs() < 1e-6 && (cos[0][1] - h).abs() < 1e-6,
+            "{cos:?}"
+        );
+        // (1, 0) + (h, h), normalised.
+        let (x, y) = (1.0 + h, h);
+        let n = (x * x + y * y).sqrt();
+        assert!((cos[1][0] - x / n).abs() < 1e-6 && (cos[1][1] - y / n).abs() < 1e-6);
+        let euc: Vec<Vec<f32>> = centroids_of(&data, &labels, 2, Metric::Euclidean)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        assert_eq!(euc, vec![vec![1.0, 1.5], vec![2.5, 0.5]]);
     }
 }

@@ -67,7 +67,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         resolve_small_clusters(&fit, min_size, run.cfg.experts.small_cluster)?;
     if run.cfg.experts.partition == Partition::Random {
         dnc_core::SeededRng::derive_str(run.cfg.seed, "random-partition").shuffle(&mut labels);
-        centroids = member_means(data, &labels, centroids.dim(0)?, fit.model.metric)?;
+        centroids = dnc_cluster::centroids_of(data, &labels, centroids.dim(0)?, fit.model.metric)?;
         tracing::info!("random partition with the k-means cluster sizes");
     }
     let ids: Vec<u64> = feats.indices.iter().map(|&i| u64::from(i)).collect();
@@ -151,47 +151,6 @@ fn resolve_small_clusters(
     let dim = centroids.first().map_or(0, Vec::len);
     let kept = Tensor::from_vec(rows, (alive.len(), dim), &Device::Cpu)?;
     Ok((labels, kept, merged))
-}
-
-/// The mean of every cluster's points (for the cosine metric, of the L2-normalised points, then
-/// normalised: the mean direction), `[k, D]` on the CPU.
-fn member_means(
-    data: &Tensor,
-    labels: &[u32],
-    k: usize,
-    metric: Metric,
-) -> Result<Tensor, PipelineError> {
-    let rows: Vec<Vec<f32>> = data.to_device(&Device::Cpu)?.to_vec2()?;
-    let dim = rows.first().map_or(0, Vec::len);
-    let mut sums = vec![vec![0f64; dim]; k];
-    for (row, &label) in rows.iter().zip(labels) {
-        let scale = match metric {
-            Metric::Cosine => {
-                1.0 / row
-                    .iter()
-                    .map(|&x| f64::from(x * x))
-                    .sum::<f64>()
-                    .sqrt()
-                    .max(1e-12)
-            }
-            Metric::Euclidean => 1.0,
-        };
-        for (s, &x) in sums[label as usize].iter_mut().zip(row) {
-            *s += f64::from(x) * scale;
-        }
-    }
-    let sizes: Vec<usize> = (0..k)
-        .map(|c| labels.iter().filter(|&&l| l as usize == c).count())
-        .collect();
-    let mut out = Vec::with_capacity(k * dim);
-    for (sum, &n) in sums.iter().zip(&sizes) {
-        let norm = match metric {
-            Metric::Cosine => sum.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12),
-            Metric::Euclidean => n.max(1) as f64,
-        };
-        out.extend(sum.iter().map(|&x| (x / norm) as f32));
-    }
-    Ok(Tensor::from_vec(out, (k, dim), &Device::Cpu)?)
 }
 
 fn similarity(a: &[f32], b: &[f32], metric: Metric) -> f64 {
@@ -289,37 +248,4 @@ pub fn load_assignments(run: &Run, n_images: usize) -> Result<Vec<u32>, Pipeline
         *slot = label;
     }
     Ok(by_index)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn member_means_are_mean_directions_for_cosine_and_means_for_euclidean() {
-        let data = Tensor::new(
-            &[[2f32, 0.0], [0.0, 3.0], [4.0, 0.0], [1.0, 1.0]],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let labels = [0, 0, 1, 1];
-        let cos: Vec<Vec<f32>> = member_means(&data, &labels, 2, Metric::Cosine)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        let h = std::f32::consts::FRAC_1_SQRT_2;
-        assert!(
-            (cos[0][0] - h).abs() < 1e-6 && (cos[0][1] - h).abs() < 1e-6,
-            "{cos:?}"
-        );
-        // (1, 0) + (h, h), normalised.
-        let (x, y) = (1.0 + h, h);
-        let n = (x * x + y * y).sqrt();
-        assert!((cos[1][0] - x / n).abs() < 1e-6 && (cos[1][1] - y / n).abs() < 1e-6);
-        let euc: Vec<Vec<f32>> = member_means(&data, &labels, 2, Metric::Euclidean)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        assert_eq!(euc, vec![vec![1.0, 1.5], vec![2.5, 0.5]]);
-    }
 }
