@@ -10,12 +10,13 @@
 //! [`DistillOptions`] adds what the paper leaves out and what was measured against it: a
 //! warm-up in which only the heads learn, heads whose last layer starts at zero, where the
 //! expert heads' BatchNorm takes its statistics, an in-batch contrastive term beside the
-//! regression, and a MoCLR term that keeps training the student on its own views.
+//! regression, a MoCLR term that keeps training the student on its own views, and which layer
+//! the heads regress (the teachers' projections, or their backbone features).
 
 mod options;
 mod step;
 mod teacher;
 
-pub use options::{DistillOptions, HeadBatchNorm, StudentMoclr};
+pub use options::{DistillOptions, DistillTarget, HeadBatchNorm, StudentMoclr};
 pub use step::{DistillBatch, DistillStep};
 pub use teacher::Teacher;

@@ -1,8 +1,47 @@
 //! How the distillation step trains: the paper's recipe by default, and the options measured
 //! against it (`docs/dnc.md` has the numbers).
 
-use candle_core::{Result, bail};
+use candle_core::{Result, Tensor, bail};
+use dnc_models::{Encoder, EncoderConfig, EncoderOutput, RegressionHeadConfig};
 use serde::{Deserialize, Serialize};
+
+/// Which layer the heads read from the student and regress on every teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillTarget {
+    /// The student's projection `z` → each teacher's L2-normalised projection (the paper).
+    #[default]
+    Projection,
+    /// The student's backbone features → each teacher's L2-normalised backbone features: the
+    /// layer that evaluation reads and the DnC model keeps.
+    Features,
+}
+
+impl DistillTarget {
+    /// The layer of `out` that this target names.
+    pub fn layer(self, out: &EncoderOutput) -> &Tensor {
+        match self {
+            DistillTarget::Projection => &out.z,
+            DistillTarget::Features => &out.features,
+        }
+    }
+
+    /// Input width and shape of a regression head for a student `encoder` of architecture
+    /// `model`: the projector's layers, with the chosen layer's width at both ends.
+    pub fn head_shape(
+        self,
+        model: &EncoderConfig,
+        encoder: &Encoder,
+    ) -> (usize, RegressionHeadConfig) {
+        let mut cfg = model.projector.regression_head();
+        let width = match self {
+            DistillTarget::Projection => encoder.out_dim(),
+            DistillTarget::Features => encoder.backbone().out_dim(),
+        };
+        cfg.out = width;
+        (width, cfg)
+    }
+}
 
 /// Where the expert heads' BatchNorm takes its batch statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -47,6 +86,8 @@ pub struct DistillOptions {
     pub contrastive_temperature: f64,
     /// The student's own MoCLR term (None: the paper); batches then carry a second view.
     pub student_moclr: Option<StudentMoclr>,
+    /// The layer the heads read and regress.
+    pub target: DistillTarget,
 }
 
 impl Default for DistillOptions {
@@ -59,6 +100,7 @@ impl Default for DistillOptions {
             contrastive_weight: 0.0,
             contrastive_temperature: 0.1,
             student_moclr: None,
+            target: DistillTarget::Projection,
         }
     }
 }

@@ -93,10 +93,9 @@ impl DistillStep {
         let map = SeededVarMap::new(seed);
         let vb = map.var_builder(DType::F32, device);
         let student = Encoder::new(model, vb.clone())?;
-        let z_dim = student.projector().out_dim();
-        let head_cfg = model.projector.regression_head();
+        let (in_dim, head_cfg) = options.target.head_shape(model, &student);
         let heads = (0..=experts.len())
-            .map(|k| RegressionHead::new(z_dim, &head_cfg, vb.pp("heads").pp(k.to_string())))
+            .map(|k| RegressionHead::new(in_dim, &head_cfg, vb.pp("heads").pp(k.to_string())))
             .collect::<Result<Vec<_>>>()?;
         let vars = map.varmap().clone();
         if options.zero_init_heads {
@@ -155,19 +154,22 @@ impl DistillStep {
         self.experts.len()
     }
 
-    /// The student's projection of the first view, and its MoCLR loss over both views when
-    /// that term is on (one forward pass over both views, as MoCLR trains).
+    /// The heads' input (the student's layer of `options.target`) for the first view, and its
+    /// MoCLR loss over both views when that term is on (one forward pass over both views, as
+    /// MoCLR trains).
     fn student_forward(&self, batch: &DistillBatch) -> Result<(Tensor, Option<Tensor>)> {
+        let layer = self.options.target;
         let (Some(target), Some(m)) = (&self.target, &self.options.student_moclr) else {
-            return Ok((self.student.forward_t(&batch.images, true)?.z, None));
+            let out = self.student.forward_t(&batch.images, true)?;
+            return Ok((layer.layer(&out).clone(), None));
         };
         let Some(view2) = &batch.second_view else {
             bail!("the student's MoCLR term needs a second view in every distill batch")
         };
         let b = batch.images.dim(0)?;
         let x = Tensor::cat(&[&batch.images, view2], 0)?;
-        let z = self.student.forward_t(&x, true)?.z;
-        let q = l2_normalize(&z)?;
+        let out = self.student.forward_t(&x, true)?;
+        let q = l2_normalize(&out.z)?;
         let k = l2_normalize(&target.encoder.forward_t(&x, true)?.z)?.detach();
         let loss = moclr_loss(
             &q.narrow(0, 0, b)?,
@@ -176,7 +178,7 @@ impl DistillStep {
             &k.narrow(0, b, b)?,
             m.temperature,
         )?;
-        Ok((z.narrow(0, 0, b)?, Some(loss)))
+        Ok((layer.layer(&out).narrow(0, 0, b)?, Some(loss)))
     }
 
     /// The expert heads' regression and contrastive sums over their clusters' images, and how
@@ -193,7 +195,8 @@ impl DistillStep {
             }
             routed += rows.len();
             let idx = Tensor::new(rows.as_slice(), z.device())?;
-            let target = expert.target(&batch.images.index_select(&idx, 0)?)?;
+            let images = batch.images.index_select(&idx, 0)?;
+            let target = expert.target(&images, self.options.target)?;
             let head = &self.heads[c + 1];
             let pred = match self.options.head_batch_norm {
                 HeadBatchNorm::Batch => head.forward_t(z, true)?.index_select(&idx, 0)?,
@@ -307,7 +310,7 @@ impl TrainStep for DistillStep {
         let heads_only = self.options.heads_only(ctx.step, ctx.steps_per_epoch);
         let (z, student_moclr) = self.student_forward(batch)?;
         let z = if heads_only { z.detach() } else { z };
-        let t0 = self.base.target(&batch.images)?;
+        let t0 = self.base.target(&batch.images, self.options.target)?;
         let r0 = self.heads[0].forward_t(&z, true)?;
         let mut base = Terms::default();
         base.add(&r0, &t0, &self.options)?;

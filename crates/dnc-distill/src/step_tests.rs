@@ -1,7 +1,7 @@
 //! Tests of the distillation step: routing, the loss value, K = 1, and learning.
 
 use super::*;
-use crate::{DistillOptions, HeadBatchNorm};
+use crate::{DistillOptions, DistillTarget, HeadBatchNorm};
 use dnc_core::SeededRng;
 use dnc_models::{Arch, BackboneConfig, ProjectorConfig};
 
@@ -9,7 +9,7 @@ fn small_model() -> EncoderConfig {
     EncoderConfig {
         backbone: BackboneConfig {
             arch: Arch::Tiny,
-            tiny_widths: vec![4, 8],
+            tiny_widths: vec![4, 12],
             ..BackboneConfig::default()
         },
         projector: ProjectorConfig {
@@ -120,7 +120,45 @@ fn images_of_one_cluster_train_the_base_head_and_their_expert_head_only() {
 
 #[test]
 fn loss_equals_the_two_regression_terms_computed_by_hand() {
-    let mut step = step_with(2);
+    for target in [DistillTarget::Projection, DistillTarget::Features] {
+        let (loss, expected) = loss_and_hand_computed(target);
+        assert!(
+            (loss - expected).abs() < 1e-5,
+            "{target:?}: {loss} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn feature_heads_read_and_predict_the_backbone_width() {
+    let options = DistillOptions {
+        target: DistillTarget::Features,
+        ..DistillOptions::default()
+    };
+    let step = step_with_options(2, options);
+    let width = step.student().backbone().out_dim();
+    assert_ne!(
+        width,
+        step.student().out_dim(),
+        "the test needs distinct widths"
+    );
+    for head in &step.heads {
+        assert_eq!(head.out_dim(), width);
+    }
+    let x = images(3, 4);
+    let features = step.student().forward_t(&x, false).unwrap().features;
+    let pred = step.heads[1].forward_t(&features, false).unwrap();
+    assert_eq!(pred.dims(), &[4, width]);
+}
+
+/// The step's loss on a fixed batch, and the same quantity computed per image from the public
+/// pieces with the layer of `target`.
+fn loss_and_hand_computed(target: DistillTarget) -> (f32, f32) {
+    let options = DistillOptions {
+        target,
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
     let x = images(2, 6);
     let clusters = vec![0, 1, 1, 0, 1, 1];
     let loss = step
@@ -129,11 +167,16 @@ fn loss_equals_the_two_regression_terms_computed_by_hand() {
         .loss
         .to_scalar::<f32>()
         .unwrap();
-    // The same quantities, per image, from the public pieces.
-    let z = step.student().forward_t(&x, true).unwrap().z;
-    let t0 = step.base.target(&x).unwrap().to_vec2::<f32>().unwrap();
+    let out = step.student().forward_t(&x, true).unwrap();
+    let input = target.layer(&out);
+    let t0 = step
+        .base
+        .target(&x, target)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let r0 = step.heads[0]
-        .forward_t(&z, true)
+        .forward_t(input, true)
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
@@ -144,13 +187,13 @@ fn loss_equals_the_two_regression_terms_computed_by_hand() {
         let rows: Vec<u32> = (0..6).filter(|&i| clusters[i as usize] == c).collect();
         let idx = Tensor::new(rows.as_slice(), &Device::Cpu).unwrap();
         let t = step.experts[c as usize]
-            .target(&x.index_select(&idx, 0).unwrap())
+            .target(&x.index_select(&idx, 0).unwrap(), target)
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
         // The default: the expert head's BatchNorm sees the whole batch; its own rows count.
         let r = step.heads[c as usize + 1]
-            .forward_t(&z, true)
+            .forward_t(input, true)
             .unwrap()
             .index_select(&idx, 0)
             .unwrap()
@@ -158,8 +201,7 @@ fn loss_equals_the_two_regression_terms_computed_by_hand() {
             .unwrap();
         expected += (0..rows.len()).map(|i| half_sq(&r[i], &t[i])).sum::<f32>();
     }
-    expected /= 6.0;
-    assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    (loss, expected / 6.0)
 }
 
 #[test]
@@ -212,7 +254,12 @@ fn teachers_stay_frozen_while_the_student_learns() {
     let mut step = step_with(2);
     let x = images(4, 8);
     let batch = DistillBatch::new(x.clone(), vec![0, 1, 0, 1, 0, 1, 0, 1]);
-    let base_before = step.base.target(&x).unwrap().to_vec2::<f32>().unwrap();
+    let base_before = step
+        .base
+        .target(&x, DistillTarget::Projection)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
         base_lr: 1.0,
         ..Default::default()
@@ -229,7 +276,11 @@ fn teachers_stay_frozen_while_the_student_learns() {
     }
     assert!(losses[14] < 0.7 * losses[0], "losses {losses:?}");
     assert_eq!(
-        step.base.target(&x).unwrap().to_vec2::<f32>().unwrap(),
+        step.base
+            .target(&x, DistillTarget::Projection)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap(),
         base_before
     );
 }
@@ -346,7 +397,7 @@ fn base_alone_is_distilled_when_there_are_no_experts() {
     // Cluster ids do not matter without experts.
     let loss = loss_of(&mut step, &x, &[3, 0, 9, 1]);
     let z = step.student().forward_t(&x, true).unwrap().z;
-    let t0 = step.base.target(&x).unwrap();
+    let t0 = step.base.target(&x, DistillTarget::Projection).unwrap();
     let r0 = step.heads[0].forward_t(&z, true).unwrap();
     let expected = ((r0 - t0).unwrap().sqr().unwrap().sum_all().unwrap())
         .to_scalar::<f32>()
@@ -386,7 +437,7 @@ fn contrastive_term_adds_weighted_info_nce_of_each_head() {
     let mut expected = 6.0
         * nce(
             &step.heads[0].forward_t(&z, true).unwrap(),
-            &step.base.target(&x).unwrap(),
+            &step.base.target(&x, DistillTarget::Projection).unwrap(),
         );
     for c in 0..2u32 {
         let idx = Tensor::new(&[3 * c, 3 * c + 1, 3 * c + 2], &Device::Cpu).unwrap();
@@ -396,7 +447,7 @@ fn contrastive_term_adds_weighted_info_nce_of_each_head() {
             .index_select(&idx, 0)
             .unwrap();
         let target = step.experts[c as usize]
-            .target(&x.index_select(&idx, 0).unwrap())
+            .target(&x.index_select(&idx, 0).unwrap(), DistillTarget::Projection)
             .unwrap();
         expected += 3.0 * nce(&pred, &target);
     }

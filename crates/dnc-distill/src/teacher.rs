@@ -1,5 +1,6 @@
 //! A frozen teacher: an encoder evaluated with BatchNorm running statistics and no gradient.
 
+use crate::options::DistillTarget;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use dnc_core::l2_normalize;
@@ -23,12 +24,12 @@ impl Teacher {
         })
     }
 
-    /// The teacher's L2-normalised projection of `images` (evaluation mode, detached).
+    /// The teacher's L2-normalised `layer` of `images` (evaluation mode, detached).
     ///
     /// # Shapes
-    /// `images`: `[N, 3, H, W]` → `[N, out]`.
-    pub fn target(&self, images: &Tensor) -> Result<Tensor> {
-        let z = self.encoder.forward_t(images, false)?.z;
-        Ok(l2_normalize(&z)?.detach())
+    /// `images`: `[N, 3, H, W]` → `[N, out]` (projection) or `[N, D]` (backbone features).
+    pub fn target(&self, images: &Tensor, layer: DistillTarget) -> Result<Tensor> {
+        let out = self.encoder.forward_t(images, false)?;
+        Ok(l2_normalize(layer.layer(&out))?.detach())
     }
 }

@@ -285,6 +285,9 @@ pub struct DistillConfig {
     /// with the base's temperature and EMA momentum) beside the regression. Default 1; 0 with
     /// `head_init = "random"` is the paper's recipe.
     pub student_moclr_weight: f64,
+    /// The layer the heads read from the student and regress on every teacher: `projection`
+    /// (the paper) or `features` (the backbone features, which evaluation reads).
+    pub target_layer: dnc_distill::DistillTarget,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub log_every: usize,
@@ -307,6 +310,7 @@ impl Default for DistillConfig {
             contrastive_weight: options.contrastive_weight,
             contrastive_temperature: options.contrastive_temperature,
             student_moclr_weight: 1.0,
+            target_layer: options.target,
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,
@@ -420,6 +424,7 @@ impl RunConfig {
                 temperature: self.base.objective.temperature,
                 ema_momentum: self.base.ema_momentum,
             }),
+            target: d.target_layer,
         }
     }
 

@@ -191,8 +191,9 @@ struct Shared {
 impl Context<'_> {
     fn compute(&self, inputs: &Inputs) -> Result<Diagnostics, PipelineError> {
         let (shared, student) = self.shared(inputs)?;
-        let student_z = &shared.student.1.z;
-        let fidelity = head_fidelity(&student, 0, "base", student_z, None, Some(&shared.base.1))?;
+        let (target, student_test) = (self.run.cfg.distill.target_layer, &shared.student.1);
+        let base_test = Some(&shared.base.1);
+        let fidelity = head_fidelity(&student, 0, "base", target, student_test, None, base_test)?;
         let mut fidelity: Vec<HeadFidelity> = fidelity.into_iter().collect();
         let mut clusters = Vec::new();
         let (mut bank_blocks, mut test_blocks) = (Blocks::default(), Blocks::default());
@@ -212,7 +213,8 @@ impl Context<'_> {
                 &student,
                 c + 1,
                 &teacher,
-                student_z,
+                target,
+                student_test,
                 rows,
                 exp_test.as_ref(),
             )?;

@@ -9,6 +9,7 @@ use crate::features::embed_dataset;
 use crate::run::Run;
 use candle_core::Tensor;
 use dnc_data::{Dataset, ImageItem};
+use dnc_distill::DistillTarget;
 use dnc_models::{Encoder, Precision};
 use std::sync::Arc;
 
@@ -23,6 +24,16 @@ pub(super) struct Pass {
     /// Dataset index of every row.
     pub(super) indices: Vec<usize>,
     pub(super) labels: Vec<u32>,
+}
+
+impl Pass {
+    /// The rows' layer that distillation heads of `target` read (student) or regress (teacher).
+    pub(super) fn layer_of(&self, target: DistillTarget) -> &Tensor {
+        match target {
+            DistillTarget::Projection => &self.z,
+            DistillTarget::Features => &self.features,
+        }
+    }
 }
 
 /// One pass of `encoder` (evaluation mode) over `data`, which must be labelled and non-empty.

@@ -6,8 +6,9 @@ use super::compute::{head_ids, mean_cosine};
 use super::passes::{Pass, rows};
 use crate::error::PipelineError;
 use crate::run::Run;
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use candle_nn::VarBuilder;
+use dnc_distill::DistillTarget;
 use dnc_models::{Encoder, RegressionHead};
 use std::path::Path;
 
@@ -24,30 +25,31 @@ pub(super) fn load_student(run: &Run, path: &Path) -> Result<Student, PipelineEr
     let ids = head_ids(tensors.keys().map(String::as_str));
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &run.device);
     let encoder = Encoder::new(&run.cfg.model, vb.clone()).map_err(named)?;
-    let head_cfg = run.cfg.model.projector.regression_head();
+    let (in_dim, head_cfg) = run
+        .cfg
+        .distill
+        .target_layer
+        .head_shape(&run.cfg.model, &encoder);
     let heads = ids
         .into_iter()
         .map(|h| {
-            let head = RegressionHead::new(
-                encoder.out_dim(),
-                &head_cfg,
-                vb.pp("heads").pp(h.to_string()),
-            );
+            let head = RegressionHead::new(in_dim, &head_cfg, vb.pp("heads").pp(h.to_string()));
             head.map(|head| (h, head)).map_err(named)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Student { encoder, heads })
 }
 
-/// Mean cosine of head `head`'s prediction from the student's test projections `student_z` (rows
-/// `selected`, or all) with the teacher's L2-normalised projections of the same images
-/// (`teacher_pass.z`, `None` when there are no such images); `None` when the student file has no
-/// such head.
+/// Mean cosine of head `head`'s prediction from the student's test pass (rows `selected`, or all)
+/// with the teacher's layer of the same images (`teacher_pass`, `None` when there are no such
+/// images), the layer being `target` (what the heads were trained on); `None` when the student
+/// file has no such head.
 pub(super) fn head_fidelity(
     student: &Student,
     head: usize,
     teacher: &str,
-    student_z: &Tensor,
+    target: DistillTarget,
+    student_pass: &Pass,
     selected: Option<&[u32]>,
     teacher_pass: Option<&Pass>,
 ) -> Result<Option<HeadFidelity>, PipelineError> {
@@ -56,12 +58,16 @@ pub(super) fn head_fidelity(
     };
     let (n, mean_cosine) = match teacher_pass {
         Some(pass) => {
-            let z = match selected {
-                Some(selected) => rows(student_z, selected)?,
-                None => student_z.clone(),
+            let input = student_pass.layer_of(target);
+            let input = match selected {
+                Some(selected) => rows(input, selected)?,
+                None => input.clone(),
             };
-            let pred = module.forward_t(&z, false)?;
-            (pass.labels.len(), mean_cosine(&pred, &pass.z)?)
+            let pred = module.forward_t(&input, false)?;
+            (
+                pass.labels.len(),
+                mean_cosine(&pred, pass.layer_of(target))?,
+            )
         }
         None => (0, None),
     };
