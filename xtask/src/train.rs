@@ -15,7 +15,8 @@ pub(crate) struct TrainArgs {
     /// Experiment configuration (TOML); default `configs/fixtures.toml`.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dataset folder holding `train/` and `test/` class folders (overrides the config).
+    /// Dataset folder holding `train/` and `test/` class folders, or any folder tree of
+    /// images to train on without labels (overrides the config).
     #[arg(long)]
     data: Option<PathBuf>,
     /// `cpu`, `cuda:N` or `auto` (overrides the config).
@@ -48,6 +49,44 @@ pub(crate) struct TrainArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
+}
+
+/// An existing run keeps the configuration it was created with (its `config.toml`): options
+/// that would change it are refused rather than silently dropped.
+fn refuse_new_run_options(args: &TrainArgs, out: &Path) -> Result<()> {
+    let mut given = Vec::new();
+    // `--config` alone names the run (its directory comes from the file name); with `--out`
+    // it would be a second configuration for the same run.
+    if args.config.is_some() && args.out.is_some() {
+        given.push("--config");
+    }
+    for (set, name) in [
+        (args.data.is_some(), "--data"),
+        (args.baseline, "--baseline"),
+        (args.init_from.is_some(), "--init-from"),
+        (args.devices.is_some(), "--devices"),
+        (!args.overrides.is_empty(), "--set"),
+    ] {
+        if set {
+            given.push(name);
+        }
+    }
+    if !given.is_empty() {
+        bail!(
+            "{} only apply to a new run; {} exists and keeps its config.toml (edit it there, or \
+             start a new run with --out)",
+            given.join(", "),
+            out.display()
+        );
+    }
+    if let Some(config) = &args.config {
+        eprintln!(
+            "continuing {} with its own config.toml; edits to {} since it was created do not apply",
+            out.display(),
+            config.display()
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn run(args: TrainArgs) -> Result<()> {
@@ -106,15 +145,8 @@ pub(crate) fn run(args: TrainArgs) -> Result<()> {
             init.arg("--set").arg(kv);
         }
         run_cmd(init.current_dir(&root))?;
-    } else if args.data.is_some()
-        || args.baseline
-        || args.init_from.is_some()
-        || !args.overrides.is_empty()
-    {
-        bail!(
-            "--data, --baseline, --init-from and --set only apply to a new run; {} exists",
-            out.display()
-        );
+    } else {
+        refuse_new_run_options(&args, &out)?;
     }
     for stage in select_stages(&dnc, &out, &args)? {
         if is_done(&out, &stage)? && args.only.is_none() && args.from.is_none() {
@@ -188,4 +220,46 @@ fn is_done(out: &Path, stage: &str) -> Result<bool> {
 /// A user-given path, relative to the directory `cargo xtask` was started in.
 fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(std::env::current_dir()?.join(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn refusal(argv: &[&str]) -> Option<String> {
+        let cli = Cli::parse_from(std::iter::once("train").chain(argv.iter().copied()));
+        refuse_new_run_options(&cli.args, Path::new("runs/x"))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_of_a_new_run_are_refused_when_continuing_one() {
+        assert_eq!(refusal(&["--resume"]), None);
+        assert_eq!(refusal(&["--resume", "--config", "configs/x.toml"]), None);
+        assert_eq!(refusal(&["--from", "eval", "--out", "runs/x"]), None);
+        let msg = refusal(&[
+            "--resume",
+            "--config",
+            "c.toml",
+            "--out",
+            "runs/x",
+            "--devices",
+            "cpu,cpu",
+            "--set",
+            "base.epochs=2",
+        ])
+        .unwrap();
+        assert!(
+            msg.starts_with("--config, --devices, --set only apply to a new run; runs/x exists"),
+            "{msg}"
+        );
+    }
 }

@@ -12,7 +12,8 @@ pub(crate) struct ConfigArgs {
     /// Experiment configuration (TOML). Without it, the built-in defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Folder holding `train/` and `test/` class folders (overrides `data.root`).
+    /// Folder holding `train/` and `test/` class folders (sets `data.root`), or any other
+    /// folder of images, at any depth, to train on without labels (sets `data.train`).
     #[arg(long)]
     data: Option<PathBuf>,
     /// `cpu`, `cuda:N` or `auto` (overrides `device`).
@@ -111,8 +112,15 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
         toml::from_str(&text).with_context(|| format!("{origin} is not valid TOML"))?;
     let mut overrides = args.overrides.clone();
     if let Some(data) = &args.data {
+        // A folder with train/ is the labelled layout; any other folder is a tree of images to
+        // train on, without labels.
+        let key = if data.join("train").is_dir() {
+            "data.root"
+        } else {
+            "data.train"
+        };
         overrides.push(format!(
-            "data.root={}",
+            "{key}={}",
             toml::Value::String(data.display().to_string())
         ));
     }
@@ -133,8 +141,17 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
     let mut cfg: RunConfig = doc
         .try_into()
         .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {e}"))?;
-    if let Ok(abs) = std::fs::canonicalize(&cfg.data.root) {
-        cfg.data.root = abs;
+    for path in [
+        Some(&mut cfg.data.root),
+        cfg.data.train.as_mut(),
+        cfg.eval.data.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(abs) = std::fs::canonicalize(&*path) {
+            *path = abs;
+        }
     }
     Ok(cfg)
 }

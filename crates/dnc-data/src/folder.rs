@@ -11,11 +11,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use image::RgbImage;
+use image::{ImageDecoder, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
-use crate::scan::{Layout, scan};
+use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::{DataError, Dataset};
 
 /// What to do with an image that cannot be read or decoded.
@@ -75,8 +75,13 @@ struct LoadFailure {
     message: String,
 }
 
-/// Images under a root folder: `root/<class>/<file>` (labels from the sorted class names) or
-/// `root/<file>` (unlabelled). Files are ordered by class, then by file name; `.jpg`, `.jpeg` and
+/// A class folder whose name starts with this holds images without a label (e.g. the
+/// out-of-distribution distractors of an uncurated set, `~distractors`): they are trained on, and
+/// left out of every class count, accuracy and cluster score.
+pub const UNLABELLED_PREFIX: char = '~';
+
+/// Images under a root folder: `root/<class>/<file>` (labels from the sorted class names; a
+/// folder named `~…` is unlabelled, [`UNLABELLED_PREFIX`]) or `root/<file>` (unlabelled). Files are ordered by class, then by file name; `.jpg`, `.jpeg` and
 /// `.png` files (any case) are images, other files are ignored. Decoding happens in
 /// [`Dataset::get`].
 pub struct ImageFolder {
@@ -84,6 +89,7 @@ pub struct ImageFolder {
     classes: Vec<String>,
     paths: Vec<PathBuf>,
     labels: Vec<Option<u32>>,
+    scan_counts: ScanCounts,
     on_corrupt: OnCorrupt,
     cache: Option<Vec<OnceLock<Result<RgbImage, LoadFailure>>>>,
     corrupt: Mutex<BTreeMap<usize, PathBuf>>,
@@ -108,7 +114,7 @@ impl ImageFolder {
     pub fn open(root: impl AsRef<Path>, config: &ImageFolderConfig) -> Result<Self, DataError> {
         config.validate()?;
         let root = root.as_ref().to_path_buf();
-        let (classes, mut paths, mut labels) = match scan(&root)? {
+        let (classes, paths, labels) = match scan(&root)? {
             Layout::Flat(paths) => {
                 let labels = vec![None; paths.len()];
                 (Vec::new(), paths, labels)
@@ -116,14 +122,58 @@ impl ImageFolder {
             Layout::Classes(list) => {
                 let mut classes = Vec::with_capacity(list.len());
                 let (mut paths, mut labels) = (Vec::new(), Vec::new());
-                for (label, (name, files)) in list.into_iter().enumerate() {
-                    labels.extend(std::iter::repeat_n(Some(label as u32), files.len()));
+                for (name, files) in list {
+                    let label = if name.starts_with(UNLABELLED_PREFIX) {
+                        None
+                    } else {
+                        classes.push(name);
+                        Some(classes.len() as u32 - 1)
+                    };
+                    labels.extend(std::iter::repeat_n(label, files.len()));
                     paths.extend(files);
-                    classes.push(name);
                 }
                 (classes, paths, labels)
             }
         };
+        Self::build(root, classes, paths, labels, ScanCounts::default(), config)
+    }
+
+    /// Every image under `root` at any depth, without labels: a photo dump, a crawl, an archive.
+    /// Symbolic links are followed (each folder once, so a cycle ends); hidden entries and files
+    /// that are not images are left out and counted ([`scan_counts`](Self::scan_counts)).
+    pub fn open_tree(
+        root: impl AsRef<Path>,
+        config: &ImageFolderConfig,
+    ) -> Result<Self, DataError> {
+        config.validate()?;
+        let root = root.as_ref().to_path_buf();
+        let tree = scan_tree(&root)?;
+        if tree.images.is_empty() {
+            return Err(DataError::NoImages { path: root });
+        }
+        let c = &tree.counts;
+        if c.hidden + c.not_images + c.revisited + c.unreadable > 0 {
+            tracing::info!(
+                root = %root.display(),
+                hidden = c.hidden,
+                not_images = c.not_images,
+                links_seen_twice = c.revisited,
+                unreadable = c.unreadable,
+                "entries left out of the image tree"
+            );
+        }
+        let labels = vec![None; tree.images.len()];
+        Self::build(root, Vec::new(), tree.images, labels, tree.counts, config)
+    }
+
+    fn build(
+        root: PathBuf,
+        classes: Vec<String>,
+        mut paths: Vec<PathBuf>,
+        mut labels: Vec<Option<u32>>,
+        scan_counts: ScanCounts,
+        config: &ImageFolderConfig,
+    ) -> Result<Self, DataError> {
         if let Some(n) = config.limit {
             let keep = limit_indices(&root, &classes, &labels, n)?;
             paths = keep.iter().map(|&i| paths[i].clone()).collect();
@@ -143,6 +193,7 @@ impl ImageFolder {
             classes,
             paths,
             labels,
+            scan_counts,
             on_corrupt: config.on_corrupt,
             cache,
             corrupt: Mutex::new(BTreeMap::new()),
@@ -167,6 +218,11 @@ impl ImageFolder {
     /// The label of every image, in index order.
     pub fn labels(&self) -> Vec<Option<u32>> {
         self.labels.clone()
+    }
+
+    /// What the scan left out (hidden entries, files that are not images, links seen twice).
+    pub fn scan_counts(&self) -> &ScanCounts {
+        &self.scan_counts
     }
 
     /// The file of image `index`.
@@ -251,16 +307,51 @@ impl Dataset for ImageFolder {
     }
 }
 
-/// Reads and decodes one file (format from its content), converting to 8-bit RGB.
+/// Whether a JPEG stream ends its last scan: an end-of-image marker (`FF D9`) after the last
+/// start-of-scan (`FF DA`). Inside scan data a `FF` byte is always stuffed or a restart marker,
+/// and an EXIF thumbnail's markers come before the main image's scans.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| move |w: &[u8]| w == [0xFF, m];
+    match bytes.windows(2).rposition(marker(0xDA)) {
+        Some(sos) => bytes[sos..].windows(2).any(marker(0xD9)),
+        None => false,
+    }
+}
+
+/// Reads and decodes one file (format from its content, the first frame of an animation),
+/// applies its EXIF orientation, and converts any colour mode (greyscale, palette, alpha, 16-bit,
+/// CMYK) to 8-bit RGB.
 fn decode(path: &Path) -> Result<RgbImage, LoadFailure> {
     let bytes = std::fs::read(path).map_err(|e| LoadFailure {
         io_kind: Some(e.kind()),
         message: e.to_string(),
     })?;
-    let image = image::load_from_memory(&bytes).map_err(|e| LoadFailure {
+    let bad = |e: image::ImageError| LoadFailure {
         io_kind: None,
         message: e.to_string(),
-    })?;
+    };
+    if bytes.is_empty() {
+        return Err(LoadFailure {
+            io_kind: None,
+            message: "the file is empty".into(),
+        });
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.into()))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+        // The JPEG decoder fills a cut-off scan with grey rather than failing.
+        return Err(LoadFailure {
+            io_kind: None,
+            message: "truncated JPEG: no end-of-image marker after the last scan".into(),
+        });
+    }
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
+    image.apply_orientation(orientation);
     Ok(image.into_rgb8())
 }
 
@@ -281,9 +372,16 @@ fn limit_indices(
         }
         return Ok((0..n).collect());
     }
-    let ids: Vec<u32> = labels.iter().map(|l| l.unwrap_or(0)).collect();
-    balanced_subset_named(&ids, classes.len(), n, |c| {
-        root.join(&classes[c]).display().to_string()
+    // Images of unlabelled folders form one more group of the balanced choice.
+    let unlabelled = classes.len() as u32;
+    let groups = classes.len() + usize::from(labels.contains(&None));
+    let ids: Vec<u32> = labels.iter().map(|l| l.unwrap_or(unlabelled)).collect();
+    balanced_subset_named(&ids, groups, n, |c| match classes.get(c) {
+        Some(class) => root.join(class).display().to_string(),
+        None => format!(
+            "the unlabelled folders (`{UNLABELLED_PREFIX}…`) of {}",
+            root.display()
+        ),
     })
 }
 

@@ -284,3 +284,174 @@ fn config_reads_from_toml_and_rejects_unknown_keys() {
     let back: ImageFolderConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn tilde_folders_hold_unlabelled_images_beside_the_classes() {
+    let tmp = class_tree(); // cat: 3, dog: 2, emu: 3
+    write_png(&tmp.path().join("~distractors/n1.png"), 30);
+    write_png(&tmp.path().join("~distractors/n2.png"), 31);
+    let f = ImageFolder::open(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    assert_eq!(f.classes(), ["cat", "dog", "emu"]);
+    assert!(f.is_labelled());
+    assert_eq!(f.len(), 10);
+    let labels = f.labels();
+    assert_eq!(labels[..8].iter().flatten().count(), 8);
+    assert_eq!(labels[8..], [None, None]);
+    assert_eq!(f.get(9).unwrap().label, None);
+    // A limit takes the unlabelled folders as one more group: 8 = 2 of each of 4 groups.
+    let limited = ImageFolder::open(
+        tmp.path(),
+        &ImageFolderConfig {
+            limit: Some(8),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(limited.labels().iter().filter(|l| l.is_none()).count(), 2);
+}
+
+/// A JPEG of `image` with an EXIF APP1 segment whose orientation tag is `orientation`.
+fn jpeg_with_orientation(image: &RgbImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageRgb8(image.clone())
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    // "Exif\0\0", a big-endian TIFF header, one IFD entry: 0x0112 SHORT 1 = orientation.
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    exif.extend(orientation.to_be_bytes());
+    exif.extend([0, 0, 0, 0, 0, 0]);
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((exif.len() + 2) as u16).to_be_bytes());
+    out.extend(exif);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn a_tree_of_any_depth_and_format_is_read_without_labels() {
+    use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    let deep = r.join("2019/06/trip/day1/cam/raw");
+    fs::create_dir_all(&deep).unwrap();
+    let wide = RgbImage::from_fn(8, 4, |x, y| Rgb([x as u8 * 30, y as u8 * 60, 200]));
+    let save = |path: &Path, image: DynamicImage, format: ImageFormat| {
+        image.save_with_format(path, format).unwrap();
+    };
+    save(
+        &deep.join("a.webp"),
+        DynamicImage::ImageRgb8(wide.clone()),
+        ImageFormat::WebP,
+    );
+    save(
+        &r.join("2019/b.bmp"),
+        DynamicImage::ImageRgb8(wide.clone()),
+        ImageFormat::Bmp,
+    );
+    save(
+        &r.join("2019/06/c.gif"),
+        DynamicImage::ImageRgb8(wide.clone()),
+        ImageFormat::Gif,
+    );
+    save(
+        &r.join("d.tiff"),
+        DynamicImage::ImageRgb8(wide.clone()),
+        ImageFormat::Tiff,
+    );
+    let rgba = RgbaImage::from_pixel(5, 5, Rgba([10, 20, 30, 0]));
+    save(
+        &r.join("e.png"),
+        DynamicImage::ImageRgba8(rgba),
+        ImageFormat::Png,
+    );
+    let grey16 = image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(3, 3, image::Luma([65535]));
+    save(
+        &r.join("f16.png"),
+        DynamicImage::ImageLuma16(grey16),
+        ImageFormat::Png,
+    );
+    // A JPEG without an extension, one rotated by EXIF (6: turn 90° clockwise), one cut short.
+    save(
+        &r.join("photo"),
+        DynamicImage::ImageRgb8(wide.clone()),
+        ImageFormat::Jpeg,
+    );
+    fs::write(r.join("2019/rotated.jpg"), jpeg_with_orientation(&wide, 6)).unwrap();
+    let whole = fs::read(r.join("photo")).unwrap();
+    fs::write(r.join("2019/06/cut.jpg"), &whole[..whole.len() * 2 / 3]).unwrap();
+    // Left out: hidden entries, other files; a link back up the tree is entered once.
+    fs::create_dir_all(r.join(".thumbnails")).unwrap();
+    pattern(1).save(r.join(".thumbnails/t.png")).unwrap();
+    pattern(2).save(r.join(".hidden.png")).unwrap();
+    fs::write(r.join("2019/notes.txt"), b"trip notes").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        std::os::unix::fs::symlink(r.join("2019"), deep.join("loop")).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+        pattern(3).save(r.join("2019/06").join(name)).unwrap();
+    }
+
+    let config = ImageFolderConfig {
+        on_corrupt: OnCorrupt::Skip,
+        ..Default::default()
+    };
+    let f = ImageFolder::open_tree(r, &config).unwrap();
+    assert!(!f.is_labelled());
+    let expected = if cfg!(unix) { 10 } else { 9 };
+    assert_eq!(
+        f.len(),
+        expected,
+        "{:?}",
+        (0..f.len()).map(|i| f.path(i)).collect::<Vec<_>>()
+    );
+    let counts = f.scan_counts();
+    assert_eq!((counts.hidden, counts.not_images), (2, 1));
+    if cfg!(unix) {
+        assert_eq!(counts.revisited, 1, "the link cycle is entered once");
+    }
+    let mut read = 0;
+    for i in 0..f.len() {
+        let path = f.path(i).unwrap().to_path_buf();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match f.get(i) {
+            Ok(item) => {
+                read += 1;
+                assert_eq!(item.label, None);
+                let (w, h) = item.image.dimensions();
+                match name.as_str() {
+                    "rotated.jpg" => assert_eq!((w, h), (4, 8), "EXIF orientation applied"),
+                    "a.webp" | "b.bmp" | "c.gif" | "d.tiff" | "photo" => {
+                        assert_eq!((w, h), (8, 4), "{name}")
+                    }
+                    "e.png" => assert_eq!(item.image.get_pixel(0, 0), &Rgb([10, 20, 30])),
+                    "f16.png" => assert_eq!(item.image.get_pixel(1, 1), &Rgb([255, 255, 255])),
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                assert!(e.is_skipped(), "{e}");
+                assert_eq!(name, "cut.jpg", "{e}");
+                assert!(e.to_string().contains("truncated JPEG"), "{e}");
+            }
+        }
+    }
+    assert_eq!(read, expected - 1);
+    assert_eq!(f.corrupt_count(), 1);
+}
+
+#[test]
+fn an_empty_tree_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+    fs::write(tmp.path().join("a/b/readme.md"), b"no images here").unwrap();
+    let err = ImageFolder::open_tree(tmp.path(), &ImageFolderConfig::default()).unwrap_err();
+    assert!(
+        err.to_string().contains(&tmp.path().display().to_string()),
+        "{err}"
+    );
+}

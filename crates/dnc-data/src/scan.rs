@@ -1,14 +1,126 @@
-//! Scanning a data folder: class subfolders or a flat folder of images.
+//! Scanning a data folder: class subfolders, a flat folder of images, or a whole tree.
+//!
+//! A file is an image by its extension ([`IMAGE_EXTENSIONS`]) or, without one of those, by its
+//! first bytes (a JPEG saved as `photo`, a PNG named `.dat`). Names starting with `.` are hidden
+//! and left out.
 
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use crate::DataError;
 
 /// The extensions read as images, compared case-insensitively.
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+pub const IMAGE_EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "jfif",
+];
+
+/// What a scan of a tree found besides its images.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanCounts {
+    /// Hidden files and folders (names starting with `.`), not entered.
+    pub hidden: usize,
+    /// Files that are not images, by extension and by content.
+    pub not_images: usize,
+    /// Folders reached a second time through a symbolic link (a cycle, or two links to one
+    /// folder), entered once.
+    pub revisited: usize,
+    /// Entries whose type could not be read (e.g. a broken link without an image extension).
+    pub unreadable: usize,
+}
+
+/// The images of a tree, sorted by path, and what was left out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Tree {
+    pub(crate) images: Vec<PathBuf>,
+    pub(crate) counts: ScanCounts,
+}
+
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Whether the file's first bytes are those of a format the decoder reads.
+fn has_image_content(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
+    let mut len = 0;
+    while len < head.len() {
+        match file.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return false,
+        }
+    }
+    image::guess_format(&head[..len]).is_ok_and(|f| f.reading_enabled())
+}
+
+/// Whether a file is read as an image: by extension, else by content.
+fn is_image_file(path: &Path, name: &OsStr) -> bool {
+    is_image_name(name) || has_image_content(path)
+}
+
+/// Every image under `root`, at any depth, following symbolic links (each folder entered once,
+/// so a link cycle ends), in path order.
+pub(crate) fn scan_tree(root: &Path) -> Result<Tree, DataError> {
+    check_folder(root)?;
+    let mut tree = Tree::default();
+    let mut visited = BTreeSet::new();
+    let canonical = fs::canonicalize(root).map_err(|source| DataError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    visited.insert(canonical);
+    let mut pending = vec![root.to_path_buf()];
+    // Depth first, children in name order: the same order on every machine.
+    while let Some(dir) = pending.pop() {
+        let mut entries: Vec<(OsString, PathBuf)> = fs::read_dir(&dir)
+            .map_err(|source| DataError::Io {
+                path: dir.clone(),
+                source,
+            })?
+            .map(|e| {
+                e.map(|e| (e.file_name(), e.path()))
+                    .map_err(|source| DataError::Io {
+                        path: dir.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        let mut subdirs = Vec::new();
+        for (name, path) in entries {
+            if is_hidden(&name) {
+                tree.counts.hidden += 1;
+                continue;
+            }
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => match fs::canonicalize(&path) {
+                    Ok(real) => {
+                        if visited.insert(real) {
+                            subdirs.push(path);
+                        } else {
+                            tree.counts.revisited += 1;
+                        }
+                    }
+                    Err(_) => tree.counts.unreadable += 1,
+                },
+                Ok(_) if is_image_file(&path, &name) => tree.images.push(path),
+                Ok(_) => tree.counts.not_images += 1,
+                // Reported when loaded, like any unreadable image.
+                Err(_) if is_image_name(&name) => tree.images.push(path),
+                Err(_) => tree.counts.unreadable += 1,
+            }
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    tree.images.sort();
+    Ok(tree)
+}
 
 /// What a data folder holds.
 #[derive(Debug, PartialEq)]
@@ -96,10 +208,13 @@ fn list(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
         let entry = entry.map_err(io)?;
         let path = entry.path();
         let name = entry.file_name();
+        if is_hidden(&name) {
+            continue;
+        }
         let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
         if is_dir {
             dirs.push((name, path));
-        } else if is_image_name(&name) {
+        } else if is_image_file(&path, &name) {
             images.push((name, path));
         }
     }
@@ -117,10 +232,12 @@ mod tests {
 
     #[test]
     fn image_extensions_are_case_insensitive() {
-        for name in ["a.jpg", "b.JPEG", "c.Png", "d.e.jpg"] {
+        for name in [
+            "a.jpg", "b.JPEG", "c.Png", "d.e.jpg", "e.webp", "f.TIF", "g.gif",
+        ] {
             assert!(is_image_name(OsStr::new(name)), "{name}");
         }
-        for name in ["a.txt", "jpg", "b.gif", ".png.bak", "c"] {
+        for name in ["a.txt", "jpg", "b.svg", ".png.bak", "c"] {
             assert!(!is_image_name(OsStr::new(name)), "{name}");
         }
     }

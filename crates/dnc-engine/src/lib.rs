@@ -29,4 +29,4 @@ pub use optim::{
 };
 pub use report::{BestRecord, EpochSummary, FitOutcome, FitReport, RunningMeans};
 pub use schedule::{LrSchedule, scaled_lr, warmup_steps};
-pub use step::{BatchSource, StepContext, StepOutput, TrainStep};
+pub use step::{BatchSource, EpochBatches, StepContext, StepOutput, TrainStep};

@@ -92,6 +92,10 @@ pub trait TrainStep {
     }
 }
 
+/// The positions of one epoch as a [`BatchSource`] yields them: a batch, `None` for a position
+/// without enough examples to train on, or the error that ends the epoch.
+pub type EpochBatches<'a, B, E> = Box<dyn Iterator<Item = Result<Option<B>, E>> + 'a>;
+
 /// A sequence of epochs of batches, deterministic given `(epoch, position)`, so that a resumed
 /// run sees exactly the batches an uninterrupted one would have seen.
 pub trait BatchSource {
@@ -107,10 +111,13 @@ pub trait BatchSource {
     /// (`lr = base_lr · batch_size / 256`).
     fn batch_size(&self) -> usize;
 
-    /// The batches of `epoch`, starting after the first `skip_batches` ones.
+    /// The batches of `epoch`, starting after the first `skip_batches` ones: one item per
+    /// position of the epoch, `None` for a position left without enough examples to train on
+    /// (e.g. every image of the batch was unreadable). A `None` position still counts as a
+    /// step of the schedule, with no update, so positions and steps stay aligned for resume.
     fn epoch(
         &self,
         epoch: usize,
         skip_batches: usize,
-    ) -> Box<dyn Iterator<Item = Result<Self::Batch, Self::Error>> + '_>;
+    ) -> EpochBatches<'_, Self::Batch, Self::Error>;
 }

@@ -60,6 +60,10 @@ pub enum Method {
 pub struct DataConfig {
     /// Folder holding `train/` and `test/` (class subfolders; labels are used only to evaluate).
     pub root: PathBuf,
+    /// An image tree to train on instead of `<root>/train`: any folder of images at any depth,
+    /// without labels (a photo dump, a crawl, an archive). Evaluation then reads `eval.data`,
+    /// or is left out when that is not set.
+    pub train: Option<PathBuf>,
     /// Class-balanced subset of the train split (0 = all images).
     pub train_limit: usize,
     /// Class-balanced subset of the test split (0 = all images).
@@ -84,6 +88,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             root: PathBuf::from("fixtures/cifar10-mini"),
+            train: None,
             train_limit: 0,
             test_limit: 0,
             eval_bank: None,
@@ -322,6 +327,10 @@ impl Default for DistillConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
+    /// A labelled folder (`train/` and `test/` class folders) to evaluate on: the k-NN bank
+    /// and probe training set, and the test split. Unset, evaluation reads `data.root`, unless
+    /// `data.train` names the training images, in which case the run has no accuracy.
+    pub data: Option<PathBuf>,
     pub knn: KnnConfig,
     pub linear: LinearProbeConfig,
     /// Train the linear probe too (k-NN is always computed).
@@ -342,6 +351,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
+            data: None,
             knn: KnnConfig::default(),
             linear: LinearProbeConfig::default(),
             linear_probe: true,

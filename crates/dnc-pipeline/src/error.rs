@@ -18,6 +18,16 @@ pub enum PipelineError {
     NotARun(PathBuf),
     #[error("stage {stage:?} needs stage {needs:?} to be done first")]
     StageOrder { stage: String, needs: String },
+    /// Another process runs stages in this run directory.
+    #[error(
+        "{path}: the run is in use by process {pid} on {host}; wait for it, or remove the lock \
+         once that process is gone"
+    )]
+    Locked {
+        path: PathBuf,
+        pid: u32,
+        host: String,
+    },
     #[error("unknown stage {0:?}")]
     UnknownStage(String),
     #[error("{path}: {source}")]

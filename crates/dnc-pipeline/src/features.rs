@@ -19,6 +19,47 @@ pub(crate) struct Embedded {
     pub labels: Vec<Option<u32>>,
 }
 
+impl Embedded {
+    /// The rows with a label, and those labels: what accuracy is measured on. Images of
+    /// unlabelled folders (`~distractors`) in a labelled split are left out.
+    pub(crate) fn labelled(self) -> Result<Labelled, PipelineError> {
+        if self.labels.iter().all(Option::is_some) {
+            return Ok(Labelled {
+                labels: self.labels.into_iter().flatten().collect(),
+                outputs: self.outputs,
+                indices: self.indices,
+            });
+        }
+        let rows: Vec<u32> = (0..self.labels.len() as u32)
+            .filter(|&r| self.labels[r as usize].is_some())
+            .collect();
+        let device = match self.outputs.first() {
+            Some(t) => t.device().clone(),
+            None => Device::Cpu,
+        };
+        let ids = Tensor::new(rows.as_slice(), &device)?;
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|t| t.index_select(&ids, 0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let indices = rows.iter().map(|&r| self.indices[r as usize]).collect();
+        let labels = self.labels.into_iter().flatten().collect();
+        Ok(Labelled {
+            outputs,
+            indices,
+            labels,
+        })
+    }
+}
+
+/// The labelled rows of an [`Embedded`] pass.
+pub(crate) struct Labelled {
+    pub outputs: Vec<Tensor>,
+    pub indices: Vec<usize>,
+    pub labels: Vec<u32>,
+}
+
 /// The evaluation transform matching the training views' size and normalisation.
 pub(crate) fn eval_config(run: &RunConfig) -> EvalConfig {
     let view = &run.augment.view1;

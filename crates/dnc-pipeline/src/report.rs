@@ -47,23 +47,33 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
     let cfg = &run.cfg;
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", cfg.name);
+    let data = match &cfg.data.train {
+        Some(tree) => format!("the image tree `{}`", tree.display()),
+        None => format!("`{}`", cfg.data.root.display()),
+    };
     let _ = writeln!(
         md,
-        "Data `{}` (train limit {}, test limit {}); backbone `{:?}`; method `{:?}`; seed {}.\n",
-        cfg.data.root.display(),
-        cfg.data.train_limit,
-        cfg.data.test_limit,
-        cfg.model.backbone.arch,
-        cfg.method,
-        cfg.seed
+        "Data {data} (train limit {}, test limit {}); backbone `{:?}`; method `{:?}`; seed {}.\n",
+        cfg.data.train_limit, cfg.data.test_limit, cfg.model.backbone.arch, cfg.method, cfg.seed
     );
-    md.push_str("## Results\n\nFrozen backbone features; k-NN: k = ");
-    let _ = writeln!(
-        md,
-        "{}, τ = {} on the test split with the train split as memory bank.\n",
-        cfg.eval.knn.k, cfg.eval.knn.temperature
-    );
-    md.push_str(&results_table(&summary));
+    md.push_str("## Results\n\n");
+    match crate::datasets::eval_root(cfg) {
+        Some(root) => {
+            let _ = writeln!(
+                md,
+                "Frozen backbone features of `{}`; k-NN: k = {}, τ = {} on the test split with \
+                 the train split as memory bank.\n",
+                root.display(),
+                cfg.eval.knn.k,
+                cfg.eval.knn.temperature
+            );
+            md.push_str(&results_table(&summary));
+        }
+        None => md.push_str(
+            "No accuracy: the run trains on an unlabelled tree and `eval.data` (a labelled \
+             folder with train/ and test/) is not set.\n",
+        ),
+    }
     md.push_str("\n## Stages\n\n| stage | done | wall time |\n|---|---|---|\n");
     for stage in run.stages() {
         if let Some(s) = summary.stages.get(stage.name()) {

@@ -2,6 +2,7 @@
 
 use crate::config::RunConfig;
 use crate::error::PipelineError;
+use crate::lock::RunLock;
 use crate::run_dir::{RunDir, StageStatus, write_atomic};
 use crate::stage::Stage;
 use crate::validate::validate;
@@ -56,11 +57,16 @@ impl Run {
         Ok(MetricsWriter::open(self.dir.metrics_path())?)
     }
 
-    /// Runs one stage and marks it done in `summary.json` with its wall time.
+    /// Runs one stage and marks it done in `summary.json` with its wall time. The stages that
+    /// read its results ([`Stage::downstream`]) are marked not done first, so a re-run that
+    /// fails never leaves older results looking current.
+    ///
+    /// The run directory's lock is held meanwhile: a second process is refused.
     ///
     /// Without `resume` the stage starts from scratch (its folder is cleared first); with it, a
     /// stage interrupted earlier continues from its last checkpoint.
     pub fn run_stage(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
+        let _lock = RunLock::acquire(self.dir.root())?;
         let summary = self.dir.read_summary()?;
         if let Some(needs) = stage.needs()
             && !summary.is_done(needs.name())
@@ -75,7 +81,19 @@ impl Run {
             std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
         }
         let earlier = summary.stages.get(stage.name()).map_or(0.0, |s| s.seconds);
+        let stale = stage.downstream();
         self.dir.update_summary(|s| {
+            // The later stages' results no longer follow from this one's until they run again.
+            for later in &stale {
+                if let Some(status) = s.stages.get_mut(later.name()) {
+                    status.done = false;
+                }
+            }
+            if stage == Stage::Eval || stale.contains(&Stage::Eval) {
+                s.eval.clear();
+                s.info.remove("eval");
+                s.info.remove("diagnostics");
+            }
             s.stages.insert(
                 stage.name().into(),
                 StageStatus {

@@ -6,6 +6,7 @@
 //!   summary.json     machine-readable results, updated as stages finish
 //!   metrics.jsonl    one JSON object per logged step or epoch
 //!   report.md        tables and PNG plots for people
+//!   lock             `pid host` of the process running a stage, while it runs
 //!   <stage>/         checkpoints (safetensors + state.json), written atomically
 //! ```
 

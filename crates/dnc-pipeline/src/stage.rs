@@ -59,6 +59,39 @@ impl Stage {
         }
     }
 
+    /// The stages whose outputs this one reads (`needs` is the last of them to finish).
+    fn reads(self) -> &'static [Stage] {
+        match self {
+            Self::Base | Self::Baseline => &[],
+            Self::Embed => &[Self::Base],
+            Self::Cluster => &[Self::Embed],
+            Self::Experts => &[Self::Base, Self::Cluster],
+            Self::Distill => &[Self::Base, Self::Cluster, Self::Experts],
+            // Every model, and the clusters for the diagnostics.
+            Self::Eval => &[
+                Self::Base,
+                Self::Embed,
+                Self::Cluster,
+                Self::Experts,
+                Self::Distill,
+                Self::Baseline,
+            ],
+        }
+    }
+
+    /// The stages whose results depend on this one's, directly or through others: when this
+    /// stage runs again, their results are stale.
+    pub fn downstream(self) -> Vec<Stage> {
+        let mut found = vec![self];
+        for stage in Self::ALL {
+            if stage.reads().iter().any(|r| found.contains(r)) {
+                found.push(stage);
+            }
+        }
+        found.remove(0);
+        found
+    }
+
     /// The stages a configuration runs, in order.
     pub fn plan(cfg: &RunConfig) -> Vec<Stage> {
         let mut stages = match cfg.method {
@@ -92,5 +125,25 @@ impl FromStr for Stage {
             .into_iter()
             .find(|st| st.name() == s)
             .ok_or_else(|| PipelineError::UnknownStage(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downstream_stages_are_every_stage_that_reads_the_results() {
+        use Stage::*;
+        assert_eq!(Base.downstream(), [Embed, Cluster, Experts, Distill, Eval]);
+        assert_eq!(Cluster.downstream(), [Experts, Distill, Eval]);
+        assert_eq!(Distill.downstream(), [Eval]);
+        assert_eq!(Baseline.downstream(), [Eval]);
+        assert!(Eval.downstream().is_empty());
+        for stage in Stage::ALL {
+            if let Some(needs) = stage.needs() {
+                assert!(needs.downstream().contains(&stage), "{stage} after {needs}");
+            }
+        }
     }
 }

@@ -147,11 +147,23 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         "must be at least 1",
     )?;
     check(
-        !cfg.data.root.as_os_str().is_empty(),
+        cfg.data.train.is_some() || !cfg.data.root.as_os_str().is_empty(),
         "data.root",
         "\"\"",
-        "must name the folder that holds train/ and test/",
-    )
+        "must name the folder that holds train/ and test/ (or set data.train)",
+    )?;
+    for (key, path) in [
+        ("data.train", &cfg.data.train),
+        ("eval.data", &cfg.eval.data),
+    ] {
+        check(
+            path.as_ref().is_none_or(|p| !p.as_os_str().is_empty()),
+            key,
+            "\"\"",
+            "must name a folder (or be left out)",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

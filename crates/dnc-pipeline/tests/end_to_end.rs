@@ -3,7 +3,7 @@
 
 mod common;
 
-use dnc_pipeline::{Run, RunConfig, Stage, load_assignments};
+use dnc_pipeline::{Run, RunConfig, Stage, UNASSIGNED, load_assignments};
 use std::collections::BTreeSet;
 
 #[test]
@@ -319,4 +319,175 @@ fn random_partition_keeps_the_cluster_sizes_and_base_only_distillation_has_one_h
     let fidelity = summary.info["diagnostics"]["fidelity"].as_array().unwrap();
     assert_eq!(fidelity.len(), 1);
     assert_eq!(fidelity[0]["teacher"], "base");
+}
+
+/// A copy of the first `train` and `test` images of every fixtures class.
+fn small_tree(root: &std::path::Path, train: usize, test: usize) {
+    for (split, n) in [("train", train), ("test", test)] {
+        let src = common::fixtures().join(split);
+        let mut classes: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        classes.sort();
+        for class in classes {
+            let mut files: Vec<_> = std::fs::read_dir(&class)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            let dst = root.join(split).join(class.file_name().unwrap());
+            std::fs::create_dir_all(&dst).unwrap();
+            for f in &files[..n] {
+                std::fs::copy(f, dst.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn unreadable_files_and_unlabelled_folders_run_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    small_tree(&data, 10, 5);
+    // Two files no stage can read, and five unlabelled images in a `~distractors` folder.
+    std::fs::write(data.join("train/cat/empty.jpg"), b"").unwrap();
+    std::fs::write(
+        data.join("train/dog/junk.png"),
+        b"these bytes are not a PNG",
+    )
+    .unwrap();
+    let distractors = data.join("train/~distractors");
+    std::fs::create_dir_all(&distractors).unwrap();
+    for (i, f) in std::fs::read_dir(data.join("test/ship"))
+        .unwrap()
+        .enumerate()
+    {
+        std::fs::copy(f.unwrap().path(), distractors.join(format!("d{i}.jpg"))).unwrap();
+    }
+    let text = common::tiny_config_toml()
+        .replace(
+            &common::fixtures().display().to_string(),
+            &data.display().to_string(),
+        )
+        .replace("train_limit = 200", "train_limit = 0")
+        .replace("test_limit = 100", "test_limit = 0");
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let out = dir.path().join("run");
+    let run = Run::create(cfg, &out).unwrap();
+    run.run_all(false).unwrap();
+
+    // 100 labelled + 5 distractors + 2 unreadable training images; the two have no cluster.
+    let clusters = load_assignments(&run, 107).unwrap();
+    let unassigned = clusters.iter().filter(|&&c| c == UNASSIGNED).count();
+    assert_eq!(unassigned, 2);
+    let experts = std::fs::read_dir(out.join("experts")).unwrap().count();
+    assert_eq!(experts, 2, "one expert per cluster");
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(raw["info"]["base_training"]["skipped_images"], 2, "{raw}");
+    // Distractors are neither a class nor scored: ten classes, and the diagnostics' bank holds
+    // the 100 labelled images.
+    assert_eq!(
+        raw["eval"]["dnc"]["knn_per_class"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    let composition = raw["info"]["cluster"]["composition"].as_array().unwrap();
+    assert_eq!(composition[0].as_array().unwrap().len(), 10, "{raw}");
+    let bank: u64 = raw["info"]["diagnostics"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n_train"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bank, 100);
+}
+
+#[test]
+fn re_running_a_stage_marks_the_stages_after_it_not_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::tiny_config_toml().replace("baseline = true", "baseline = false");
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let run = Run::create(cfg, &dir.path().join("run")).unwrap();
+    run.run_all(false).unwrap();
+    assert!(!run.dir.read_summary().unwrap().eval.is_empty());
+    // A re-run of the cluster stage that fails (its input is gone) leaves the experts,
+    // distillation and evaluation stale, and no old accuracy behind.
+    std::fs::remove_file(dir.path().join("run/embed/features.safetensors")).unwrap();
+    assert!(run.run_stage(Stage::Cluster, false).is_err());
+    let summary = run.dir.read_summary().unwrap();
+    for stage in ["cluster", "experts", "distill", "eval"] {
+        assert!(!summary.is_done(stage), "{stage} still marked done");
+    }
+    assert!(summary.is_done("base") && summary.is_done("embed"));
+    assert!(summary.eval.is_empty() && !summary.info.contains_key("diagnostics"));
+    let err = run
+        .run_stage(Stage::Distill, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("experts"), "{err}");
+}
+
+#[test]
+fn an_unlabelled_tree_trains_to_the_end_and_evaluates_on_eval_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let labelled = dir.path().join("labelled");
+    small_tree(&labelled, 10, 5);
+    // The same 100 training images, nested a few levels deep without class folders.
+    let tree = dir.path().join("photos");
+    for (i, f) in walk(&labelled.join("train")).into_iter().enumerate() {
+        let dst = tree.join(format!("{}/{}/{}", i % 3, i % 5, i % 2));
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::copy(&f, dst.join(format!("p{i}.jpg"))).unwrap();
+    }
+    let base = common::tiny_config_toml()
+        .replace("baseline = true", "baseline = false")
+        .replace("train_limit = 200", "train_limit = 0")
+        .replace("test_limit = 100", "test_limit = 0")
+        .replace(
+            "[data]\n",
+            &format!("[data]\ntrain = {:?}\n", tree.display().to_string()),
+        );
+
+    let run = Run::create(RunConfig::from_toml(&base).unwrap(), &dir.path().join("a")).unwrap();
+    run.run_all(false).unwrap();
+    let summary = run.dir.read_summary().unwrap();
+    assert!(summary.is_done("eval") && summary.eval.is_empty());
+    assert!(summary.info["eval"]["skipped"].is_string());
+    let sizes: u64 = summary.info["cluster"]["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(sizes, 100);
+    let report = std::fs::read_to_string(dir.path().join("a/report.md")).unwrap();
+    assert!(report.contains("No accuracy"), "{report}");
+
+    let with_eval = base.replace(
+        "[eval]\n",
+        &format!("[eval]\ndata = {:?}\n", labelled.display().to_string()),
+    );
+    let cfg = RunConfig::from_toml(&with_eval).unwrap();
+    let run = Run::create(cfg, &dir.path().join("b")).unwrap();
+    run.run_all(false).unwrap();
+    let summary = run.dir.read_summary().unwrap();
+    assert_eq!(summary.eval["dnc"].knn_per_class.len(), 10);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }

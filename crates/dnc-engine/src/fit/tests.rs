@@ -190,3 +190,28 @@ fn data_errors_name_the_epoch_and_batch() {
     );
     assert_eq!(step.seen.len(), 6);
 }
+
+#[test]
+fn a_position_without_a_batch_is_a_step_without_an_update() {
+    let mut step = ToyStep::new(1);
+    let mut source = ToySource::new(4);
+    // The last position of epoch 0 and the first of epoch 2 have no usable examples.
+    source.empty_at = vec![(0, 3), (2, 0)];
+    let mut optimizer = optimizers()[0].build().unwrap();
+    let report = fit(
+        &mut step,
+        &source,
+        optimizer.as_mut(),
+        &config(),
+        FitIo::new("base"),
+    )
+    .unwrap();
+    assert_eq!(report.outcome, crate::FitOutcome::Completed);
+    assert_eq!(report.global_step, 12, "both positions count as steps");
+    assert_eq!(report.epochs.len(), 3, "no epoch ends early");
+    let trained: Vec<(usize, usize)> = step.seen.iter().map(|c| (c.epoch, c.batch)).collect();
+    assert_eq!(trained.len(), 10);
+    assert!(!trained.contains(&(0, 3)) && !trained.contains(&(2, 0)));
+    // The steps after a skipped position keep their place in the schedule.
+    assert_eq!((step.seen[3].step, step.seen[3].epoch), (4, 1));
+}

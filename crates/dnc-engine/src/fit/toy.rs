@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Init, VarMap};
 use dnc_core::{SeededRng, SeededVarMap, is_buffer};
 
-use crate::step::{BatchSource, StepContext, StepOutput, TrainStep};
+use crate::step::{BatchSource, EpochBatches, StepContext, StepOutput, TrainStep};
 
 pub(super) const IN: usize = 3;
 pub(super) const OUT: usize = 2;
@@ -139,6 +139,8 @@ pub(super) struct ToySource {
     pub(super) batch_size: usize,
     /// Fail with an I/O error at `(epoch, batch)`.
     pub(super) fail_at: Option<(usize, usize)>,
+    /// Positions `(epoch, batch)` left without a batch (every example unusable).
+    pub(super) empty_at: Vec<(usize, usize)>,
 }
 
 impl ToySource {
@@ -148,6 +150,7 @@ impl ToySource {
             batches,
             batch_size: 8,
             fail_at: None,
+            empty_at: Vec::new(),
         }
     }
 
@@ -186,12 +189,15 @@ impl BatchSource for ToySource {
         &self,
         epoch: usize,
         skip_batches: usize,
-    ) -> Box<dyn Iterator<Item = Result<ToyBatch, std::io::Error>> + '_> {
+    ) -> EpochBatches<'_, ToyBatch, std::io::Error> {
         Box::new((skip_batches..self.batches).map(move |i| {
             if self.fail_at == Some((epoch, i)) {
                 return Err(std::io::Error::other(format!("corrupt batch {i}")));
             }
-            Ok(self.batch(epoch, i))
+            if self.empty_at.contains(&(epoch, i)) {
+                return Ok(None);
+            }
+            Ok(Some(self.batch(epoch, i)))
         }))
     }
 }

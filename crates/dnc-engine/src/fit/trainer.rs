@@ -124,7 +124,15 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         let mut started = Instant::now();
         while self.pos.epoch == epoch {
             let batch = match batches.next() {
-                Some(Ok(batch)) => batch,
+                Some(Ok(Some(batch))) => batch,
+                Some(Ok(None)) => {
+                    let ctx = self.skip_step();
+                    if let Some(outcome) = self.after_step(&ctx)? {
+                        return Ok(Some(outcome));
+                    }
+                    started = Instant::now();
+                    continue;
+                }
                 Some(Err(e)) => return Err(self.data_error(Box::new(e))),
                 None => {
                     let msg = format!(
@@ -186,6 +194,21 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         self.apply_update(&out.loss, &ctx).map_err(at_step)?;
         self.record(loss, &out, started.elapsed().as_secs_f64());
         Ok(ctx)
+    }
+
+    /// A position the source left without a batch: the step counts, with no update.
+    fn skip_step(&mut self) -> StepContext {
+        let ctx = self.context();
+        tracing::warn!(
+            stage = %self.stage,
+            epoch = ctx.epoch,
+            batch = ctx.batch,
+            step = ctx.step,
+            "no usable examples in this batch: the step is skipped"
+        );
+        self.pos.global_step += 1;
+        self.pos.batch += 1;
+        ctx
     }
 
     /// Backward pass, optimiser update at the step's learning rate, then the step's hook.
@@ -254,6 +277,10 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
 
     fn log_window(&mut self, ctx: &StepContext) -> Result<(), EngineError> {
         let window = std::mem::take(&mut self.window);
+        if window.steps == 0 {
+            // Every step of the window was skipped: nothing to report.
+            return Ok(());
+        }
         self.write_record(MetricsRecord {
             stage: self.stage.clone(),
             kind: RecordKind::Step,

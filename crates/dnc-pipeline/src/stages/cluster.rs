@@ -233,11 +233,16 @@ fn plot_composition(run: &Run, info: &ClusterInfo) -> Result<(), PipelineError> 
     dnc_plot::stacked_bar_chart(&path, &chart).map_err(|e| PipelineError::Other(e.to_string()))
 }
 
-/// The cluster of every image of the training split, by dataset index.
+/// The cluster id of a training image that has none: the embed stage skipped it (an unreadable
+/// or undecodable file), so the cluster stage never saw it.
+pub const UNASSIGNED: u32 = u32::MAX;
+
+/// The cluster of every image of the training split, by dataset index; [`UNASSIGNED`] for the
+/// images the embed stage skipped.
 pub fn load_assignments(run: &Run, n_images: usize) -> Result<Vec<u32>, PipelineError> {
     let path = assignments_path(run);
     let a = ClusterAssignments::load(&path, &Device::Cpu)?;
-    let mut by_index = vec![u32::MAX; n_images];
+    let mut by_index = vec![UNASSIGNED; n_images];
     for (&id, &label) in a.image_ids.iter().zip(&a.labels) {
         let slot = by_index.get_mut(id as usize).ok_or_else(|| {
             PipelineError::Other(format!(

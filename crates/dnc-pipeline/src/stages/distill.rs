@@ -4,7 +4,7 @@
 //! `distill.teachers = "base"`) and `distill/model.safetensors` (its encoder: the DnC model).
 
 use super::cluster::load_assignments;
-use super::experts::expert_dir;
+use super::experts::{cluster_count, expert_dir};
 use crate::config::{Init, Teachers};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
@@ -24,12 +24,7 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let cfg = &run.cfg;
     let train = open_split(&cfg.data, Split::Train)?;
     let clusters = load_assignments(run, train.len())?;
-    let k = clusters
-        .iter()
-        .filter(|&&c| c != u32::MAX)
-        .map(|&c| c as usize + 1)
-        .max()
-        .unwrap_or(0);
+    let k = cluster_count(&clusters);
     let base_path = run.dir.root().join("base/model.safetensors");
     let (_, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
     let n_experts = match cfg.distill.teachers {

@@ -3,7 +3,7 @@
 //! [diagnostics](super::diagnostics) of where accuracy is won or lost.
 
 use super::experts::expert_dir;
-use crate::datasets::{Split, open_eval_bank, open_split};
+use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split};
 use crate::error::PipelineError;
 use crate::features::embed_dataset;
 use crate::run::Run;
@@ -35,8 +35,19 @@ fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
-    let train = open_eval_bank(&run.cfg.data)?;
-    let test = open_split(&run.cfg.data, Split::Test)?;
+    let Some(EvalSplits { bank: train, test }) = open_eval_splits(&run.cfg)? else {
+        tracing::warn!(
+            "no labelled data to evaluate on (data.train is an unlabelled tree and eval.data is \
+             not set): no accuracy is measured"
+        );
+        run.dir.update_summary(|s| {
+            s.info.insert(
+                "eval".into(),
+                serde_json::json!({"skipped": "no labelled data (set eval.data)"}),
+            );
+        })?;
+        return Ok(());
+    };
     if !train.is_labelled() || !test.is_labelled() {
         return Err(PipelineError::Other(format!(
             "evaluation needs class folders (labels) in {} and {}",
@@ -104,12 +115,11 @@ fn backbone_features(
     let embedded = embed_dataset(&run.cfg, split, &run.device, label, |x| {
         Ok(vec![encoder.backbone().forward_t(x, false)?])
     })?;
-    let labels = embedded
-        .labels
-        .iter()
-        .map(|l| l.expect("labelled split"))
-        .collect();
-    let features = embedded.outputs.into_iter().next().expect("one output");
+    let labelled = embedded.labelled()?;
+    let labels = labelled.labels;
+    let features = labelled.outputs.into_iter().next().ok_or_else(|| {
+        PipelineError::Other(format!("{label}: no image of the split could be embedded"))
+    })?;
     Ok((features, labels))
 }
 

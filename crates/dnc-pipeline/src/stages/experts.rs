@@ -6,7 +6,7 @@
 //! `experts/expert-<k>/` (checkpoints, `model.safetensors`, `served.json`) and resumes on its own;
 //! experts spread over `experts.devices` round-robin, one thread per device.
 
-use super::cluster::load_assignments;
+use super::cluster::{UNASSIGNED, load_assignments};
 use crate::audit::Audited;
 use crate::config::{BudgetSplit, Init};
 use crate::datasets::{Split, open_split};
@@ -29,13 +29,16 @@ pub struct ExpertPlan {
     pub epochs: usize,
 }
 
-/// Splits the expert budget over the clusters of `clusters` (cluster id of every image).
+/// Splits the expert budget over the clusters of `clusters` (cluster id of every image;
+/// [`UNASSIGNED`] images belong to no expert and do not count in the equal split's shares).
 pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -> Vec<ExpertPlan> {
-    let k = clusters.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
-    let n = clusters.len();
+    let k = cluster_count(clusters);
+    let n = clusters.iter().filter(|&&c| c != UNASSIGNED).count();
     (0..k)
         .map(|c| {
-            let images: Vec<usize> = (0..n).filter(|&i| clusters[i] as usize == c).collect();
+            let images: Vec<usize> = (0..clusters.len())
+                .filter(|&i| clusters[i] as usize == c)
+                .collect();
             let epochs = match split {
                 BudgetSplit::Proportional => budget_epochs,
                 BudgetSplit::Equal => {
@@ -53,6 +56,16 @@ pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -
         .collect()
 }
 
+/// How many clusters `clusters` names: one more than its largest assigned id.
+pub(crate) fn cluster_count(clusters: &[u32]) -> usize {
+    clusters
+        .iter()
+        .filter(|&&c| c != UNASSIGNED)
+        .map(|&c| c as usize + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 pub(crate) fn expert_dir(run: &Run, cluster: usize) -> PathBuf {
     run.dir
         .root()
@@ -64,15 +77,16 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let train = open_split(&run.cfg.data, Split::Train)?;
     let clusters = load_assignments(run, train.len())?;
     let plans = expert_plan(&clusters, run.cfg.experts.epochs, run.cfg.experts.split);
-    let devices: Vec<Device> = if run.cfg.experts.devices.len() > 1 {
+    // A configured list, even of one device, replaces the run's device.
+    let devices: Vec<Device> = if run.cfg.experts.devices.is_empty() {
+        vec![run.device.clone()]
+    } else {
         run.cfg
             .experts
             .devices
             .iter()
             .map(|d| d.open())
             .collect::<candle_core::Result<_>>()?
-    } else {
-        vec![run.device.clone()]
     };
     let mut lanes: Vec<Vec<&ExpertPlan>> = vec![Vec::new(); devices.len()];
     for (i, plan) in plans.iter().enumerate() {
@@ -136,7 +150,7 @@ fn train_lane(
         }
         std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
         let subset = Subset::new(train.clone(), plan.images.clone())?;
-        let audited = Arc::new(Audited::new(subset));
+        let audited = Arc::new(Audited::new(subset, &dir.join("served.log"), resume)?);
         let job = MoclrJob {
             name: format!("expert-{}", plan.cluster),
             train: run.cfg.expert_train(),
@@ -182,5 +196,20 @@ mod tests {
         // N = 8, K = 2: each expert gets 3·8/2 = 12 images: 2 epochs of 6, 6 epochs of 2.
         assert_eq!(plans[0].epochs, 2);
         assert_eq!(plans[1].epochs, 6);
+    }
+
+    #[test]
+    fn unassigned_images_belong_to_no_expert() {
+        // Images 2 and 5 were skipped by the embed stage.
+        let clusters = [0, 1, UNASSIGNED, 1, 0, UNASSIGNED, 1, 1];
+        let plans = expert_plan(&clusters, 3, BudgetSplit::Proportional);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].images, vec![0, 4]);
+        assert_eq!(plans[1].images, vec![1, 3, 6, 7]);
+        // The equal split shares the 6 assigned images: 3·6/2 = 9 images per expert.
+        let plans = expert_plan(&clusters, 3, BudgetSplit::Equal);
+        assert_eq!(plans[0].epochs, 5);
+        assert_eq!(plans[1].epochs, 2);
+        assert!(expert_plan(&[UNASSIGNED; 4], 3, BudgetSplit::Equal).is_empty());
     }
 }

@@ -12,7 +12,7 @@ use crate::error::PipelineError;
 use crate::run::Run;
 use crate::stage::Stage;
 
-pub use cluster::{ClusterInfo, load_assignments};
+pub use cluster::{ClusterInfo, UNASSIGNED, load_assignments};
 pub(crate) use diagnostics::Diagnostics;
 pub use experts::{ExpertPlan, expert_plan};
 

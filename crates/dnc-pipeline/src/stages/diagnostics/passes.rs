@@ -63,20 +63,19 @@ where
         };
         Ok(vec![features, routed, out.z])
     })?;
-    let labels = embedded
-        .labels
-        .iter()
-        .map(|l| l.ok_or_else(|| PipelineError::Other("diagnostics need labelled images".into())))
-        .collect::<Result<Vec<u32>, _>>()?;
-    let [features, layer, z]: [Tensor; 3] = embedded
-        .outputs
+    let crate::features::Labelled {
+        outputs,
+        indices,
+        labels,
+    } = embedded.labelled()?;
+    let [features, layer, z]: [Tensor; 3] = outputs
         .try_into()
         .map_err(|_| PipelineError::Other(format!("{label}: no image could be embedded")))?;
     Ok(Pass {
         features,
         layer,
         z,
-        indices: embedded.indices,
+        indices,
         labels,
     })
 }
