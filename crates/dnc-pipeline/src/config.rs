@@ -192,6 +192,27 @@ pub enum Init {
     Base,
 }
 
+/// Where the distillation student's backbone and projector start.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentInit {
+    /// Random initialisation.
+    Scratch,
+    /// The base model's weights.
+    Base,
+    /// The mean of the experts' weights, each weighted by its cluster's share of the images
+    /// (experts trained from the base share its basin, as fine-tuned models averaged in a
+    /// "model soup" do): the student starts from all the experts' training, not the base's only.
+    /// Needs `experts.init = "base"`.
+    ExpertMean,
+    /// The base plus the sum of every expert's change from it (BatchNorm running statistics:
+    /// the weighted mean). With the proportional budget the experts together trained
+    /// `experts.epochs` epochs of the whole data, on batches of one cluster each; to first order
+    /// their summed changes are what those epochs would have added to one model, so the student
+    /// starts from all the training the stages have done. Needs `experts.init = "base"`.
+    ExpertSum,
+}
+
 /// What to do with a cluster smaller than the batch size.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -269,7 +290,7 @@ pub enum HeadInit {
 pub struct DistillConfig {
     pub epochs: usize,
     pub batch_size: usize,
-    pub init: Init,
+    pub init: StudentInit,
     pub teachers: Teachers,
     /// Weight of the regression terms against the other terms of the loss (1: the paper).
     pub regression_weight: f64,
@@ -304,7 +325,7 @@ impl Default for DistillConfig {
         Self {
             epochs: 10,
             batch_size: 128,
-            init: Init::Scratch,
+            init: StudentInit::Scratch,
             teachers: Teachers::All,
             regression_weight: options.regression_weight,
             optimizer: OptimizerConfig::default(),

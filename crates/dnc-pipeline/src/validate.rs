@@ -1,7 +1,7 @@
 //! Checks of a run configuration, once, before any work: every impossible value is an error that
 //! names its key and value.
 
-use crate::config::{DistillConfig, HeadInit, RunConfig, TrainConfig};
+use crate::config::{DistillConfig, HeadInit, Init, RunConfig, StudentInit, TrainConfig};
 use crate::error::PipelineError;
 
 fn check(
@@ -139,6 +139,19 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         check_train("experts.train", train, false)?;
     }
     check_distill(&cfg.distill)?;
+    check(
+        !matches!(
+            cfg.distill.init,
+            StudentInit::ExpertMean | StudentInit::ExpertSum
+        ) || cfg.experts.init == Init::Base,
+        "distill.init",
+        if cfg.distill.init == StudentInit::ExpertSum {
+            "\"expert-sum\""
+        } else {
+            "\"expert-mean\""
+        },
+        "needs experts.init = \"base\": experts trained from scratch share no weights to average",
+    )?;
     wrap("eval", cfg.eval.protocol().validate())?;
     check(
         cfg.eval.batch_size >= 1,

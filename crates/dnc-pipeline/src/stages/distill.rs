@@ -5,13 +5,15 @@
 
 use super::cluster::load_assignments;
 use super::experts::{cluster_count, expert_dir};
-use crate::config::{Init, Teachers};
+use crate::config::{StudentInit, Teachers};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::sources::{DistillSource, DistillViewMapper};
 use crate::train::{fit_config, train_loader_config};
 use crate::weights::{load_encoder, save_encoder, save_vars};
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
 use dnc_data::{Dataset, Loader};
 use dnc_distill::{DistillStep, Teacher};
 use dnc_engine::{FitIo, fit};
@@ -19,6 +21,63 @@ use std::sync::Arc;
 
 /// Seed offset of the student, so it never starts from the base's initial weights by accident.
 const STUDENT_SEED: u64 = 0x5354_5544;
+
+/// Whether a variable is a BatchNorm running statistic: merged as a weighted mean in every mode
+/// (a sum of statistics' changes has no meaning).
+fn is_running_statistic(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+/// The experts merged into one set of weights (`sizes`: each expert's number of images).
+///
+/// `sum_changes = false`: the mean of the experts, weighted by their sizes. `true`: the base plus
+/// the sum of every expert's change from it (running statistics still take the weighted mean).
+/// Experts trained from the base on the clusters of a proportional budget together took one
+/// step per batch of the whole data per epoch, so to first order the sum of their changes is
+/// what the same epochs on all the data would have added to the base: the student starts
+/// where the experts' training has taken the base, not where the base stopped.
+fn merge_experts(
+    base: &VarMap,
+    experts: &[VarMap],
+    sizes: &[usize],
+    sum_changes: bool,
+) -> Result<VarMap, PipelineError> {
+    let total: usize = sizes.iter().sum();
+    if experts.is_empty() || total == 0 {
+        return Err(PipelineError::Other(
+            "distill.init merges the experts but there is no expert with images".into(),
+        ));
+    }
+    let base = base.data().lock().expect("varmap lock poisoned");
+    let merged = VarMap::new();
+    let mut out = merged.data().lock().expect("varmap lock poisoned");
+    for (name, base_var) in base.iter() {
+        let base_t = base_var.as_tensor();
+        let mean_only = !sum_changes || is_running_statistic(name);
+        let mut acc = if mean_only {
+            base_t.zeros_like()?
+        } else {
+            base_t.clone()
+        };
+        for (c, (model, &n)) in experts.iter().zip(sizes).enumerate() {
+            let vars = model.data().lock().expect("varmap lock poisoned");
+            let Some(var) = vars.get(name) else {
+                return Err(PipelineError::Other(format!(
+                    "expert {c} has no variable {name:?}: the experts and the base differ"
+                )));
+            };
+            let part = if mean_only {
+                var.as_tensor().affine(n as f64 / total as f64, 0.0)?
+            } else {
+                (var.as_tensor() - base_t)?
+            };
+            acc = (acc + part)?;
+        }
+        out.insert(name.clone(), Var::from_tensor(&acc)?);
+    }
+    drop(out);
+    Ok(merged)
+}
 
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let cfg = &run.cfg;
@@ -31,15 +90,32 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         Teachers::All => k,
         Teachers::Base => 0,
     };
-    let experts = (0..n_experts)
+    let merges = matches!(
+        cfg.distill.init,
+        StudentInit::ExpertMean | StudentInit::ExpertSum
+    );
+    let loaded = if n_experts > 0 || merges { k } else { 0 };
+    let expert_vars = (0..loaded)
         .map(|c| {
-            let (_, vars) = load_encoder(
-                &cfg.model,
-                &expert_dir(run, c).join("model.safetensors"),
-                &run.device,
-            )?;
-            Ok(Teacher::new(&cfg.model, vars, &run.device)?)
+            let path = expert_dir(run, c).join("model.safetensors");
+            Ok(load_encoder(&cfg.model, &path, &run.device)?.1)
         })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    let student_init = match cfg.distill.init {
+        StudentInit::Scratch => None,
+        StudentInit::Base => Some(base_vars.clone()),
+        StudentInit::ExpertMean | StudentInit::ExpertSum => {
+            let sizes: Vec<usize> = (0..k as u32)
+                .map(|c| clusters.iter().filter(|&&x| x == c).count())
+                .collect();
+            let sum = cfg.distill.init == StudentInit::ExpertSum;
+            Some(merge_experts(&base_vars, &expert_vars, &sizes, sum)?)
+        }
+    };
+    let experts = expert_vars
+        .into_iter()
+        .take(n_experts)
+        .map(|vars| Ok(Teacher::new(&cfg.model, vars, &run.device)?))
         .collect::<Result<Vec<_>, PipelineError>>()?;
     let seed = cfg.seed ^ STUDENT_SEED;
     let mut step = DistillStep::with_options(
@@ -50,8 +126,8 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         &run.device,
         cfg.distill_options(),
     )?;
-    if cfg.distill.init == Init::Base {
-        step.init_student_from(&base_vars)?;
+    if let Some(init) = &student_init {
+        step.init_student_from(init)?;
     }
     let second_view = (cfg.distill.student_moclr_weight > 0.0).then(|| cfg.augment.view2.clone());
     let mapper = Arc::new(DistillViewMapper::new(
@@ -92,4 +168,55 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
     save_vars(step.vars(), &dir.join("student.safetensors"), |_| true)?;
     save_encoder(step.vars(), &dir.join("model.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn model(a: f32, b: f32) -> VarMap {
+        let map = VarMap::new();
+        let mut data = map.data().lock().unwrap();
+        let t = |v: f32| Var::from_tensor(&Tensor::new(&[v, 2.0 * v], &Device::Cpu).unwrap());
+        data.insert("w".into(), t(a).unwrap());
+        data.insert("bn.running_mean".into(), t(b).unwrap());
+        drop(data);
+        map
+    }
+
+    fn values(map: &VarMap, name: &str) -> Vec<f32> {
+        map.data().lock().unwrap()[name]
+            .as_tensor()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_expert_mean_weighs_each_expert_by_its_images() {
+        let base = model(10.0, 10.0);
+        let experts = [model(1.0, 0.0), model(4.0, 3.0)];
+        let mean = merge_experts(&base, &experts, &[2, 1], false).unwrap();
+        assert_eq!(values(&mean, "w"), [2.0, 4.0]);
+        assert_eq!(values(&mean, "bn.running_mean"), [1.0, 2.0]);
+        assert!(merge_experts(&base, &[], &[], false).is_err());
+    }
+
+    #[test]
+    fn the_expert_sum_adds_every_change_to_the_base_and_averages_statistics() {
+        let base = model(1.0, 5.0);
+        let experts = [model(2.0, 0.0), model(4.0, 3.0)];
+        let sum = merge_experts(&base, &experts, &[1, 1], true).unwrap();
+        // 1 + (2 - 1) + (4 - 1) = 5, and twice that in the second element.
+        assert_eq!(values(&sum, "w"), [5.0, 10.0]);
+        assert_eq!(values(&sum, "bn.running_mean"), [1.5, 3.0]);
+    }
+
+    #[test]
+    fn an_expert_without_a_base_variable_is_an_error_naming_it() {
+        let base = model(1.0, 1.0);
+        let expert = VarMap::new();
+        let err = merge_experts(&base, &[expert], &[1], true).unwrap_err();
+        assert!(err.to_string().contains("\"w\"") || err.to_string().contains("running_mean"));
+    }
 }
