@@ -25,7 +25,7 @@ mod train;
 mod validate;
 mod weights;
 
-pub use config::{HeadInit, Partition, RunConfig, StudentInit, Teachers};
+pub use config::{HeadInit, Init, Partition, RunConfig, StudentInit, Teachers};
 pub use datasets::{Split, open_split};
 pub use error::PipelineError;
 pub use lock::RunLock;

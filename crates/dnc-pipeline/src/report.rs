@@ -9,7 +9,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Report order of the models; others follow alphabetically.
-const MODEL_ORDER: [&str; 5] = ["untrained", "untrained-bn", "base", "dnc", "baseline"];
+const MODEL_ORDER: [&str; 6] = [
+    "untrained",
+    "untrained-bn",
+    "base",
+    "dnc-start",
+    "dnc",
+    "baseline",
+];
 
 /// The models of a summary in report order.
 pub fn ordered_models(summary: &Summary) -> Vec<String> {

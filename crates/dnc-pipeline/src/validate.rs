@@ -223,5 +223,14 @@ mod tests {
             err.contains("distill.contrastive_weight") && err.contains("head_init"),
             "{err}"
         );
+        let mut cfg = RunConfig::default();
+        cfg.distill.init = StudentInit::ExpertSum;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("distill.init") && err.contains("expert-sum"),
+            "{err}"
+        );
+        cfg.experts.init = Init::Base;
+        validate(&cfg).unwrap();
     }
 }

@@ -47,6 +47,10 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         assert!(out.join(file).is_file(), "missing {file}");
     }
     assert!(out.join("base/checkpoints").read_dir().unwrap().count() > 0);
+    assert!(
+        !out.join("distill/start.safetensors").exists(),
+        "a student from scratch has no merged start"
+    );
 
     let summary = run.dir.read_summary().unwrap();
     for stage in run.stages() {
@@ -269,7 +273,8 @@ fn every_preset_in_configs_loads_and_validates() {
 }
 
 /// The paper's two controls: a random partition with the k-means sizes, and the base distilled
-/// alone (one head, one fidelity row).
+/// alone (one head, one fidelity row); its student starts from the experts' summed changes,
+/// which loads the experts although none of them is a teacher.
 #[test]
 fn random_partition_keeps_the_cluster_sizes_and_base_only_distillation_has_one_head() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,6 +290,8 @@ fn random_partition_keeps_the_cluster_sizes_and_base_only_distillation_has_one_h
     let mut cfg = RunConfig::from_toml(&toml).unwrap();
     cfg.experts.partition = dnc_pipeline::Partition::Random;
     cfg.distill.teachers = dnc_pipeline::Teachers::Base;
+    cfg.experts.init = dnc_pipeline::Init::Base;
+    cfg.distill.init = dnc_pipeline::StudentInit::ExpertSum;
     cfg.baseline = false;
     let random = Run::create(cfg, &dir.path().join("random")).unwrap();
     random.run_all(false).unwrap();
@@ -316,6 +323,17 @@ fn random_partition_keeps_the_cluster_sizes_and_base_only_distillation_has_one_h
         "base alone: one head"
     );
     let summary = random.dir.read_summary().unwrap();
+    assert!(
+        random
+            .dir
+            .root()
+            .join("distill/start.safetensors")
+            .is_file()
+    );
+    assert!(
+        summary.eval.contains_key("dnc-start"),
+        "the merged start is evaluated beside the student"
+    );
     let fidelity = summary.info["diagnostics"]["fidelity"].as_array().unwrap();
     assert_eq!(fidelity.len(), 1);
     assert_eq!(fidelity[0]["teacher"], "base");

@@ -19,7 +19,7 @@ pub(super) struct Variant {
     pub(super) overrides: &'static [&'static str],
 }
 
-pub(super) const VARIANTS: [Variant; 9] = [
+pub(super) const VARIANTS: [Variant; 10] = [
     Variant {
         name: "k3",
         what: "K = 3 clusters",
@@ -62,6 +62,11 @@ pub(super) const VARIANTS: [Variant; 9] = [
             "distill.head_init=\"random\"",
             "distill.student_moclr_weight=0",
         ],
+    },
+    Variant {
+        name: "student-from-base",
+        what: "the student starts from the base (not from the base plus the experts' changes)",
+        overrides: &["distill.init=\"base\""],
     },
     Variant {
         name: "distill-lr-low",

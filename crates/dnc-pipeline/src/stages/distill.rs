@@ -12,7 +12,7 @@ use crate::run::Run;
 use crate::sources::{DistillSource, DistillViewMapper};
 use crate::train::{fit_config, train_loader_config};
 use crate::weights::{load_encoder, save_encoder, save_vars};
-use candle_core::{Tensor, Var};
+use candle_core::Var;
 use candle_nn::VarMap;
 use dnc_data::{Dataset, Loader};
 use dnc_distill::{DistillStep, Teacher};
@@ -167,13 +167,22 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .with_resume(resume);
     fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
     save_vars(step.vars(), &dir.join("student.safetensors"), |_| true)?;
+    // The merged experts the student started from, so evaluation can tell what the merge gave
+    // from what distillation added; a re-run with another start leaves no stale file behind.
+    let start = dir.join("start.safetensors");
+    match (&student_init, merges) {
+        (Some(init), true) => save_encoder(init, &start)?,
+        _ if start.is_file() => std::fs::remove_file(&start)
+            .map_err(|e| PipelineError::Other(format!("removing {}: {e}", start.display())))?,
+        _ => {}
+    }
     save_encoder(step.vars(), &dir.join("model.safetensors"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     fn model(a: f32, b: f32) -> VarMap {
         let map = VarMap::new();
@@ -216,7 +225,13 @@ mod tests {
     fn an_expert_without_a_base_variable_is_an_error_naming_it() {
         let base = model(1.0, 1.0);
         let expert = VarMap::new();
-        let err = merge_experts(&base, &[expert], &[1], true).unwrap_err();
-        assert!(err.to_string().contains("\"w\"") || err.to_string().contains("running_mean"));
+        let Err(err) = merge_experts(&base, &[expert], &[1], true) else {
+            panic!("an expert without the base's variables was merged");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("expert 0") && (err.contains("\"w\"") || err.contains("running_mean")),
+            "{err}"
+        );
     }
 }

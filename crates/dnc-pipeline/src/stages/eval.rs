@@ -19,8 +19,13 @@ use std::sync::Arc;
 fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
     let root = run.dir.root();
     let mut models = vec![("base".to_string(), root.join("base/model.safetensors"))];
-    for (name, stage) in [("dnc", "distill"), ("baseline", "baseline")] {
-        models.push((name.to_string(), root.join(stage).join("model.safetensors")));
+    for (name, file) in [
+        // The distillation student's start when it is merged from the experts.
+        ("dnc-start", "distill/start.safetensors"),
+        ("dnc", "distill/model.safetensors"),
+        ("baseline", "baseline/model.safetensors"),
+    ] {
+        models.push((name.to_string(), root.join(file)));
     }
     if run.cfg.eval.experts {
         for k in 0.. {
