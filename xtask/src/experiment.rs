@@ -344,7 +344,7 @@ fn report(args: &CurationArgs, out: &Path, manifest: &Value, epochs: u64) -> Res
     };
     let md = format!(
         "# Curation gap ({preset} preset)\n\nUncurated: CIFAR-10 train, long-tailed with ρ = {rho}, {total} images \
-         (per class {counts:?}); curated: class-balanced, the same number of images. MoCLR trains {epochs} epochs, \
+         (per class {counts}); curated: class-balanced, the same number of images. MoCLR trains {epochs} epochs, \
          DnC base + experts + distill the same total. Evaluation on the balanced test split (k-NN bank and probe \
          training set: the curated train set), mean ± std over seeds, in %.\n\nThirds by class frequency in the \
          uncurated set: many = {many}; medium = {medium}; few = {few}.\n\n{table}\n![k-NN by frequency third](curation-gap.png)\n",
