@@ -3,7 +3,7 @@
 //! Writes `distill/student.safetensors` (student with its K + 1 heads, or one head when
 //! `distill.teachers = "base"`) and `distill/model.safetensors` (its encoder: the DnC model).
 
-use super::cluster::load_assignments;
+use super::cluster::{UNASSIGNED, load_assignments};
 use super::experts::{cluster_count, expert_dir};
 use crate::config::{StudentInit, Teachers};
 use crate::datasets::{Split, open_split};
@@ -22,16 +22,11 @@ use std::sync::Arc;
 /// Seed offset of the student, so it never starts from the base's initial weights by accident.
 const STUDENT_SEED: u64 = 0x5354_5544;
 
-/// Whether a variable is a BatchNorm running statistic: merged as a weighted mean in every mode
-/// (a sum of statistics' changes has no meaning).
-fn is_running_statistic(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
-}
-
 /// The experts merged into one set of weights (`sizes`: each expert's number of images).
 ///
 /// `sum_changes = false`: the mean of the experts, weighted by their sizes. `true`: the base plus
-/// the sum of every expert's change from it (running statistics still take the weighted mean).
+/// the sum of every expert's change from it (buffers, the BatchNorm running statistics, still
+/// take the weighted mean: a sum of statistics' changes has no meaning).
 /// Experts trained from the base on the clusters of a proportional budget together took one
 /// step per batch of the whole data per epoch, so to first order the sum of their changes is
 /// what the same epochs on all the data would have added to the base: the student starts
@@ -53,7 +48,7 @@ fn merge_experts(
     let mut out = merged.data().lock().expect("varmap lock poisoned");
     for (name, base_var) in base.iter() {
         let base_t = base_var.as_tensor();
-        let mean_only = !sum_changes || is_running_statistic(name);
+        let mean_only = !sum_changes || dnc_core::names::is_buffer(name);
         let mut acc = if mean_only {
             base_t.zeros_like()?
         } else {
@@ -105,9 +100,12 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         StudentInit::Scratch => None,
         StudentInit::Base => Some(base_vars.clone()),
         StudentInit::ExpertMean | StudentInit::ExpertSum => {
-            let sizes: Vec<usize> = (0..k as u32)
-                .map(|c| clusters.iter().filter(|&&x| x == c).count())
+            let assigned: Vec<u32> = clusters
+                .iter()
+                .copied()
+                .filter(|&c| c != UNASSIGNED)
                 .collect();
+            let sizes = dnc_cluster::cluster_sizes(&assigned, k)?;
             let sum = cfg.distill.init == StudentInit::ExpertSum;
             Some(merge_experts(&base_vars, &expert_vars, &sizes, sum)?)
         }
@@ -170,11 +168,10 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     // The merged experts the student started from, so evaluation can tell what the merge gave
     // from what distillation added; a re-run with another start leaves no stale file behind.
     let start = dir.join("start.safetensors");
-    match (&student_init, merges) {
-        (Some(init), true) => save_encoder(init, &start)?,
-        _ if start.is_file() => std::fs::remove_file(&start)
-            .map_err(|e| PipelineError::Other(format!("removing {}: {e}", start.display())))?,
-        _ => {}
+    if let (true, Some(init)) = (merges, &student_init) {
+        save_encoder(init, &start)?;
+    } else if start.is_file() {
+        std::fs::remove_file(&start).map_err(|e| PipelineError::io(&start, e))?;
     }
     save_encoder(step.vars(), &dir.join("model.safetensors"))
 }
