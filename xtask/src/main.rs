@@ -6,6 +6,7 @@
 //!   reference where asked;
 //! - `ci`: what CI runs (format check, clippy, tests);
 //! - `data longtail`: builds the uncurated/curated pair of the curation-gap experiment;
+//! - `data shards`: writes a folder tree or a list file of images into WebDataset tar shards;
 //! - `tidy`: checks that the crate graph only points downwards;
 //! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks;
 //! - `cuda setup` / `cuda build`: installs a local CUDA toolkit into `.tools/cuda/` from PyPI and
@@ -25,6 +26,7 @@ mod device_check;
 mod experiment;
 mod longtail;
 mod setup;
+mod shards;
 mod tidy;
 mod train;
 mod util;
@@ -51,7 +53,8 @@ enum Command {
     /// Experiments: `curation-gap` (MoCLR vs DnC on curated and uncurated data, several seeds).
     #[command(subcommand)]
     Experiment(ExperimentCommand),
-    /// Dataset tools: `longtail` builds an uncurated (long-tailed) set and its curated twin.
+    /// Dataset tools: `longtail` builds an uncurated (long-tailed) set and its curated twin,
+    /// `shards` writes images into WebDataset tar shards.
     #[command(subcommand)]
     Data(DataCommand),
     /// Install the PyTorch reference (and faiss) into `.venv/` for `bench --vs-torch`.
@@ -75,6 +78,8 @@ enum CudaCommand {
 enum DataCommand {
     /// An uncurated, long-tailed training set from an ImageFolder, and its curated counterpart.
     Longtail(longtail::LongtailArgs),
+    /// Images (a folder tree or a list file) into WebDataset tar shards of `--shard-size` images.
+    Shards(shards::ShardsArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cuda(CudaCommand::Build(args)) => cuda::build(args),
         Command::DeviceCheck(args) => device_check::run(args),
         Command::Data(DataCommand::Longtail(args)) => longtail::run(args),
+        Command::Data(DataCommand::Shards(args)) => shards::run(args),
         Command::Experiment(ExperimentCommand::CurationGap(args)) => experiment::run(args),
     }
 }

@@ -12,8 +12,9 @@ pub(crate) struct ConfigArgs {
     /// Experiment configuration (TOML). Without it, the built-in defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Folder holding `train/` and `test/` class folders (sets `data.root`), or any other
-    /// folder of images, at any depth, to train on without labels (sets `data.train`).
+    /// Folder holding `train/` and `test/` class folders (sets `data.root`), or images to train
+    /// on without labels (sets `data.train`): any other folder (images at any depth), a list
+    /// file, or WebDataset shards (`shards/{000000..000099}.tar`).
     #[arg(long)]
     data: Option<PathBuf>,
     /// `cpu`, `cuda:N` or `auto` (overrides `device`).
@@ -149,11 +150,28 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
     .into_iter()
     .flatten()
     {
-        if let Ok(abs) = std::fs::canonicalize(&*path) {
+        if let Some(abs) = absolute(path) {
             *path = abs;
         }
     }
     Ok(cfg)
+}
+
+/// `path` made absolute, when it exists; a shard pattern (`dir/{000..009}.tar`) by its folder.
+fn absolute(path: &Path) -> Option<PathBuf> {
+    if let Ok(abs) = std::fs::canonicalize(path) {
+        return Some(abs);
+    }
+    let (parent, name) = (path.parent()?, path.file_name()?);
+    if parent.to_string_lossy().contains('{') {
+        return None;
+    }
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    std::fs::canonicalize(parent).ok().map(|p| p.join(name))
 }
 
 pub(crate) fn init(args: InitArgs) -> Result<()> {
@@ -289,5 +307,48 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
     println!("{}", files.weights.display());
     println!("{}", files.config.display());
     println!("{}", files.card.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ShardsArgs {
+    /// The images: a folder (any depth; class folders are read as plain folders) or a list file.
+    #[arg(long)]
+    src: PathBuf,
+    /// The folder to write `000000.tar`, `000001.tar`, ... into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Images per shard.
+    #[arg(long, default_value_t = 10_000)]
+    shard_size: usize,
+}
+
+/// Writes the images of `--src` into WebDataset shards and prints the pattern to train on.
+pub(crate) fn shards(args: ShardsArgs) -> Result<()> {
+    use dnc_data::Dataset as _;
+    logging::init(None);
+    if dnc_data::shards::is_shard_spec(&args.src) {
+        bail!("{} already names shards", args.src.display());
+    }
+    let source = dnc_data::ImageFolder::open_unlabelled(&args.src, &Default::default())?;
+    let files: Vec<PathBuf> = (0..source.len())
+        .filter_map(|i| source.path(i).map(Path::to_path_buf))
+        .collect();
+    let written = dnc_data::write_shards(&files, &args.out, args.shard_size)?;
+    let last = written.shards.len().saturating_sub(1);
+    println!(
+        "wrote {} images into {} shards; train with --data '{}'",
+        written.images,
+        written.shards.len(),
+        args.out
+            .join(format!("{{000000..{last:06}}}.tar"))
+            .display()
+    );
+    if !written.unreadable.is_empty() {
+        println!(
+            "left out {} unreadable files (the log names them)",
+            written.unreadable.len()
+        );
+    }
     Ok(())
 }

@@ -49,6 +49,8 @@ enum Command {
     Report(commands::RunArgs),
     /// Export a trained backbone as a hub-ready folder (model.safetensors, config.json, README.md).
     Export(commands::ExportArgs),
+    /// Write images (a folder tree or a list file) into WebDataset tar shards.
+    Shards(commands::ShardsArgs),
     /// Throughput benchmarks (JSON on the last line).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,6 +76,7 @@ fn main() {
         Command::Eval(a) => commands::stage_only("eval", a),
         Command::Report(a) => commands::report(a),
         Command::Export(a) => commands::export(a),
+        Command::Shards(a) => commands::shards(a),
         Command::Bench(b) => bench::run(b),
         Command::DeviceCheck(a) => device_check::run(a),
     };

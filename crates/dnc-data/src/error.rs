@@ -42,11 +42,29 @@ pub enum DataError {
     #[error("data folder {path} is not a directory")]
     NotADirectory { path: PathBuf },
     /// The data folder holds neither class folders nor images.
-    #[error("data folder {path} holds no images (.jpg, .jpeg, .png) and no class folders")]
+    #[error(
+        "data folder {path} holds no images (JPEG, PNG, WebP, BMP, GIF, TIFF) and no class folders"
+    )]
     NoImages { path: PathBuf },
     /// A class folder holds no images.
-    #[error("class folder {path} holds no images (.jpg, .jpeg, .png)")]
+    #[error("class folder {path} holds no images (JPEG, PNG, WebP, BMP, GIF, TIFF)")]
     EmptyClass { path: PathBuf },
+    /// A shard pattern (`shards/{000000..000099}.tar`) that cannot be expanded.
+    #[error("shard pattern {pattern}: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    /// A WebDataset tar shard that is missing or cannot be indexed.
+    #[error("WebDataset shard {path}: {message}")]
+    BadShard { path: PathBuf, message: String },
+    /// A list file names a file that does not exist (and missing files are configured to fail).
+    #[error("{list}, line {line}: {path} does not exist")]
+    MissingListed {
+        list: PathBuf,
+        line: usize,
+        path: PathBuf,
+    },
+    /// A list file names no images.
+    #[error("list file {path} names no images")]
+    EmptyList { path: PathBuf },
     /// A file or folder could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
+use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
 use crate::{DataError, Dataset};
 
 /// What to do with an image that cannot be read or decoded.
@@ -81,13 +82,18 @@ struct LoadFailure {
 pub const UNLABELLED_PREFIX: char = '~';
 
 /// Images under a root folder: `root/<class>/<file>` (labels from the sorted class names; a
-/// folder named `~…` is unlabelled, [`UNLABELLED_PREFIX`]) or `root/<file>` (unlabelled). Files are ordered by class, then by file name; `.jpg`, `.jpeg` and
-/// `.png` files (any case) are images, other files are ignored. Decoding happens in
-/// [`Dataset::get`].
+/// folder named `~…` is unlabelled, [`UNLABELLED_PREFIX`]) or `root/<file>` (unlabelled), or
+/// without labels from a tree of any depth, a list file or WebDataset shards
+/// ([`open_unlabelled`](Self::open_unlabelled)). Files are ordered by class, then by file name;
+/// a file is an image by its extension ([`IMAGE_EXTENSIONS`](crate::IMAGE_EXTENSIONS)) or its
+/// content, other files are ignored. Decoding happens in [`Dataset::get`].
 pub struct ImageFolder {
     root: PathBuf,
     classes: Vec<String>,
+    /// Each image's file, or for a shard's sample `<shard>/<member>` (the name it is reported by).
     paths: Vec<PathBuf>,
+    /// Opened from WebDataset shards: the shard files and each image's member.
+    shards: Option<(Vec<PathBuf>, Vec<Member>)>,
     labels: Vec<Option<u32>>,
     scan_counts: ScanCounts,
     on_corrupt: OnCorrupt,
@@ -135,7 +141,8 @@ impl ImageFolder {
                 (classes, paths, labels)
             }
         };
-        Self::build(root, classes, paths, labels, ScanCounts::default(), config)
+        let source = Source::files(paths, ScanCounts::default());
+        Self::build(root, classes, source, labels, config)
     }
 
     /// Every image under `root` at any depth, without labels: a photo dump, a crawl, an archive.
@@ -163,21 +170,127 @@ impl ImageFolder {
             );
         }
         let labels = vec![None; tree.images.len()];
-        Self::build(root, Vec::new(), tree.images, labels, tree.counts, config)
+        let source = Source::files(tree.images, tree.counts);
+        Self::build(root, Vec::new(), source, labels, config)
+    }
+
+    /// Images to train on without labels, from whichever source `spec` names: WebDataset shards
+    /// (a brace pattern such as `shards/{000000..000099}.tar`, or one `.tar` file, see
+    /// [`open_shards`](Self::open_shards)), a list file (any other file, see
+    /// [`open_list`](Self::open_list)) or a folder tree ([`open_tree`](Self::open_tree)).
+    pub fn open_unlabelled(
+        spec: impl AsRef<Path>,
+        config: &ImageFolderConfig,
+    ) -> Result<Self, DataError> {
+        let spec = spec.as_ref();
+        if is_shard_spec(spec) {
+            let expanded = expand_pattern(&spec.to_string_lossy())?;
+            let shards: Vec<PathBuf> = expanded.into_iter().map(PathBuf::from).collect();
+            return Self::open_shards(spec, &shards, config);
+        }
+        match std::fs::metadata(spec) {
+            Ok(meta) if meta.is_file() => Self::open_list(spec, config),
+            _ => Self::open_tree(spec, config),
+        }
+    }
+
+    /// The images listed in a text file, one path per line (relative paths are taken from the
+    /// list's folder; blank lines and lines starting with `#` are left out), in the list's order.
+    /// A listed file that does not exist is an error naming the list, the line and the file
+    /// under [`OnCorrupt::Fail`], and is left out and counted as unreadable under
+    /// [`OnCorrupt::Skip`].
+    pub fn open_list(
+        list: impl AsRef<Path>,
+        config: &ImageFolderConfig,
+    ) -> Result<Self, DataError> {
+        config.validate()?;
+        let list = list.as_ref().to_path_buf();
+        let text = std::fs::read_to_string(&list).map_err(|source| DataError::Io {
+            path: list.clone(),
+            source,
+        })?;
+        let base = list.parent().unwrap_or(Path::new(""));
+        let mut paths = Vec::new();
+        let mut counts = ScanCounts::default();
+        for (n, line) in text.lines().enumerate() {
+            let entry = line.trim();
+            if entry.is_empty() || entry.starts_with('#') {
+                continue;
+            }
+            let path = base.join(entry);
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => paths.push(path),
+                Ok(_) => counts.not_images += 1,
+                Err(_) if config.on_corrupt == OnCorrupt::Skip => {
+                    tracing::warn!(list = %list.display(), line = n + 1, path = %path.display(), "leaving out a listed file that does not exist");
+                    counts.unreadable += 1;
+                }
+                Err(_) => {
+                    return Err(DataError::MissingListed {
+                        list,
+                        line: n + 1,
+                        path,
+                    });
+                }
+            }
+        }
+        if paths.is_empty() {
+            return Err(DataError::EmptyList { path: list });
+        }
+        let labels = vec![None; paths.len()];
+        Self::build(
+            list,
+            Vec::new(),
+            Source::files(paths, counts),
+            labels,
+            config,
+        )
+    }
+
+    /// The samples of WebDataset tar shards, in shard order, without labels (see the
+    /// [`shards`](crate::shards) module for the format). `spec` is the pattern the shards came
+    /// from, kept as the dataset's root. A missing shard, or one that is not a tar file, is an
+    /// error naming it; a shard damaged part-way keeps the samples before the damage under
+    /// [`OnCorrupt::Skip`].
+    pub fn open_shards(
+        spec: impl AsRef<Path>,
+        shards: &[PathBuf],
+        config: &ImageFolderConfig,
+    ) -> Result<Self, DataError> {
+        config.validate()?;
+        let spec = spec.as_ref().to_path_buf();
+        let index = index_shards(shards, config.on_corrupt == OnCorrupt::Skip)?;
+        if index.members.is_empty() {
+            return Err(DataError::NoImages { path: spec });
+        }
+        let labels = vec![None; index.members.len()];
+        let source = Source {
+            paths: index.names,
+            shards: Some((index.shards, index.members)),
+            counts: index.counts,
+        };
+        Self::build(spec, Vec::new(), source, labels, config)
     }
 
     fn build(
         root: PathBuf,
         classes: Vec<String>,
-        mut paths: Vec<PathBuf>,
+        source: Source,
         mut labels: Vec<Option<u32>>,
-        scan_counts: ScanCounts,
         config: &ImageFolderConfig,
     ) -> Result<Self, DataError> {
+        let Source {
+            mut paths,
+            mut shards,
+            counts: scan_counts,
+        } = source;
         if let Some(n) = config.limit {
             let keep = limit_indices(&root, &classes, &labels, n)?;
             paths = keep.iter().map(|&i| paths[i].clone()).collect();
             labels = keep.iter().map(|&i| labels[i]).collect();
+            if let Some((_, members)) = &mut shards {
+                *members = keep.iter().map(|&i| members[i]).collect();
+            }
         }
         tracing::info!(
             root = %root.display(),
@@ -192,6 +305,7 @@ impl ImageFolder {
             root,
             classes,
             paths,
+            shards,
             labels,
             scan_counts,
             on_corrupt: config.on_corrupt,
@@ -250,11 +364,24 @@ impl ImageFolder {
 
     fn load(&self, index: usize) -> Result<RgbImage, LoadFailure> {
         match &self.cache {
-            Some(cache) => cache[index]
-                .get_or_init(|| decode(&self.paths[index]))
-                .clone(),
-            None => decode(&self.paths[index]),
+            Some(cache) => cache[index].get_or_init(|| self.decode(index)).clone(),
+            None => self.decode(index),
         }
+    }
+
+    fn decode(&self, index: usize) -> Result<RgbImage, LoadFailure> {
+        let bytes = match &self.shards {
+            Some((files, members)) => {
+                let member = &members[index];
+                read_member(&files[member.shard as usize], member)
+            }
+            None => std::fs::read(&self.paths[index]),
+        };
+        let bytes = bytes.map_err(|e| LoadFailure {
+            io_kind: Some(e.kind()),
+            message: e.to_string(),
+        })?;
+        decode(&bytes)
     }
 
     fn failure(&self, index: usize, failure: LoadFailure) -> DataError {
@@ -318,14 +445,10 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-/// Reads and decodes one file (format from its content, the first frame of an animation),
+/// Decodes one file's bytes (format from its content, the first frame of an animation),
 /// applies its EXIF orientation, and converts any colour mode (greyscale, palette, alpha, 16-bit,
 /// CMYK) to 8-bit RGB.
-fn decode(path: &Path) -> Result<RgbImage, LoadFailure> {
-    let bytes = std::fs::read(path).map_err(|e| LoadFailure {
-        io_kind: Some(e.kind()),
-        message: e.to_string(),
-    })?;
+fn decode(bytes: &[u8]) -> Result<RgbImage, LoadFailure> {
     let bad = |e: image::ImageError| LoadFailure {
         io_kind: None,
         message: e.to_string(),
@@ -336,10 +459,10 @@ fn decode(path: &Path) -> Result<RgbImage, LoadFailure> {
             message: "the file is empty".into(),
         });
     }
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(e.into()))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
         // The JPEG decoder fills a cut-off scan with grey rather than failing.
         return Err(LoadFailure {
             io_kind: None,
@@ -353,6 +476,23 @@ fn decode(path: &Path) -> Result<RgbImage, LoadFailure> {
     let mut image = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// Where an [`ImageFolder`]'s images come from: files, or the samples of shards.
+struct Source {
+    paths: Vec<PathBuf>,
+    shards: Option<(Vec<PathBuf>, Vec<Member>)>,
+    counts: ScanCounts,
+}
+
+impl Source {
+    fn files(paths: Vec<PathBuf>, counts: ScanCounts) -> Self {
+        Self {
+            paths,
+            shards: None,
+            counts,
+        }
+    }
 }
 
 /// The indices kept by `limit = n`: balanced over classes, or the first `n` of a flat folder.

@@ -455,3 +455,194 @@ fn an_empty_tree_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+fn png_bytes(seed: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    pattern(seed)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn a_list_file_gives_its_images_in_order_relative_to_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    write_png(&r.join("imgs/b.png"), 2);
+    write_png(&r.join("imgs/deep/a.png"), 1);
+    write_png(&r.join("elsewhere/c.png"), 3);
+    let absolute = r.join("elsewhere/c.png");
+    fs::create_dir_all(r.join("lists")).unwrap();
+    let list = r.join("lists/train.txt");
+    fs::write(
+        &list,
+        format!(
+            "# my images\n../imgs/b.png\n\n  ../imgs/deep/a.png  \r\n{}\n../imgs\n",
+            absolute.display()
+        ),
+    )
+    .unwrap();
+    let f = ImageFolder::open_unlabelled(&list, &ImageFolderConfig::default()).unwrap();
+    assert_eq!(f.len(), 3);
+    assert!(!f.is_labelled());
+    let seeds: Vec<_> = (0..3).map(|i| f.get(i).unwrap().image).collect();
+    assert_eq!(seeds, [pattern(2), pattern(1), pattern(3)]);
+    // The folder line is not an image.
+    assert_eq!(f.scan_counts().not_images, 1);
+
+    // A missing file: an error naming the list, the line and the file, or a counted skip.
+    fs::write(&list, "../imgs/b.png\n../imgs/gone.png\n").unwrap();
+    let err = ImageFolder::open_list(&list, &ImageFolderConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("train.txt") && err.contains("line 2") && err.contains("gone.png"),
+        "{err}"
+    );
+    let skip = ImageFolderConfig {
+        on_corrupt: OnCorrupt::Skip,
+        ..Default::default()
+    };
+    let f = ImageFolder::open_list(&list, &skip).unwrap();
+    assert_eq!((f.len(), f.scan_counts().unreadable), (1, 1));
+
+    fs::write(&list, "# nothing\n\n").unwrap();
+    let err = ImageFolder::open_list(&list, &skip)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names no images"), "{err}");
+}
+
+/// A tar shard written member by member, as another tool might write it.
+fn write_tar(path: &Path, members: &[(&str, Vec<u8>)]) {
+    let mut builder = tar::Builder::new(fs::File::create(path).unwrap());
+    for (name, bytes) in members {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+#[test]
+fn webdataset_shards_give_one_image_per_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shards");
+    fs::create_dir_all(&dir).unwrap();
+    write_tar(
+        &dir.join("000000.tar"),
+        &[
+            ("s0.jpg", {
+                let mut b = Vec::new();
+                pattern(1)
+                    .write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Jpeg)
+                    .unwrap();
+                b
+            }),
+            ("s0.cls", b"3".to_vec()),
+            ("s1.png", png_bytes(2)),
+            ("s1.seg.png", png_bytes(9)),
+            ("s1.json", b"{}".to_vec()),
+            ("captions.txt", b"no image in this sample".to_vec()),
+        ],
+    );
+    write_tar(
+        &dir.join("000001.tar"),
+        &[
+            ("nested/dir.v2/s2.png", png_bytes(3)),
+            ("s3.png", b"not a png".to_vec()),
+            ("s4.PNG", png_bytes(4)),
+        ],
+    );
+    let spec = dir.join("{000000..000001}.tar");
+    let skip = ImageFolderConfig {
+        on_corrupt: OnCorrupt::Skip,
+        ..Default::default()
+    };
+    let f = ImageFolder::open_unlabelled(&spec, &skip).unwrap();
+    assert_eq!(f.len(), 5);
+    assert!(!f.is_labelled());
+    // cls, the second image of s1, json and the caption-only sample.
+    assert_eq!(f.scan_counts().not_images, 4);
+    assert_eq!(f.get(0).unwrap().image.dimensions(), (4, 3));
+    assert_eq!(f.get(1).unwrap().image, pattern(2));
+    assert_eq!(f.get(2).unwrap().image, pattern(3));
+    assert_eq!(f.get(4).unwrap().image, pattern(4));
+    assert_eq!(
+        f.path(2).unwrap(),
+        dir.join("000001.tar").join("nested/dir.v2/s2.png")
+    );
+    // A member that does not decode is skipped and reported by its shard and name.
+    let err = f.get(3).unwrap_err();
+    assert!(err.is_skipped(), "{err}");
+    assert!(err.to_string().contains("000001.tar/s3.png"), "{err}");
+
+    // The limit keeps the first samples, with their members.
+    let limited = ImageFolder::open_unlabelled(
+        &spec,
+        &ImageFolderConfig {
+            limit: Some(2),
+            ..skip.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(limited.get(1).unwrap().image, pattern(2));
+
+    // A shard missing from the pattern is an error naming it.
+    let err = ImageFolder::open_unlabelled(dir.join("{000000..000002}.tar"), &skip)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("000002.tar"), "{err}");
+    // A file that is not a tar archive is an error naming it under `fail`, and left out
+    // (counted as unreadable) under `skip`.
+    fs::write(dir.join("000002.tar"), vec![7u8; 1000]).unwrap();
+    let err = ImageFolder::open_unlabelled(
+        dir.join("{000000..000002}.tar"),
+        &ImageFolderConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("000002.tar"), "{err}");
+    let f = ImageFolder::open_unlabelled(dir.join("{000000..000002}.tar"), &skip).unwrap();
+    assert_eq!((f.len(), f.scan_counts().unreadable), (5, 1));
+}
+
+#[test]
+fn written_shards_read_back_as_the_same_images() {
+    let tmp = class_tree();
+    let tree = ImageFolder::open_tree(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    let files: Vec<_> = (0..tree.len())
+        .map(|i| tree.path(i).unwrap().to_path_buf())
+        .chain([tmp.path().join("gone.png")])
+        .collect();
+    let out = tmp.path().join("out");
+    let written = crate::write_shards(&files, &out, 3).unwrap();
+    assert_eq!(written.images, 8);
+    assert_eq!(written.unreadable, [tmp.path().join("gone.png")]);
+    assert_eq!(written.shards.len(), 3);
+    assert!(written.shards[2].ends_with("000002.tar"));
+    // No temporary file is left beside the shards.
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 3);
+    let shards =
+        ImageFolder::open_unlabelled(out.join("{000000..000002}.tar"), &Default::default())
+            .unwrap();
+    assert_eq!(shards.len(), tree.len());
+    for i in 0..tree.len() {
+        assert_eq!(shards.get(i).unwrap().image, tree.get(i).unwrap().image);
+    }
+    // The same images give the same bytes.
+    let again = crate::write_shards(&files, &tmp.path().join("again"), 3).unwrap();
+    for (a, b) in written.shards.iter().zip(&again.shards) {
+        assert_eq!(fs::read(a).unwrap(), fs::read(b).unwrap());
+    }
+    let err = crate::write_shards(&files, &out, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shard_size"), "{err}");
+}

@@ -2,8 +2,9 @@
 //!
 //! - [`Dataset`]: random access to items by index; [`InMemory`] holds items in memory; [`Subset`] picks indices of another dataset
 //!   (what an expert trains on) and keeps the original indices;
-//! - [`ImageFolder`]: JPEG/PNG images in class folders or in one flat, unlabelled folder, with an
-//!   optional decoded-image cache, a policy for corrupt files ([`OnCorrupt`]) and the reference
+//! - [`ImageFolder`]: images in class folders, in one flat folder, in a tree of any depth, in a
+//!   list file or in WebDataset tar shards ([`shards`], [`write_shards`]), with an optional
+//!   decoded-image cache, a policy for corrupt files ([`OnCorrupt`]) and the reference
 //!   class-balanced subset ([`balanced_subset`]);
 //! - [`Mapper`]: the per-item transform (augmentation) run on worker threads, with randomness
 //!   derived from `(seed, epoch, index)`;
@@ -18,6 +19,7 @@ mod folder;
 mod loader;
 mod mapper;
 mod scan;
+pub mod shards;
 mod stack;
 mod subset;
 
@@ -28,5 +30,6 @@ pub use folder::{ImageFolder, ImageFolderConfig, ImageItem, OnCorrupt, UNLABELLE
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};
 pub use mapper::{Identity, ItemContext, Mapper};
 pub use scan::{IMAGE_EXTENSIONS, ScanCounts};
+pub use shards::{WrittenShards, write_shards};
 pub use stack::stack_chw;
 pub use subset::Subset;

@@ -60,9 +60,10 @@ pub enum Method {
 pub struct DataConfig {
     /// Folder holding `train/` and `test/` (class subfolders; labels are used only to evaluate).
     pub root: PathBuf,
-    /// An image tree to train on instead of `<root>/train`: any folder of images at any depth,
-    /// without labels (a photo dump, a crawl, an archive). Evaluation then reads `eval.data`,
-    /// or is left out when that is not set.
+    /// Images to train on instead of `<root>/train`, without labels: a folder of images at any
+    /// depth (a photo dump, a crawl, an archive), a list file (one path per line, relative to
+    /// the list), or WebDataset tar shards (`shards/{000000..000099}.tar` or one `.tar` file).
+    /// Evaluation then reads `eval.data`, or is left out when that is not set.
     pub train: Option<PathBuf>,
     /// Class-balanced subset of the train split (0 = all images).
     pub train_limit: usize,

@@ -2,8 +2,9 @@
 
 use crate::config::{DataConfig, RunConfig};
 use crate::error::PipelineError;
+use crate::run::Run;
 use dnc_data::{ImageFolder, ImageFolderConfig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A split of the data folder.
@@ -31,11 +32,12 @@ fn folder_config(cfg: &DataConfig, limit: usize) -> ImageFolderConfig {
 }
 
 /// Opens a split with the configured subset, cache and corrupt-image policy: the training
-/// images (`data.train`'s tree, else `<root>/train`) or `<root>/test`.
+/// images (`data.train`: a folder tree, a list file or WebDataset shards; else `<root>/train`)
+/// or `<root>/test`.
 pub fn open_split(cfg: &DataConfig, split: Split) -> Result<Arc<ImageFolder>, PipelineError> {
     let folder = match (split, &cfg.train) {
         (Split::Train, Some(tree)) => {
-            ImageFolder::open_tree(tree, &folder_config(cfg, cfg.train_limit))?
+            ImageFolder::open_unlabelled(tree, &folder_config(cfg, cfg.train_limit))?
         }
         (Split::Train, None) => ImageFolder::open(
             cfg.root.join(split.folder()),
@@ -93,18 +95,46 @@ pub(crate) fn open_eval_splits(cfg: &RunConfig) -> Result<Option<EvalSplits>, Pi
     }))
 }
 
-/// Reports the images a split skipped as corrupt (a warning, and the count for the summary).
-pub(crate) fn report_corrupt(folder: &ImageFolder, split: Split) -> usize {
-    let skipped = folder.corrupt_paths();
-    for (_, path) in skipped.iter().take(20) {
-        tracing::warn!("skipped corrupt image {}", path.display());
+/// How many skipped files a stage names, in its warning and in `summary.json`.
+const NAMED_SKIPS: usize = 20;
+
+/// Records the images a stage skipped as unreadable or undecodable: a warning naming up to 20 of
+/// them, and `info.<stage>.skipped` in `summary.json` (`count` and up to 20 `examples`). Returns
+/// the count.
+pub(crate) fn record_skipped(
+    run: &Run,
+    stage: &str,
+    folders: &[&ImageFolder],
+) -> Result<usize, PipelineError> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for folder in folders {
+        paths.extend(folder.corrupt_paths().into_iter().map(|(_, p)| p));
     }
-    if skipped.len() > 20 {
+    paths.sort();
+    paths.dedup();
+    for path in paths.iter().take(NAMED_SKIPS) {
+        tracing::warn!(stage, "skipped unreadable image {}", path.display());
+    }
+    if paths.len() > NAMED_SKIPS {
         tracing::warn!(
-            "... and {} more corrupt images in {:?}",
-            skipped.len() - 20,
-            split
+            stage,
+            "... and {} more unreadable images",
+            paths.len() - NAMED_SKIPS
         );
     }
-    skipped.len()
+    let record = serde_json::json!({
+        "count": paths.len(),
+        "examples": paths.iter().take(NAMED_SKIPS).map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    run.dir.update_summary(|s| {
+        let entry = s
+            .info
+            .entry(stage.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        if !entry.is_object() {
+            *entry = serde_json::json!({});
+        }
+        entry["skipped"] = record;
+    })?;
+    Ok(paths.len())
 }

@@ -77,14 +77,26 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
             md.push_str(&results_table(&summary));
         }
         None => md.push_str(
-            "No accuracy: the run trains on an unlabelled tree and `eval.data` (a labelled \
+            "No accuracy: the run trains on unlabelled images and `eval.data` (a labelled \
              folder with train/ and test/) is not set.\n",
         ),
     }
-    md.push_str("\n## Stages\n\n| stage | done | wall time |\n|---|---|---|\n");
+    md.push_str(
+        "\n## Stages\n\n| stage | done | wall time | unreadable images skipped |\n|---|---|---|---|\n",
+    );
     for stage in run.stages() {
         if let Some(s) = summary.stages.get(stage.name()) {
-            let _ = writeln!(md, "| {stage} | {} | {:.1} s |", s.done, s.seconds);
+            // Only the stages that read images record skips.
+            let skipped = summary
+                .info
+                .get(stage.name())
+                .and_then(|i| i["skipped"]["count"].as_u64())
+                .map_or_else(|| "—".to_string(), |n| n.to_string());
+            let _ = writeln!(
+                md,
+                "| {stage} | {} | {:.1} s | {skipped} |",
+                s.done, s.seconds
+            );
         }
     }
     if let Some(info) = summary.info.get("cluster") {

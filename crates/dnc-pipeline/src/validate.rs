@@ -173,7 +173,7 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
             path.as_ref().is_none_or(|p| !p.as_os_str().is_empty()),
             key,
             "\"\"",
-            "must name a folder (or be left out)",
+            "must name a folder, a list file or shards (or be left out)",
         )?;
     }
     Ok(())

@@ -404,6 +404,17 @@ fn unreadable_files_and_unlabelled_folders_run_to_the_end() {
     let raw: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(raw["info"]["base_training"]["skipped_images"], 2, "{raw}");
+    // Every stage that reads the two files counts and names them; the experts never see them.
+    for (stage, count) in [("base", 2), ("embed", 2), ("experts", 0), ("eval", 2)] {
+        let skipped = &raw["info"][stage]["skipped"];
+        assert_eq!(skipped["count"], count, "{stage}: {skipped}");
+        let named = skipped["examples"].to_string();
+        assert_eq!(
+            named.contains("empty.jpg") && named.contains("junk.png"),
+            count == 2,
+            "{stage}: {named}"
+        );
+    }
     // Distractors are neither a class nor scored: ten classes, and the diagnostics' bank holds
     // the 100 labelled images.
     assert_eq!(
@@ -474,7 +485,7 @@ fn an_unlabelled_tree_trains_to_the_end_and_evaluates_on_eval_data() {
     run.run_all(false).unwrap();
     let summary = run.dir.read_summary().unwrap();
     assert!(summary.is_done("eval") && summary.eval.is_empty());
-    assert!(summary.info["eval"]["skipped"].is_string());
+    assert!(summary.info["eval"]["not_run"].is_string());
     let sizes: u64 = summary.info["cluster"]["sizes"]
         .as_array()
         .unwrap()
@@ -494,6 +505,64 @@ fn an_unlabelled_tree_trains_to_the_end_and_evaluates_on_eval_data() {
     run.run_all(false).unwrap();
     let summary = run.dir.read_summary().unwrap();
     assert_eq!(summary.eval["dnc"].knn_per_class.len(), 10);
+}
+
+#[test]
+fn a_list_file_and_shards_of_the_same_images_train_the_same_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let labelled = dir.path().join("labelled");
+    small_tree(&labelled, 6, 1);
+    let mut images = walk(&labelled.join("train"));
+    images.reverse();
+    let list = dir.path().join("lists/train.txt");
+    std::fs::create_dir_all(list.parent().unwrap()).unwrap();
+    let lines: Vec<String> = images
+        .iter()
+        .map(|p| {
+            format!(
+                "../labelled/{}",
+                p.strip_prefix(&labelled).unwrap().display()
+            )
+        })
+        .collect();
+    std::fs::write(&list, format!("# reversed\n{}\n", lines.join("\n"))).unwrap();
+    let written = dnc_data::write_shards(&images, &dir.path().join("shards"), 25).unwrap();
+    assert_eq!((written.images, written.shards.len()), (60, 3));
+    let pattern = dir.path().join("shards/{000000..000002}.tar");
+
+    // The same images in another order: a different base, so the comparison can fail.
+    let sorted = dir.path().join("lists/sorted.txt");
+    std::fs::write(
+        &sorted,
+        format!("{}\n", {
+            let mut l = lines.clone();
+            l.sort();
+            l.join("\n")
+        }),
+    )
+    .unwrap();
+
+    let mut weights = Vec::new();
+    for (name, train) in [("list", &list), ("shards", &pattern), ("sorted", &sorted)] {
+        let text = common::tiny_config_toml()
+            .replace("train_limit = 200", "train_limit = 0")
+            .replace(
+                "[data]\n",
+                &format!("[data]\ntrain = {:?}\n", train.display().to_string()),
+            );
+        let out = dir.path().join(name);
+        let run = Run::create(RunConfig::from_toml(&text).unwrap(), &out).unwrap();
+        run.run_stage(Stage::Base, false).unwrap();
+        weights.push(std::fs::read(out.join("base/model.safetensors")).unwrap());
+    }
+    assert!(
+        weights[0] == weights[1],
+        "the same images in the same order"
+    );
+    assert!(
+        weights[0] != weights[2],
+        "another order trains another base"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -6,7 +6,7 @@
 use super::cluster::{UNASSIGNED, load_assignments};
 use super::experts::{cluster_count, expert_dir};
 use crate::config::{StudentInit, Teachers};
-use crate::datasets::{Split, open_split};
+use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::sources::{DistillSource, DistillViewMapper};
@@ -134,7 +134,7 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         seed,
     ));
     let loader = Loader::new(
-        train,
+        train.clone(),
         mapper,
         train_loader_config(cfg, cfg.distill.batch_size, seed),
     )?;
@@ -173,7 +173,9 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     } else if start.is_file() {
         std::fs::remove_file(&start).map_err(|e| PipelineError::io(&start, e))?;
     }
-    save_encoder(step.vars(), &dir.join("model.safetensors"))
+    save_encoder(step.vars(), &dir.join("model.safetensors"))?;
+    record_skipped(run, "distill", &[&train])?;
+    Ok(())
 }
 
 #[cfg(test)]

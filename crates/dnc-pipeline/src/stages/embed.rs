@@ -5,7 +5,7 @@
 //! `output` (the projection), `indices` (dataset index of each row, u32) and `labels` (class id,
 //! `u32::MAX` where unknown). The cluster stage and evaluation reuse it.
 
-use crate::datasets::{Split, open_split};
+use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::features::embed_dataset;
 use crate::run::Run;
@@ -28,7 +28,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         &run.device,
     )?;
     let train = open_split(&run.cfg.data, Split::Train)?;
-    let embedded = embed_dataset(&run.cfg, train, &run.device, "embed", |x| {
+    let embedded = embed_dataset(&run.cfg, train.clone(), &run.device, "embed", |x| {
         let out = encoder.forward_t(x, false)?;
         Ok(vec![out.features, out.hidden, out.z])
     })?;
@@ -57,6 +57,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     candle_core::safetensors::save(&tensors, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(|e| PipelineError::io(&path, e))?;
     tracing::info!("embedded {n} images into {}", path.display());
+    record_skipped(run, "embed", &[&train])?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! [diagnostics](super::diagnostics) of where accuracy is won or lost.
 
 use super::experts::expert_dir;
-use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split};
+use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::features::embed_dataset;
 use crate::run::Run;
@@ -48,7 +48,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         run.dir.update_summary(|s| {
             s.info.insert(
                 "eval".into(),
-                serde_json::json!({"skipped": "no labelled data (set eval.data)"}),
+                serde_json::json!({"not_run": "no labelled data (set eval.data)"}),
             );
         })?;
         return Ok(());
@@ -76,9 +76,12 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         "untrained".into(),
         fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0,
     ));
+    let mut read = vec![train.clone(), test.clone()];
     if run.cfg.eval.bn_adapted_floor {
         let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
-        adapt_batch_norm(run, &encoder, open_split(&run.cfg.data, Split::Train)?)?;
+        let images = open_split(&run.cfg.data, Split::Train)?;
+        adapt_batch_norm(run, &encoder, images.clone())?;
+        read.push(images);
         models.push(("untrained-bn".into(), encoder));
     }
     for (name, path) in trained_models(run) {
@@ -92,6 +95,8 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         })?;
     }
     tracing::info!("\n{}", comparison.to_plain());
+    let read: Vec<&ImageFolder> = read.iter().map(|f| &**f).collect();
+    record_skipped(run, "eval", &read)?;
     // The diagnostics load their own models; free these first.
     drop(models);
     super::diagnostics::run(run, &train, &test, num_classes)

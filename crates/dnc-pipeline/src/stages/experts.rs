@@ -9,7 +9,7 @@
 use super::cluster::{UNASSIGNED, load_assignments};
 use crate::audit::Audited;
 use crate::config::{BudgetSplit, Init};
-use crate::datasets::{Split, open_split};
+use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::train::{MoclrJob, train_moclr};
@@ -117,8 +117,9 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .collect();
     run.dir.update_summary(|s| {
         s.info
-            .insert("experts".into(), serde_json::Value::Array(summary));
+            .insert("experts".into(), serde_json::json!({ "plans": summary }));
     })?;
+    record_skipped(run, "experts", &[&train])?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The base model (MoCLR on all data, SPEC step 1) and the matched MoCLR baseline.
 
-use crate::datasets::{Split, open_split, report_corrupt};
+use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::run::Run;
 use crate::train::{MoclrJob, train_moclr};
@@ -68,7 +68,7 @@ fn train_all_data(
         &mut metrics,
         resume,
     )?;
-    let skipped = report_corrupt(&train, Split::Train);
+    let skipped = record_skipped(run, name, &[&train])?;
     run.dir.update_summary(|s| {
         s.info.insert(
             format!("{name}_training"),
