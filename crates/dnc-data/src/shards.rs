@@ -171,11 +171,9 @@ fn index_one(path: &Path, shard: u32, index: &mut ShardIndex) -> Result<(), Data
         .map_err(|e| bad(format!("not a tar file: {e}")))?;
     // The key of the sample being read, and whether it has its image yet.
     let mut current: Option<(String, bool)> = None;
-    let mut members_read = 0usize;
-    for entry in entries {
-        let entry =
-            entry.map_err(|e| bad(format!("unreadable after {members_read} members: {e}")))?;
-        members_read += 1;
+    for (read, entry) in entries.enumerate() {
+        let entry = entry.map_err(|e| bad(format!("unreadable after {read} members: {e}")))?;
+        let members_read = read + 1;
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -229,10 +227,10 @@ pub struct WrittenShards {
 /// The member extension of an image: its own, when it is an image extension, else the format
 /// its first bytes show.
 fn member_extension(path: &Path, bytes: &[u8]) -> String {
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        if IMAGE_EXTENSIONS.iter().any(|k| ext.eq_ignore_ascii_case(k)) {
-            return ext.to_ascii_lowercase();
-        }
+    if let Some(ext) = path.extension().and_then(|e| e.to_str())
+        && IMAGE_EXTENSIONS.iter().any(|k| ext.eq_ignore_ascii_case(k))
+    {
+        return ext.to_ascii_lowercase();
     }
     image::guess_format(bytes)
         .ok()
