@@ -65,6 +65,16 @@ pub enum DataError {
     /// A list file names no images.
     #[error("list file {path} names no images")]
     EmptyList { path: PathBuf },
+    /// Every image of a dataset failed to load: nothing to train or evaluate on.
+    #[error(
+        "none of the {count} images of {root} can be read or decoded (e.g. {example}: {message})"
+    )]
+    NothingReadable {
+        root: PathBuf,
+        count: usize,
+        example: PathBuf,
+        message: String,
+    },
     /// A file or folder could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

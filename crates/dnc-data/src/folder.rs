@@ -314,6 +314,29 @@ impl ImageFolder {
         })
     }
 
+    /// Checks that at least one image loads, trying them in order: a dataset whose every file
+    /// is unreadable fails here, naming its root and one file, rather than training on nothing.
+    /// Under [`OnCorrupt::Fail`] the first bad file is the error.
+    pub fn check_readable(&self) -> Result<(), DataError> {
+        let mut first_failure = None;
+        for index in 0..self.paths.len() {
+            match self.get(index) {
+                Ok(_) => return Ok(()),
+                Err(DataError::Skipped { path, message, .. }) => {
+                    first_failure.get_or_insert((path, message));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (example, message) = first_failure.unwrap_or_default();
+        Err(DataError::NothingReadable {
+            root: self.root.clone(),
+            count: self.paths.len(),
+            example,
+            message,
+        })
+    }
+
     /// The folder that was opened.
     pub fn root(&self) -> &Path {
         &self.root

@@ -646,3 +646,26 @@ fn written_shards_read_back_as_the_same_images() {
         .to_string();
     assert!(err.contains("shard_size"), "{err}");
 }
+
+#[test]
+fn a_folder_of_only_bad_files_fails_naming_one_of_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("a.jpg"), b"").unwrap();
+    fs::write(tmp.path().join("b.png"), b"not a png").unwrap();
+    let skip = ImageFolderConfig {
+        on_corrupt: OnCorrupt::Skip,
+        ..Default::default()
+    };
+    let f = ImageFolder::open_tree(tmp.path(), &skip).unwrap();
+    let err = f.check_readable().unwrap_err().to_string();
+    assert!(
+        err.contains("none of the 2 images") && err.contains("a.jpg") && err.contains("empty"),
+        "{err}"
+    );
+    let f = ImageFolder::open_tree(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    let err = f.check_readable().unwrap_err().to_string();
+    assert!(err.contains("a.jpg"), "{err}");
+    write_png(&tmp.path().join("c.png"), 1);
+    let f = ImageFolder::open_tree(tmp.path(), &skip).unwrap();
+    f.check_readable().unwrap();
+}

@@ -48,6 +48,7 @@ pub fn open_split(cfg: &DataConfig, split: Split) -> Result<Arc<ImageFolder>, Pi
             &folder_config(cfg, cfg.test_limit),
         )?,
     };
+    folder.check_readable()?;
     Ok(Arc::new(folder))
 }
 
@@ -89,6 +90,8 @@ pub(crate) fn open_eval_splits(cfg: &RunConfig) -> Result<Option<EvalSplits>, Pi
         root.join(Split::Test.folder()),
         &folder_config(data, data.test_limit),
     )?;
+    bank.check_readable()?;
+    test.check_readable()?;
     Ok(Some(EvalSplits {
         bank: Arc::new(bank),
         test: Arc::new(test),

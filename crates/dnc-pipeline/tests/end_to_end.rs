@@ -565,6 +565,33 @@ fn a_list_file_and_shards_of_the_same_images_train_the_same_base() {
     );
 }
 
+#[test]
+fn training_data_without_one_readable_image_fails_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos/deep");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::write(photos.join("a.jpg"), b"").unwrap();
+    std::fs::write(photos.join("b.png"), b"not a png").unwrap();
+    let text = common::tiny_config_toml()
+        .replace("train_limit = 200", "train_limit = 0")
+        .replace(
+            "[data]\n",
+            &format!(
+                "[data]\ntrain = {:?}\n",
+                dir.path().join("photos").display().to_string()
+            ),
+        );
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    assert_eq!(cfg.data.on_corrupt, dnc_data::OnCorrupt::Skip);
+    let run = Run::create(cfg, &dir.path().join("run")).unwrap();
+    let err = run.run_stage(Stage::Base, false).unwrap_err().to_string();
+    assert!(
+        err.contains("none of the 2 images") && err.contains("a.jpg"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run/base/model.safetensors").exists());
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
