@@ -4,7 +4,9 @@ use crate::logging;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use dnc_core::DeviceSpec;
-use dnc_pipeline::{Run, RunConfig, Stage, apply_overrides, ordered_models};
+use dnc_pipeline::{
+    ExpertSelection, Run, RunConfig, RunStatus, Stage, apply_overrides, ordered_models,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -69,6 +71,13 @@ pub(crate) struct StageOnlyArgs {
     /// Run on this device instead of the configured one.
     #[arg(long)]
     device: Option<DeviceSpec>,
+    /// Experts stage only: train expert K alone, as one job of a scheduler (several jobs share
+    /// the run directory; the one that completes the last expert marks the stage done).
+    #[arg(long, conflicts_with = "shard")]
+    expert: Option<usize>,
+    /// Experts stage only: train the experts k with k mod N = I, job I of N (e.g. `--shard 0/4`).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
 #[derive(Args)]
@@ -214,7 +223,25 @@ fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
             names(&run)
         );
     }
-    run.run_stage(stage, args.resume)?;
+    let selection = match (args.expert, &args.shard) {
+        (Some(k), _) => Some(ExpertSelection::One(k)),
+        (None, Some(text)) => Some(ExpertSelection::shard(text)?),
+        (None, None) => None,
+    };
+    match selection {
+        Some(_) if stage != Stage::Experts => {
+            bail!("--expert and --shard select experts; they apply to the experts stage only")
+        }
+        Some(selection) => run.run_experts(selection, args.resume)?,
+        None => run.run_stage(stage, args.resume)?,
+    }
+    Ok(())
+}
+
+/// Prints where each stage and each expert of a run stands.
+pub(crate) fn status(args: RunArgs) -> Result<()> {
+    let run = Run::open(&args.run, None)?;
+    print!("{}", RunStatus::read(&run)?.to_text());
     Ok(())
 }
 

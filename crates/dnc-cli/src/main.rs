@@ -31,8 +31,12 @@ enum Command {
     Init(commands::InitArgs),
     /// List the stages of a run, one per line.
     Stages(commands::RunArgs),
-    /// Run one stage of a run (base, embed, cluster, experts, distill, baseline, eval).
+    /// Run one stage of a run (base, embed, cluster, experts, distill, baseline, eval); the
+    /// experts also one at a time or a share of them (`--expert K`, `--shard I/N`).
     Stage(commands::StageArgs),
+    /// Where each stage and each expert of a run stands: done, running (and where), failed,
+    /// interrupted or not started.
+    Status(commands::RunArgs),
     /// Create (or resume) a run and execute every stage that is not done.
     Train(commands::TrainArgs),
     /// Embed the training images with the base model (the `embed` stage).
@@ -68,6 +72,7 @@ fn main() {
         Command::Init(a) => commands::init(a),
         Command::Stages(a) => commands::stages(a),
         Command::Stage(a) => commands::stage(a),
+        Command::Status(a) => commands::status(a),
         Command::Train(a) => commands::train(a),
         Command::Embed(a) => commands::stage_only("embed", a),
         Command::Cluster(a) => commands::stage_only("cluster", a),

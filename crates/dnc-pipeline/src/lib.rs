@@ -21,6 +21,7 @@ mod run_dir;
 mod sources;
 mod stage;
 mod stages;
+mod status;
 mod train;
 mod validate;
 mod weights;
@@ -34,6 +35,9 @@ pub use report::{ordered_models, results_table, write_report};
 pub use run::Run;
 pub use run_dir::{ModelEval, RunDir, StageStatus, Summary, write_atomic};
 pub use stage::Stage;
-pub use stages::{ClusterInfo, ExpertPlan, UNASSIGNED, expert_plan, load_assignments};
+pub use stages::{
+    ClusterInfo, ExpertPlan, ExpertSelection, UNASSIGNED, expert_plan, load_assignments,
+};
+pub use status::{ExpertState, RunStatus, StageState};
 pub use validate::validate;
 pub use weights::{fresh_encoder, load_encoder, save_encoder};

@@ -1,4 +1,5 @@
-//! The run directory's lock: one process runs stages in a run directory at a time.
+//! The run directory's lock: one process runs stages in a run directory at a time. Expert jobs
+//! (`dnc stage experts --expert K`) take one lock per expert instead, so several can share a run.
 //!
 //! `<run>/lock` holds `pid host` of its holder and is created with `create_new`, so two processes
 //! starting together cannot both take it. A lock left by a killed process on this host (its pid
@@ -62,7 +63,12 @@ impl RunLock {
     /// Takes `<dir>/lock`, taking over a stale one. Fails with the holder when another live
     /// process holds it.
     pub fn acquire(dir: &Path) -> Result<Self, PipelineError> {
-        let path = dir.join("lock");
+        Self::acquire_file(dir.join("lock"))
+    }
+
+    /// Takes the lock file `path` (e.g. one expert's `experts/expert-3.lock`), as
+    /// [`acquire`](Self::acquire) does.
+    pub fn acquire_file(path: PathBuf) -> Result<Self, PipelineError> {
         let me = Holder::current();
         // Two rounds: the second after removing a stale lock.
         for _ in 0..2 {
@@ -113,6 +119,15 @@ impl RunLock {
             path.display()
         )))
     }
+}
+
+/// Who holds the lock file `path`, and whether that holder is certainly gone (a stale lock);
+/// `None` when the file is absent or unreadable.
+pub(crate) fn lock_holder(path: &Path) -> Option<(Holder, bool)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let holder = Holder::parse(&text)?;
+    let gone = holder.is_gone();
+    Some((holder, gone))
 }
 
 /// Removes the lock at `path` when it still holds `text` (no one took it over meanwhile).

@@ -3,8 +3,9 @@
 use crate::config::RunConfig;
 use crate::error::PipelineError;
 use crate::lock::RunLock;
-use crate::run_dir::{RunDir, StageStatus, write_atomic};
+use crate::run_dir::{RunDir, StageStatus, Summary, write_atomic};
 use crate::stage::Stage;
+use crate::stages::ExpertSelection;
 use crate::validate::validate;
 use candle_core::Device;
 use dnc_core::DeviceSpec;
@@ -68,32 +69,14 @@ impl Run {
     pub fn run_stage(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
         let _lock = RunLock::acquire(self.dir.root())?;
         let summary = self.dir.read_summary()?;
-        if let Some(needs) = stage.needs()
-            && !summary.is_done(needs.name())
-        {
-            return Err(PipelineError::StageOrder {
-                stage: stage.name().into(),
-                needs: needs.name().into(),
-            });
-        }
+        self.check_needs(stage, &summary)?;
         let folder = self.dir.root().join(stage.name());
         if !resume && folder.exists() {
             std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
         }
         let earlier = summary.stages.get(stage.name()).map_or(0.0, |s| s.seconds);
-        let stale = stage.downstream();
         self.dir.update_summary(|s| {
-            // The later stages' results no longer follow from this one's until they run again.
-            for later in &stale {
-                if let Some(status) = s.stages.get_mut(later.name()) {
-                    status.done = false;
-                }
-            }
-            if stage == Stage::Eval || stale.contains(&Stage::Eval) {
-                s.eval.clear();
-                s.info.remove("eval");
-                s.info.remove("diagnostics");
-            }
+            mark_stale(s, stage);
             s.stages.insert(
                 stage.name().into(),
                 StageStatus {
@@ -115,6 +98,89 @@ impl Run {
         Ok(())
     }
 
+    /// Fails when the stage that `stage` reads is not done; for the experts, naming the ones
+    /// not complete (expert jobs may have trained the others).
+    fn check_needs(&self, stage: Stage, summary: &Summary) -> Result<(), PipelineError> {
+        let Some(needs) = stage.needs() else {
+            return Ok(());
+        };
+        if summary.is_done(needs.name()) {
+            return Ok(());
+        }
+        if needs == Stage::Experts {
+            let missing = crate::status::incomplete_experts(self, summary);
+            if !missing.is_empty() {
+                let names: Vec<String> = missing.iter().map(|k| format!("expert-{k}")).collect();
+                return Err(PipelineError::Other(format!(
+                    "stage {stage} needs every expert; not complete in {}: {} \
+                     (run `dnc stage experts --run {} --expert K` for each, or `dnc status`)",
+                    self.dir.root().join("experts").display(),
+                    names.join(", "),
+                    self.dir.root().display()
+                )));
+            }
+        }
+        Err(PipelineError::StageOrder {
+            stage: stage.name().into(),
+            needs: needs.name().into(),
+        })
+    }
+
+    /// Trains the selected experts in this process: an expert job of a scheduler, one of several
+    /// that share the run directory (on a shared filesystem) and run at the same time. Each
+    /// expert is trained under its own lock; the job that completes the last expert marks the
+    /// experts stage done. The stages after the experts are marked not done first. A process
+    /// running whole stages in the directory (holding its lock) is not run beside.
+    pub fn run_experts(
+        &self,
+        selection: ExpertSelection,
+        resume: bool,
+    ) -> Result<(), PipelineError> {
+        if !Stage::plan(&self.cfg).contains(&Stage::Experts) {
+            return Err(PipelineError::Other(format!(
+                "the run in {} has no experts stage (method = {:?})",
+                self.dir.root().display(),
+                self.cfg.method
+            )));
+        }
+        // Expert jobs never take the run's lock themselves (they would refuse each other).
+        let run_lock = self.dir.root().join("lock");
+        if let Some((holder, false)) = crate::lock::lock_holder(&run_lock) {
+            return Err(PipelineError::Locked {
+                path: run_lock,
+                pid: holder.pid,
+                host: holder.host,
+            });
+        }
+        self.check_needs(Stage::Experts, &self.dir.read_summary()?)?;
+        self.dir.update_summary(|s| {
+            mark_stale(s, Stage::Experts);
+            s.stages
+                .entry(Stage::Experts.name().into())
+                .or_default()
+                .done = false;
+        })?;
+        tracing::info!("experts {selection:?}: start");
+        let start = Instant::now();
+        let complete = crate::stages::run_selected_experts(self, selection, resume)?;
+        let seconds = start.elapsed().as_secs_f64();
+        self.dir.update_summary(|s| {
+            let entry = s.stages.entry(Stage::Experts.name().into()).or_default();
+            entry.seconds += seconds;
+            // Another job may have completed the last expert after this one looked.
+            entry.done |= complete;
+        })?;
+        tracing::info!(
+            "experts {selection:?}: done in {seconds:.1} s{}",
+            if complete {
+                "; every expert is complete"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
     /// Runs every stage that is not done yet, then writes the report.
     pub fn run_all(&self, resume: bool) -> Result<(), PipelineError> {
         for stage in self.stages() {
@@ -125,5 +191,21 @@ impl Run {
             self.run_stage(stage, resume)?;
         }
         crate::report::write_report(self)
+    }
+}
+
+/// Marks the stages after `stage` not done: their results no longer follow from its results
+/// until they run again. Evaluation results are removed rather than left looking current.
+fn mark_stale(s: &mut Summary, stage: Stage) {
+    let stale = stage.downstream();
+    for later in &stale {
+        if let Some(status) = s.stages.get_mut(later.name()) {
+            status.done = false;
+        }
+    }
+    if stage == Stage::Eval || stale.contains(&Stage::Eval) {
+        s.eval.clear();
+        s.info.remove("eval");
+        s.info.remove("diagnostics");
     }
 }

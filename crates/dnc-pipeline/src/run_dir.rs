@@ -7,6 +7,7 @@
 //!   metrics.jsonl    one JSON object per logged step or epoch
 //!   report.md        tables and PNG plots for people
 //!   lock             `pid host` of the process running a stage, while it runs
+//!   .summary.lock    held (flock) while a process updates summary.json
 //!   <stage>/         checkpoints (safetensors + state.json), written atomically
 //! ```
 
@@ -73,11 +74,22 @@ impl RunDir {
         })
     }
 
-    /// Reads the summary, applies `change`, and writes it back atomically.
+    /// Reads the summary, applies `change`, and writes it back atomically, holding an exclusive
+    /// lock on `.summary.lock` meanwhile, so that processes sharing the run directory (expert
+    /// jobs on several machines) never lose each other's updates.
     pub fn update_summary(
         &self,
         change: impl FnOnce(&mut Summary),
     ) -> Result<Summary, PipelineError> {
+        let lock_path = self.root.join(".summary.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| PipelineError::io(&lock_path, e))?;
+        // Released when `lock` is dropped.
+        lock.lock().map_err(|e| PipelineError::io(&lock_path, e))?;
         let mut summary = self.read_summary()?;
         change(&mut summary);
         let json = serde_json::to_string_pretty(&summary).expect("summary serialises");

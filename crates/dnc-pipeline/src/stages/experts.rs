@@ -4,18 +4,23 @@
 //! size (the paper), every expert trains that many epochs over its own images; split equally,
 //! every expert gets the same number of images `epochs · N / K`. Each expert has its own folder
 //! `experts/expert-<k>/` (checkpoints, `model.safetensors`, `served.json`) and resumes on its own;
-//! experts spread over `experts.devices` round-robin, one thread per device.
+//! experts spread over `experts.devices` round-robin, one thread per device. Expert jobs
+//! ([`run_selected`]) train a selection of the experts in separate processes that share the run
+//! directory, each expert under its own lock.
 
 use super::cluster::{UNASSIGNED, load_assignments};
 use crate::audit::Audited;
 use crate::config::{BudgetSplit, Init};
 use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
+use crate::lock::RunLock;
 use crate::run::Run;
 use crate::train::{MoclrJob, train_moclr};
 use crate::weights::load_encoder;
 use candle_core::Device;
+use candle_nn::VarMap;
 use dnc_data::{Dataset, ImageFolder, Subset};
+use dnc_engine::MetricsWriter;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,10 +78,44 @@ pub(crate) fn expert_dir(run: &Run, cluster: usize) -> PathBuf {
         .join(format!("expert-{cluster}"))
 }
 
+/// The lock file an expert job holds while it trains expert `cluster`.
+pub(crate) fn expert_lock_path(run: &Run, cluster: usize) -> PathBuf {
+    run.dir
+        .root()
+        .join("experts")
+        .join(format!("expert-{cluster}.lock"))
+}
+
+/// The file an expert job leaves when its expert failed, holding the error.
+pub(crate) const FAILED_FILE: &str = "failed.txt";
+
+/// The experts of the run, from the cluster assignments.
+fn plans(run: &Run, train: &ImageFolder) -> Result<Vec<ExpertPlan>, PipelineError> {
+    let clusters = load_assignments(run, train.len())?;
+    Ok(expert_plan(
+        &clusters,
+        run.cfg.experts.epochs,
+        run.cfg.experts.split,
+    ))
+}
+
+/// Records the plans and the skipped images once every expert is complete.
+fn record_plans(run: &Run, plans: &[ExpertPlan], train: &ImageFolder) -> Result<(), PipelineError> {
+    let summary: Vec<serde_json::Value> = plans
+        .iter()
+        .map(|p| serde_json::json!({"cluster": p.cluster, "images": p.images.len(), "epochs": p.epochs}))
+        .collect();
+    run.dir.update_summary(|s| {
+        s.info
+            .insert("experts".into(), serde_json::json!({ "plans": summary }));
+    })?;
+    record_skipped(run, "experts", &[train])?;
+    Ok(())
+}
+
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let train = open_split(&run.cfg.data, Split::Train)?;
-    let clusters = load_assignments(run, train.len())?;
-    let plans = expert_plan(&clusters, run.cfg.experts.epochs, run.cfg.experts.split);
+    let plans = plans(run, &train)?;
     // A configured list, even of one device, replaces the run's device.
     let devices: Vec<Device> = if run.cfg.experts.devices.is_empty() {
         vec![run.device.clone()]
@@ -111,16 +150,114 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
             .collect()
     });
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let summary: Vec<serde_json::Value> = plans
-        .iter()
-        .map(|p| serde_json::json!({"cluster": p.cluster, "images": p.images.len(), "epochs": p.epochs}))
-        .collect();
-    run.dir.update_summary(|s| {
-        s.info
-            .insert("experts".into(), serde_json::json!({ "plans": summary }));
-    })?;
-    record_skipped(run, "experts", &[&train])?;
-    Ok(())
+    record_plans(run, &plans, &train)
+}
+
+/// Which experts one expert job trains (`dnc stage experts --expert K` or `--shard I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertSelection {
+    /// Expert `k` alone.
+    One(usize),
+    /// Every expert `k` with `k mod count = index`: job `index` of `count`.
+    Shard { index: usize, count: usize },
+}
+
+impl ExpertSelection {
+    /// Parses a `--shard` value `I/N` (0 ≤ I < N).
+    pub fn shard(text: &str) -> Result<Self, PipelineError> {
+        let bad = |why: &str| PipelineError::Other(format!("--shard {text}: {why}"));
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| bad("expected I/N, e.g. 0/4"))?;
+        let index: usize = i.trim().parse().map_err(|_| bad("I is not a number"))?;
+        let count: usize = n.trim().parse().map_err(|_| bad("N is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(bad("needs 0 <= I < N"));
+        }
+        Ok(Self::Shard { index, count })
+    }
+
+    fn includes(self, cluster: usize) -> bool {
+        match self {
+            Self::One(k) => k == cluster,
+            Self::Shard { index, count } => cluster % count == index,
+        }
+    }
+}
+
+/// Trains the selected experts in this process, one after another, each under its own lock
+/// (`experts/expert-<k>.lock`), so that jobs on other machines can train the others. Returns
+/// whether every expert of the run is now complete; the job that completes the last one
+/// records the plans.
+pub(crate) fn run_selected(
+    run: &Run,
+    selection: ExpertSelection,
+    resume: bool,
+) -> Result<bool, PipelineError> {
+    let train = open_split(&run.cfg.data, Split::Train)?;
+    let plans = plans(run, &train)?;
+    if let ExpertSelection::One(k) = selection
+        && k >= plans.len()
+    {
+        return Err(PipelineError::Other(format!(
+            "--expert {k}: the run has {} experts (0 to {})",
+            plans.len(),
+            plans.len().saturating_sub(1)
+        )));
+    }
+    let base_vars = base_vars(run, &run.device)?;
+    let mut metrics = run.metrics()?;
+    for plan in plans.iter().filter(|p| selection.includes(p.cluster)) {
+        let lock_path = expert_lock_path(run, plan.cluster);
+        run.dir.stage_dir("experts")?;
+        let _lock = RunLock::acquire_file(lock_path)?;
+        let dir = expert_dir(run, plan.cluster);
+        if !resume && dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+        }
+        let failed = dir.join(FAILED_FILE);
+        if failed.exists() {
+            std::fs::remove_file(&failed).map_err(|e| PipelineError::io(&failed, e))?;
+        }
+        let trained = train_expert(
+            run,
+            plan,
+            &train,
+            &run.device,
+            base_vars.as_ref(),
+            &mut metrics,
+            resume,
+        );
+        if let Err(e) = trained {
+            // Best effort: `dnc status` shows it; the error itself is what the job reports.
+            let _ = std::fs::write(&failed, format!("{e}\n"));
+            return Err(e);
+        }
+    }
+    let complete = plans.iter().all(|p| {
+        expert_dir(run, p.cluster)
+            .join("model.safetensors")
+            .is_file()
+    });
+    if complete {
+        record_plans(run, &plans, &train)?;
+    }
+    Ok(complete)
+}
+
+/// The base model's variables, when experts start from it.
+fn base_vars(run: &Run, device: &Device) -> Result<Option<VarMap>, PipelineError> {
+    Ok(match run.cfg.experts.init {
+        Init::Base => Some(
+            load_encoder(
+                &run.cfg.model,
+                &run.dir.root().join("base/model.safetensors"),
+                device,
+            )?
+            .1,
+        ),
+        Init::Scratch => None,
+    })
 }
 
 /// Trains the experts of one device, in sequence.
@@ -132,43 +269,55 @@ fn train_lane(
     resume: bool,
 ) -> Result<(), PipelineError> {
     let mut metrics = run.metrics()?;
-    let base_vars = match run.cfg.experts.init {
-        Init::Base => Some(
-            load_encoder(
-                &run.cfg.model,
-                &run.dir.root().join("base/model.safetensors"),
-                device,
-            )?
-            .1,
-        ),
-        Init::Scratch => None,
-    };
+    let base_vars = base_vars(run, device)?;
     for plan in lane {
-        let dir = expert_dir(run, plan.cluster);
-        if dir.join("model.safetensors").is_file() {
-            tracing::info!("expert {}: done, skipped", plan.cluster);
-            continue;
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
-        let subset = Subset::new(train.clone(), plan.images.clone())?;
-        let audited = Arc::new(Audited::new(subset, &dir.join("served.log"), resume)?);
-        let job = MoclrJob {
-            name: format!("expert-{}", plan.cluster),
-            train: run.cfg.expert_train(),
-            epochs: plan.epochs,
-            seed: run.cfg.seed.wrapping_add(1 + plan.cluster as u64),
-            init: base_vars.as_ref(),
-            dir: &dir,
-        };
-        tracing::info!(
-            "expert {}: {} images, {} epochs",
-            plan.cluster,
-            plan.images.len(),
-            plan.epochs
-        );
-        train_moclr(&run.cfg, job, audited.clone(), device, &mut metrics, resume)?;
-        audited.write_served(&dir.join("served.json"))?;
+        train_expert(
+            run,
+            plan,
+            train,
+            device,
+            base_vars.as_ref(),
+            &mut metrics,
+            resume,
+        )?;
     }
+    Ok(())
+}
+
+/// Trains one expert into `experts/expert-<k>/`, unless its model is already there.
+fn train_expert(
+    run: &Run,
+    plan: &ExpertPlan,
+    train: &Arc<ImageFolder>,
+    device: &Device,
+    base_vars: Option<&VarMap>,
+    metrics: &mut MetricsWriter,
+    resume: bool,
+) -> Result<(), PipelineError> {
+    let dir = expert_dir(run, plan.cluster);
+    if dir.join("model.safetensors").is_file() {
+        tracing::info!("expert {}: done, skipped", plan.cluster);
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+    let subset = Subset::new(train.clone(), plan.images.clone())?;
+    let audited = Arc::new(Audited::new(subset, &dir.join("served.log"), resume)?);
+    let job = MoclrJob {
+        name: format!("expert-{}", plan.cluster),
+        train: run.cfg.expert_train(),
+        epochs: plan.epochs,
+        seed: run.cfg.seed.wrapping_add(1 + plan.cluster as u64),
+        init: base_vars,
+        dir: &dir,
+    };
+    tracing::info!(
+        "expert {}: {} images, {} epochs",
+        plan.cluster,
+        plan.images.len(),
+        plan.epochs
+    );
+    train_moclr(&run.cfg, job, audited.clone(), device, metrics, resume)?;
+    audited.write_served(&dir.join("served.json"))?;
     Ok(())
 }
 

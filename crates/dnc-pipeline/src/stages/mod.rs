@@ -14,7 +14,8 @@ use crate::stage::Stage;
 
 pub use cluster::{ClusterInfo, UNASSIGNED, load_assignments};
 pub(crate) use diagnostics::Diagnostics;
-pub use experts::{ExpertPlan, expert_plan};
+pub use experts::{ExpertPlan, ExpertSelection, expert_plan};
+pub(crate) use experts::{FAILED_FILE, expert_dir, expert_lock_path};
 
 /// Runs `stage` of `run`.
 pub(crate) fn run(run: &Run, stage: Stage, resume: bool) -> Result<(), PipelineError> {
@@ -27,4 +28,14 @@ pub(crate) fn run(run: &Run, stage: Stage, resume: bool) -> Result<(), PipelineE
         Stage::Distill => distill::run(run, resume),
         Stage::Eval => eval::run(run),
     }
+}
+
+/// Trains the selected experts in this process (an expert job); whether every expert of the run
+/// is now complete.
+pub(crate) fn run_selected_experts(
+    run: &Run,
+    selection: ExpertSelection,
+    resume: bool,
+) -> Result<bool, PipelineError> {
+    experts::run_selected(run, selection, resume)
 }

@@ -1,0 +1,79 @@
+//! What the `dnc` binary's tests share: a small run configuration on the fixtures, and running
+//! `dnc` commands that must succeed.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub(crate) const DNC: &str = env!("CARGO_BIN_EXE_dnc");
+
+/// A tiny DnC run on 200 fixture images (K = 2), written to `root/config.toml`; its path.
+pub(crate) fn config(root: &Path) -> String {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cifar10-mini");
+    let text = format!(
+        r#"
+name = "resume"
+seed = 5
+method = "dnc"
+[data]
+root = "{}"
+train_limit = 200
+test_limit = 100
+cache_decoded = true
+workers = 1
+[model.backbone]
+arch = "tiny"
+tiny_widths = [8, 16]
+[model.projector]
+hidden = 32
+out = 16
+final_bn = false
+[base]
+epochs = 1
+batch_size = 32
+checkpoint_every = 1
+[base.optimizer]
+kind = "sgd"
+base_lr = 0.05
+[divide.kmeans]
+n_clusters = 2
+[experts]
+epochs = 6
+init = "scratch"
+[distill]
+epochs = 1
+batch_size = 32
+[eval]
+batch_size = 100
+bn_adapted_floor = false
+[eval.knn]
+k = 20
+[eval.linear]
+epochs = 3
+"#,
+        data.display()
+    );
+    let path = root.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Runs `dnc ARGS`, failing the test with its stderr when it fails.
+pub(crate) fn dnc(args: &[&str]) {
+    let out = Command::new(DNC).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "dnc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `dnc stage NAME --run RUN [--resume]`.
+pub(crate) fn stage(run: &str, name: &str, resume: bool) {
+    let mut args = vec!["stage", name, "--run", run];
+    if resume {
+        args.push("--resume");
+    }
+    dnc(&args);
+}

@@ -1,0 +1,164 @@
+//! Experts as separate jobs on one run directory (`dnc stage experts --expert K | --shard I/N`):
+//! jobs started together finish with the weights of the sequential stage, a killed job resumes,
+//! `dnc status` tells where each expert stands, and distillation names the experts it lacks.
+
+mod common;
+
+use common::{DNC, config, dnc, stage};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn status(run: &str) -> String {
+    let out = Command::new(DNC)
+        .args(["status", "--run", run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn expert_weights(run: &Path, k: usize) -> Vec<u8> {
+    std::fs::read(run.join(format!("experts/expert-{k}/model.safetensors"))).unwrap()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn checked(out: Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn expert_jobs_share_a_run_and_match_the_sequential_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let seq = dir.path().join("sequential");
+    let seq_s = seq.display().to_string();
+    dnc(&["init", "--config", &cfg, "--out", &seq_s]);
+    for s in ["base", "embed", "cluster"] {
+        stage(&seq_s, s, false);
+    }
+    let (jobs, one, killed) = (
+        dir.path().join("jobs"),
+        dir.path().join("one"),
+        dir.path().join("killed"),
+    );
+    for copy in [&jobs, &one, &killed] {
+        copy_dir(&seq, copy);
+    }
+    assert!(status(&seq_s).contains("expert-1    not started"));
+    stage(&seq_s, "experts", false);
+
+    // Two jobs started together, each with half of the experts.
+    let jobs_s = jobs.display().to_string();
+    let children: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|shard| {
+            Command::new(DNC)
+                .args(["stage", "experts", "--run", &jobs_s, "--shard", shard])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        checked(child.wait_with_output().unwrap(), "an expert job");
+    }
+    for k in 0..2 {
+        assert!(
+            expert_weights(&seq, k) == expert_weights(&jobs, k),
+            "expert-{k} differs from the sequential stage"
+        );
+    }
+    let s = summary(&jobs);
+    assert_eq!(s["stages"]["experts"]["done"], true, "{s}");
+    assert_eq!(s["info"]["experts"]["plans"].as_array().unwrap().len(), 2);
+    let text = status(&jobs_s);
+    assert!(text.contains("experts    done"), "{text}");
+    assert!(text.contains("expert-0    done") && text.contains("expert-1    done"));
+    stage(&jobs_s, "distill", false);
+
+    // One expert alone: distillation refuses, naming the other.
+    let one_s = one.display().to_string();
+    dnc(&["stage", "experts", "--run", &one_s, "--expert", "1"]);
+    assert_eq!(summary(&one)["stages"]["experts"]["done"], false);
+    let out = Command::new(DNC)
+        .args(["stage", "distill", "--run", &one_s])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expert-0") && !err.contains("expert-1"),
+        "{err}"
+    );
+    let out = Command::new(DNC)
+        .args(["stage", "experts", "--run", &one_s, "--expert", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the run has 2 experts"));
+    let out = Command::new(DNC)
+        .args(["stage", "distill", "--run", &one_s, "--expert", "0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("experts stage only"));
+
+    // A job killed once its expert has a checkpoint resumes to the same weights.
+    let killed_s = killed.display().to_string();
+    let mut child = Command::new(DNC)
+        .args(["stage", "experts", "--run", &killed_s, "--expert", "0"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoints = killed.join("experts/expert-0/checkpoints");
+    let start = Instant::now();
+    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("step-")))
+    }) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the expert finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = status(&killed_s);
+    assert!(
+        text.contains("expert-0    interrupted, checkpoint at step"),
+        "{text}"
+    );
+    dnc(&[
+        "stage", "experts", "--run", &killed_s, "--expert", "0", "--resume",
+    ]);
+    assert!(expert_weights(&seq, 0) == expert_weights(&killed, 0));
+}
