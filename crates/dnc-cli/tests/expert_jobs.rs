@@ -162,3 +162,94 @@ fn expert_jobs_share_a_run_and_match_the_sequential_stage() {
     ]);
     assert!(expert_weights(&seq, 0) == expert_weights(&killed, 0));
 }
+
+/// A stand-in for Slurm's `sbatch` that runs each job at once, in order (array tasks together),
+/// logs the options it was given and prints a job id as `--parsable` does.
+const FAKE_SBATCH: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+array=""
+script=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dependency=*) echo "$1" >> "$SBATCH_LOG" ;;
+    --array=*) array=${1#--array=} ;;
+    --*) ;;
+    *) script+=("$1") ;;
+  esac
+  shift
+done
+id=$(( $(cat "$SBATCH_LOG.id" 2>/dev/null || echo 100) + 1 ))
+echo "$id" > "$SBATCH_LOG.id"
+echo "job $id: ${script[*]##*/}" >> "$SBATCH_LOG"
+if [ -n "$array" ]; then
+  lo=${array%-*}; hi=${array#*-}; pids=()
+  for t in $(seq "$lo" "$hi"); do
+    SLURM_ARRAY_TASK_ID=$t SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) bash "${script[@]}" >> "$SBATCH_LOG.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+else
+  bash "${script[@]}" >> "$SBATCH_LOG.out" 2>&1
+fi
+echo "$id;cluster"
+"#;
+
+#[test]
+fn the_slurm_scripts_chain_every_stage_and_a_resubmission_redoes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(&sbatch, FAKE_SBATCH).unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm/submit.sh");
+    let run = dir.path().join("run");
+    let log = dir.path().join("sbatch.log");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let submit_once = || {
+        let out = Command::new("bash")
+            .arg(&submit)
+            .arg(&cfg)
+            .arg(&run)
+            .arg("3")
+            .env("PATH", &path)
+            .env("DNC", DNC)
+            .env("SBATCH_LOG", &log)
+            .output()
+            .unwrap();
+        let jobs = std::fs::read_to_string(dir.path().join("sbatch.log.out")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{}\n{jobs}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = submit_once();
+    assert!(
+        printed.contains("experts: array job 103 (3 tasks)"),
+        "{printed}"
+    );
+    let s = summary(&run);
+    for stage in ["base", "embed", "cluster", "experts", "distill", "eval"] {
+        assert_eq!(s["stages"][stage]["done"], true, "{stage}: {s}");
+    }
+    assert!(s["eval"]["dnc"]["knn_top1"].is_number());
+    assert!(run.join("report.md").is_file());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for dependency in ["afterok:101", "afterok:102", "afterok:103", "afterok:104"] {
+        assert!(logged.contains(dependency), "{logged}");
+    }
+    // A resubmission (or a requeue) finds every stage done and trains nothing again.
+    let student = std::fs::read(run.join("distill/model.safetensors")).unwrap();
+    submit_once();
+    let jobs = std::fs::read_to_string(dir.path().join("sbatch.log.out")).unwrap();
+    assert!(jobs.contains("stage distill: done, skipped"), "{jobs}");
+    assert!(student == std::fs::read(run.join("distill/model.safetensors")).unwrap());
+}

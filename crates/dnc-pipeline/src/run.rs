@@ -152,7 +152,14 @@ impl Run {
                 host: holder.host,
             });
         }
-        self.check_needs(Stage::Experts, &self.dir.read_summary()?)?;
+        let summary = self.dir.read_summary()?;
+        self.check_needs(Stage::Experts, &summary)?;
+        let incomplete = crate::status::incomplete_experts(self, &summary);
+        if resume && !incomplete.iter().any(|&k| selection.includes(k)) {
+            // A requeued job whose experts are complete: nothing to redo, nothing made stale.
+            tracing::info!("experts {selection:?}: complete, skipped");
+            return Ok(());
+        }
         self.dir.update_summary(|s| {
             mark_stale(s, Stage::Experts);
             s.stages

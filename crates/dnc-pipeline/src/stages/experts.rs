@@ -177,7 +177,8 @@ impl ExpertSelection {
         Ok(Self::Shard { index, count })
     }
 
-    fn includes(self, cluster: usize) -> bool {
+    /// Whether expert `cluster` is one of the selection.
+    pub fn includes(self, cluster: usize) -> bool {
         match self {
             Self::One(k) => k == cluster,
             Self::Shard { index, count } => cluster % count == index,
