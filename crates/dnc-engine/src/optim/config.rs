@@ -10,10 +10,71 @@ use crate::error::ConfigError;
 ///
 /// In TOML: `[optimizer]` then `kind = "lars"` and any field of [`LarsConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(
+    tag = "kind",
+    rename_all = "lowercase",
+    try_from = "RawOptimizerConfig"
+)]
 pub enum OptimizerConfig {
     Sgd(SgdConfig),
     Lars(LarsConfig),
+}
+
+/// The optimiser's table as written, read as one struct so that a value of the wrong type is
+/// reported at its key (a tagged enum is read through a buffer that loses the key), then checked
+/// against its `kind`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOptimizerConfig {
+    kind: OptimizerKind,
+    base_lr: Option<f64>,
+    momentum: Option<f64>,
+    weight_decay: Option<f64>,
+    nesterov: Option<bool>,
+    eta: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OptimizerKind {
+    Sgd,
+    Lars,
+}
+
+impl TryFrom<RawOptimizerConfig> for OptimizerConfig {
+    type Error = String;
+
+    fn try_from(raw: RawOptimizerConfig) -> Result<Self, String> {
+        let other = |key: &str, of: &str, kind: &str| {
+            format!("`{key}` is a setting of kind = \"{of}\", not of kind = \"{kind}\"")
+        };
+        Ok(match raw.kind {
+            OptimizerKind::Sgd => {
+                if raw.eta.is_some() {
+                    return Err(other("eta", "lars", "sgd"));
+                }
+                let d = SgdConfig::default();
+                Self::Sgd(SgdConfig {
+                    base_lr: raw.base_lr.unwrap_or(d.base_lr),
+                    momentum: raw.momentum.unwrap_or(d.momentum),
+                    weight_decay: raw.weight_decay.unwrap_or(d.weight_decay),
+                    nesterov: raw.nesterov.unwrap_or(d.nesterov),
+                })
+            }
+            OptimizerKind::Lars => {
+                if raw.nesterov.is_some() {
+                    return Err(other("nesterov", "sgd", "lars"));
+                }
+                let d = LarsConfig::default();
+                Self::Lars(LarsConfig {
+                    base_lr: raw.base_lr.unwrap_or(d.base_lr),
+                    momentum: raw.momentum.unwrap_or(d.momentum),
+                    weight_decay: raw.weight_decay.unwrap_or(d.weight_decay),
+                    eta: raw.eta.unwrap_or(d.eta),
+                })
+            }
+        })
+    }
 }
 
 impl Default for OptimizerConfig {
@@ -196,6 +257,19 @@ mod tests {
         assert!(err.to_string().contains("base_rl"), "{err}");
         let err = toml::from_str::<OptimizerConfig>("kind = \"adam\"").unwrap_err();
         assert!(err.to_string().contains("adam"), "{err}");
+        // A value of the wrong type is reported at its key.
+        let err =
+            toml::from_str::<OptimizerConfig>("kind = \"sgd\"\nmomentum = \"high\"").unwrap_err();
+        assert!(err.to_string().contains("momentum = \"high\""), "{err}");
+        // A setting of the other kind is refused by name.
+        let err = toml::from_str::<OptimizerConfig>("kind = \"sgd\"\neta = 0.1").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`eta` is a setting of kind = \"lars\""),
+            "{err}"
+        );
+        let err = toml::from_str::<OptimizerConfig>("base_lr = 0.1").unwrap_err();
+        assert!(err.to_string().contains("kind"), "{err}");
         let back: OptimizerConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
     }
