@@ -7,6 +7,7 @@
 //! - `ci`: what CI runs (format check, clippy, tests);
 //! - `data longtail`: builds the uncurated/curated pair of the curation-gap experiment;
 //! - `data shards`: writes a folder tree or a list file of images into WebDataset tar shards;
+//! - `reliability`: the full kill matrix (kill `dnc train` inside every stage, resume, compare);
 //! - `tidy`: checks that the crate graph only points downwards;
 //! - `setup-torch`: installs the PyTorch reference into `.venv/` for side-by-side benchmarks;
 //! - `cuda setup` / `cuda build`: installs a local CUDA toolkit into `.tools/cuda/` from PyPI and
@@ -25,6 +26,7 @@ mod cuda;
 mod device_check;
 mod experiment;
 mod longtail;
+mod reliability;
 mod setup;
 mod shards;
 mod tidy;
@@ -48,6 +50,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Format check, clippy with -D warnings, and the test suite.
     Ci,
+    /// The full kill matrix: `dnc train` killed inside every stage, resumed, and compared with
+    /// an uninterrupted run (20 kill points with 1 and with 2 loader workers).
+    Reliability(reliability::ReliabilityArgs),
     /// Check the crate layering (no upward dependency edges).
     Tidy,
     /// Experiments: `curation-gap` (MoCLR vs DnC on curated and uncurated data, several seeds).
@@ -93,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Ci => ci::run(),
+        Command::Reliability(args) => reliability::run(args),
         Command::Tidy => tidy::run(),
         Command::SetupTorch => setup::run(),
         Command::Cuda(CudaCommand::Setup(args)) => cuda::setup(args),

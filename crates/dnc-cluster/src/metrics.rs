@@ -6,7 +6,7 @@
 //! with scikit-learn, including its conventions for degenerate labellings.
 
 use crate::error::{KMeansError, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Sum of squared distances, accumulated in f64.
 pub fn inertia(distances: &[f32]) -> f64 {
@@ -43,9 +43,11 @@ impl Contingency {
         if truth.is_empty() {
             return Err(KMeansError::Labels("the labellings are empty".into()));
         }
-        let mut cells: HashMap<(u32, u32), usize> = HashMap::new();
-        let mut t: HashMap<u32, usize> = HashMap::new();
-        let mut p: HashMap<u32, usize> = HashMap::new();
+        // Ordered maps: the sums over cells run in the same order in every process, so the
+        // scores are the same to the last bit.
+        let mut cells: BTreeMap<(u32, u32), usize> = BTreeMap::new();
+        let mut t: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut p: BTreeMap<u32, usize> = BTreeMap::new();
         for (&a, &b) in truth.iter().zip(pred) {
             *cells.entry((a, b)).or_default() += 1;
             *t.entry(a).or_default() += 1;

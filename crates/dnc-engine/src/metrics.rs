@@ -79,11 +79,14 @@ impl MetricsRecord {
     }
 }
 
-/// Appends JSON objects, one per line, to a file; every line is flushed as it is written.
+/// Appends JSON objects, one per line, to a file. Each line is written under an exclusive lock
+/// on a sibling lock file (`.metrics.jsonl.lock`), with the file opened for that line, so that
+/// several writers (expert threads, expert jobs in other processes) never interleave, and a
+/// [`drop_after`](Self::drop_after) that rewrites the file is seen by every writer.
 #[derive(Debug)]
 pub struct MetricsWriter {
     path: PathBuf,
-    file: File,
+    lock_path: PathBuf,
 }
 
 impl MetricsWriter {
@@ -93,16 +96,39 @@ impl MetricsWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| EngineError::io(&path, e))?;
-        Ok(Self { path, file })
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock_path = path.with_file_name(format!(".{name}.lock"));
+        let writer = Self { path, lock_path };
+        writer.append_file()?;
+        Ok(writer)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn append_file(&self) -> Result<File, EngineError> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| EngineError::io(&self.path, e))
+    }
+
+    /// Holds the lock until the returned file is dropped.
+    fn lock(&self) -> Result<File, EngineError> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| EngineError::io(&self.lock_path, e))?;
+        lock.lock()
+            .map_err(|e| EngineError::io(&self.lock_path, e))?;
+        Ok(lock)
     }
 
     /// Appends one record, stamped with the current time.
@@ -114,10 +140,40 @@ impl MetricsWriter {
     pub fn write_object(&mut self, object: &Map<String, Value>) -> Result<(), EngineError> {
         let mut line = serde_json::to_string(object).expect("a JSON map serialises");
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.flush())
+        let _lock = self.lock()?;
+        let mut file = self.append_file()?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.flush())
             .map_err(|e| EngineError::io(&self.path, e))
+    }
+
+    /// Removes the records of `stage` after `step` (what a run killed after its last checkpoint
+    /// logged, before it resumes from that checkpoint and logs those steps again), so that the
+    /// file holds each step once. The file is rewritten to a temporary file and renamed into
+    /// place. Returns how many records were removed.
+    pub fn drop_after(&mut self, stage: &str, step: usize) -> Result<usize, EngineError> {
+        let _lock = self.lock()?;
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|e| EngineError::io(&self.path, e))?;
+        let later = |line: &str| {
+            serde_json::from_str::<Value>(line).is_ok_and(|v| {
+                v["stage"] == stage && v["step"].as_u64().is_some_and(|s| s > step as u64)
+            })
+        };
+        let kept: Vec<&str> = text.lines().filter(|l| !later(l)).collect();
+        let removed = text.lines().count() - kept.len();
+        if removed > 0 {
+            let tmp = self.path.with_file_name(format!(
+                ".{}.tmp-{}",
+                self.path.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            let mut body = kept.join("\n");
+            body.push('\n');
+            std::fs::write(&tmp, body).map_err(|e| EngineError::io(&tmp, e))?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| EngineError::io(&self.path, e))?;
+        }
+        Ok(removed)
     }
 }
 
@@ -182,5 +238,51 @@ mod tests {
         assert!(first["time"].as_f64().unwrap() > 1.6e9);
         assert_eq!(lines[1]["kind"], "epoch");
         assert!(lines[1]["loss"].is_null());
+    }
+
+    #[test]
+    fn records_after_a_step_are_dropped_for_one_stage_and_every_writer_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let record = |stage: &str, step: usize| MetricsRecord {
+            stage: stage.into(),
+            kind: RecordKind::Step,
+            epoch: 0,
+            step,
+            loss: 1.0,
+            lr: 0.1,
+            images_per_s: 1.0,
+            metrics: BTreeMap::new(),
+        };
+        let mut a = MetricsWriter::open(&path).unwrap();
+        let mut b = MetricsWriter::open(&path).unwrap();
+        for step in 1..=4 {
+            a.write(&record("expert-0", step)).unwrap();
+            b.write(&record("expert-1", step)).unwrap();
+        }
+        assert_eq!(a.drop_after("expert-0", 2).unwrap(), 2);
+        // The other writer appends to the rewritten file.
+        b.write(&record("expert-1", 5)).unwrap();
+        let steps: Vec<(String, u64)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["stage"].as_str().unwrap().to_string(),
+                    v["step"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let of = |stage: &str| -> Vec<u64> {
+            steps
+                .iter()
+                .filter(|(s, _)| s == stage)
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        assert_eq!(of("expert-0"), [1, 2]);
+        assert_eq!(of("expert-1"), [1, 2, 3, 4, 5]);
+        assert_eq!(a.drop_after("expert-0", 2).unwrap(), 0);
     }
 }

@@ -44,6 +44,13 @@ impl<T: TrainStep> Trainer<'_, T> {
         self.best = state.best;
         self.last_saved = Some(state.global_step);
         self.resumed_from = Some(state.global_step);
+        if let Some(metrics) = self.metrics.as_deref_mut() {
+            // What the interrupted run logged after its checkpoint is logged again from here.
+            let removed = metrics.drop_after(&self.stage, state.global_step)?;
+            if removed > 0 {
+                tracing::info!(stage = %self.stage, removed, "dropped metrics logged after the checkpoint");
+            }
+        }
         Ok(())
     }
 
