@@ -95,3 +95,26 @@ fn unknown_config_keys_fail_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("epochz") && err.contains("bad.toml"), "{err}");
 }
+
+#[test]
+fn a_run_directory_moved_elsewhere_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (before, after) = (dir.path().join("before"), dir.path().join("moved/after"));
+    let before_s = before.display().to_string();
+    dnc(&["init", "--config", &cfg, "--out", &before_s]);
+    for s in ["base", "embed"] {
+        stage(&before_s, s, false);
+    }
+    std::fs::create_dir_all(after.parent().unwrap()).unwrap();
+    std::fs::rename(&before, &after).unwrap();
+    let after_s = after.display().to_string();
+    dnc(&["train", "--config", &cfg, "--out", &after_s, "--resume"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(after.join("summary.json")).unwrap())
+            .unwrap();
+    for s in ["base", "embed", "cluster", "experts", "distill", "eval"] {
+        assert_eq!(summary["stages"][s]["done"], true, "{s}");
+    }
+    assert!(after.join("report.md").is_file());
+}

@@ -211,3 +211,28 @@ fn restore_changes_nothing_when_the_optimizer_file_does_not_match() {
     assert!((value(&target[0].1) - (3.0 - 0.1 * (1.0 + 5e-4 * 3.0))).abs() < 1e-6);
     assert_eq!(restored.len(), 1);
 }
+
+#[test]
+fn a_failed_save_names_the_path_and_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::new(dir.path().join("base"), 3);
+    store
+        .save(&state(4), &vars(4.0), &MomentumBuffers::new())
+        .unwrap();
+    // Something in the way of the next save's temporary folder (as a full or failing disk
+    // would stop it part-way): a file that is not a folder and cannot be removed as one.
+    let temp = store
+        .dir()
+        .join(format!(".tmp-step-000000008-{}", std::process::id()));
+    std::fs::write(&temp, b"in the way").unwrap();
+    let err = store
+        .save(&state(8), &vars(8.0), &MomentumBuffers::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&temp.display().to_string()), "{err}");
+    let latest = store.latest().unwrap().unwrap();
+    assert_eq!(latest.state.global_step, 4);
+    let target = vars(0.0);
+    latest.load_vars(&target).unwrap();
+    assert_eq!(value(&target[0].1), 4.0);
+}
