@@ -1,8 +1,11 @@
 //! `cargo xtask bench`: throughput benchmarks, side by side with the PyTorch reference.
 //!
-//! - `train`: MoCLR training steps per second (images/s, median over timed steps after warm-up)
-//!   and peak memory, for the tiny conv net and the CIFAR ResNet-18; `--vs-torch` alternates runs
-//!   of `dnc` and `../shared/anchors/torch_ref.py` on the same model, batch and thread count.
+//! - `train`: MoCLR training steps per second (images/s, median over timed steps after warm-up),
+//!   achieved GFLOP/s and its fraction of the machine's peak, and peak memory, for the tiny conv
+//!   net and the CIFAR ResNet-18; `--vs-torch` alternates runs of `dnc` and
+//!   `../shared/anchors/torch_ref.py` on the same model, batch and thread count; `--simd avx2`
+//!   or `both` also benchmarks a build capped at AVX2 + FMA (and PyTorch capped likewise), so
+//!   AVX2 machines are measured on an AVX-512 one.
 //! - `data`: the loader's rate (decode + two augmented views) against the tiny net's training rate.
 //! - `kmeans`: k-means seconds for N = 50,000 (D = 128 / 4096, K = 10 / 100, 20 iterations),
 //!   beside faiss-cpu on the same data.
@@ -10,7 +13,7 @@
 //! These machines' CPU time is unstable: only runs made back to back are compared, rounds
 //! alternate, and each result carries the CPU pressure (`/proc/pressure/cpu`) seen during it.
 
-use crate::util::{build_dnc, workspace_root};
+use crate::util::{build_dnc, build_dnc_avx2, workspace_root};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
@@ -44,6 +47,25 @@ pub(crate) struct BenchArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
+    /// Kernel SIMD level for `train`: `native` (AVX-512 where the CPU has it), `avx2` (a build
+    /// capped at AVX2 + FMA, and PyTorch capped likewise), or `both`, side by side.
+    #[arg(long, value_enum, default_value = "native")]
+    simd: SimdChoice,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SimdChoice {
+    Native,
+    Avx2,
+    Both,
+}
+
+/// One build to benchmark: its label, the `dnc` binary and the environment that caps PyTorch
+/// (ATen, MKL and oneDNN) at the same level.
+struct SimdBuild {
+    label: &'static str,
+    dnc: PathBuf,
+    torch_env: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -54,10 +76,32 @@ enum BenchKind {
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
-    let dnc = build_dnc(&args.features)?;
     let data = args.data.clone().unwrap_or_else(default_data);
+    if let BenchKind::Train = args.what {
+        let mut builds = Vec::new();
+        if args.simd != SimdChoice::Avx2 {
+            builds.push(SimdBuild {
+                label: "native",
+                dnc: build_dnc(&args.features)?,
+                torch_env: Vec::new(),
+            });
+        }
+        if args.simd != SimdChoice::Native {
+            builds.push(SimdBuild {
+                label: "avx2",
+                dnc: build_dnc_avx2(&args.features)?,
+                torch_env: vec![
+                    ("ATEN_CPU_CAPABILITY", "avx2"),
+                    ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
+                    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+                ],
+            });
+        }
+        return bench_train(&builds, &data, &args);
+    }
+    let dnc = build_dnc(&args.features)?;
     match args.what {
-        BenchKind::Train => bench_train(&dnc, &data, &args),
+        BenchKind::Train => unreachable!("handled above"),
         BenchKind::Data => bench_data(&dnc, &data, &args),
         BenchKind::Kmeans => bench_kmeans(&dnc, &args),
     }
@@ -117,7 +161,7 @@ fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
-fn bench_train(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+fn bench_train(builds: &[SimdBuild], data: &Path, args: &BenchArgs) -> Result<()> {
     let train_limit = (args.batch * (args.steps + 2)).max(args.batch * 4);
     println!(
         "MoCLR step throughput: batch {}, {} timed steps, {} threads, {} rounds, data {}",
@@ -127,49 +171,71 @@ fn bench_train(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
         args.rounds,
         data.display()
     );
-    println!("| model | dnc img/s | torch img/s | ratio | dnc peak MiB | torch peak MiB |");
-    println!("|---|---|---|---|---|---|");
+    let mut machine_shown = false;
+    let mut rows = Vec::new();
     for model in &args.models {
-        let (mut ours, mut theirs, mut our_mem, mut their_mem) = (vec![], vec![], vec![], vec![]);
-        for round in 0..args.rounds {
-            let r = json_of(
-                Command::new(dnc)
-                    .env("RAYON_NUM_THREADS", args.threads.to_string())
-                    .args(["bench", "train", "--model", model])
-                    .args(["--batch", &args.batch.to_string()])
-                    .args(["--steps", &args.steps.to_string()])
-                    .args(["--threads", &args.threads.to_string()])
-                    .arg("--data")
-                    .arg(data.join("train")),
-            )?;
-            eprintln!("round {round} dnc {model}: {r}");
-            ours.push(num(&r, "median_imgs_per_s"));
-            our_mem.push(num(&r, "peak_rss_mib"));
-            if args.vs_torch {
-                let t = json_of(
-                    Command::new(python()?)
-                        .arg(workspace_root().join("../shared/anchors/torch_ref.py"))
+        for build in builds {
+            let (mut ours, mut theirs, mut our_mem, mut their_mem) =
+                (vec![], vec![], vec![], vec![]);
+            let (mut gflops, mut fraction) = (vec![], vec![]);
+            let mut simd = String::new();
+            for round in 0..args.rounds {
+                let r = json_of(
+                    Command::new(&build.dnc)
+                        .env("RAYON_NUM_THREADS", args.threads.to_string())
+                        .args(["bench", "train", "--model", model])
+                        .args(["--batch", &args.batch.to_string()])
+                        .args(["--steps", &args.steps.to_string()])
+                        .args(["--threads", &args.threads.to_string()])
                         .arg("--data")
-                        .arg(data)
-                        .args(["--backbone", model, "--epochs", "1", "--no-eval"])
-                        .args(["--batch-size", &args.batch.to_string()])
-                        .args(["--max-steps", &(args.steps + 2).to_string()])
-                        .args(["--train-limit", &train_limit.to_string()])
-                        .args(["--threads", &args.threads.to_string()]),
+                        .arg(data.join("train")),
                 )?;
-                eprintln!("round {round} torch {model}: {t}");
-                theirs.push(num(&t, "median_imgs_per_s"));
-                their_mem.push(num(&t, "peak_rss_mib"));
+                eprintln!("round {round} dnc ({}) {model}: {r}", build.label);
+                if !machine_shown {
+                    println!("CPU: {}; peak: {}", r["cpu"], r["peak_basis"]);
+                    machine_shown = true;
+                }
+                simd = r["simd"].as_str().unwrap_or("?").to_string();
+                ours.push(num(&r, "median_imgs_per_s"));
+                our_mem.push(num(&r, "peak_rss_mib"));
+                gflops.push(num(&r, "gflops"));
+                fraction.push(num(&r, "peak_fraction"));
+                if args.vs_torch {
+                    let t = json_of(
+                        Command::new(python()?)
+                            .envs(build.torch_env.iter().copied())
+                            .arg(workspace_root().join("../shared/anchors/torch_ref.py"))
+                            .arg("--data")
+                            .arg(data)
+                            .args(["--backbone", model, "--epochs", "1", "--no-eval"])
+                            .args(["--batch-size", &args.batch.to_string()])
+                            .args(["--max-steps", &(args.steps + 2).to_string()])
+                            .args(["--train-limit", &train_limit.to_string()])
+                            .args(["--threads", &args.threads.to_string()]),
+                    )?;
+                    eprintln!("round {round} torch ({}) {model}: {t}", build.label);
+                    theirs.push(num(&t, "median_imgs_per_s"));
+                    their_mem.push(num(&t, "peak_rss_mib"));
+                }
             }
+            let (o, t) = (median(ours), median(theirs));
+            rows.push(format!(
+                "| {model} | {simd} | {o:.1} | {:.1} | {:.0}% | {} | {} | {:.0} | {} |",
+                median(gflops),
+                100.0 * median(fraction),
+                fmt_opt(t, 1),
+                fmt_opt(o / t, 2),
+                median(our_mem),
+                fmt_opt(median(their_mem), 0)
+            ));
         }
-        let (o, t) = (median(ours), median(theirs));
-        println!(
-            "| {model} | {o:.1} | {} | {} | {:.0} | {} |",
-            fmt_opt(t, 1),
-            fmt_opt(o / t, 2),
-            median(our_mem),
-            fmt_opt(median(their_mem), 0)
-        );
+    }
+    println!(
+        "| model | kernels | dnc img/s | dnc GFLOP/s | of peak | torch img/s | ratio | dnc peak MiB | torch peak MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
     }
     Ok(())
 }

@@ -33,13 +33,37 @@ pub(crate) fn cargo() -> Command {
 
 /// Builds the `dnc` binary in release mode (with extra cargo features) and returns its path.
 pub(crate) fn build_dnc(features: &[String]) -> Result<PathBuf> {
+    build_dnc_in(features, false)
+}
+
+/// Builds `dnc` without its default `avx512` feature, so that its kernels run AVX2 + FMA even on
+/// an AVX-512 CPU, into `target/avx2/`, and returns its path.
+pub(crate) fn build_dnc_avx2(features: &[String]) -> Result<PathBuf> {
+    build_dnc_in(features, true)
+}
+
+fn build_dnc_in(features: &[String], avx2_cap: bool) -> Result<PathBuf> {
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--package", "dnc-cli", "--bin", "dnc"]);
+    let mut target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    if avx2_cap {
+        target = target.join("avx2");
+        cmd.arg("--no-default-features")
+            .arg("--target-dir")
+            .arg(&target);
+    }
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
     eprintln!(
-        "building dnc (release{})",
+        "building dnc (release{}{})",
+        if avx2_cap {
+            ", kernels capped at AVX2"
+        } else {
+            ""
+        },
         if features.is_empty() {
             String::new()
         } else {
@@ -47,8 +71,5 @@ pub(crate) fn build_dnc(features: &[String]) -> Result<PathBuf> {
         }
     );
     run_cmd(&mut cmd)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("release").join("dnc"))
 }

@@ -164,6 +164,7 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
         ..Default::default()
     };
     let mut step = MoclrStep::new(&encoder_for(&a.model, a.precision)?, moclr, 0, &device)?;
+    let forward_macs = forward_macs_per_image(&step, &device)?;
     let mut opt = OptimizerConfig::Sgd(SgdConfig::default()).build()?;
     let params = step.parameters();
     let mut times = Vec::new();
@@ -207,13 +208,33 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let imgs_per_s = a.batch as f64 / median;
+    // A MoCLR step per image: forward and backward (about twice the forward) of both views
+    // through the online network, and the target's forward of both: 8 forwards, 2 FLOP each.
+    let gflops = 16.0 * forward_macs as f64 * imgs_per_s / 1e9;
+    let peak = crate::machine::peak_gflops(a.threads);
     Ok(serde_json::json!({
         "model": a.model, "batch_size": a.batch, "precision": a.precision, "device": format!("{device:?}"), "timed_steps": times.len(),
+        "cpu": crate::machine::cpu_model(), "simd": crate::machine::simd_level(),
+        "forward_mmacs_per_image": round(forward_macs as f64 / 1e6),
+        "gflops": round(gflops),
+        "peak_gflops": peak.as_ref().map(|p| round(p.0)),
+        "peak_fraction": peak.as_ref().map(|p| round(gflops / p.0)),
+        "peak_basis": peak.map(|p| p.1),
         "median_imgs_per_s": round(a.batch as f64 / median),
         "imgs_per_s": round(a.batch as f64 / mean),
         "s_per_step": round(mean), "threads": a.threads, "workers": a.workers,
         "peak_rss_mib": peak_rss_mib(), "cpu_pressure_some": cpu_pressure(),
     }))
+}
+
+/// Multiply-adds of one 32×32 image's forward pass through the online encoder: its
+/// convolutions, counted as they run, and its fully connected layers.
+fn forward_macs_per_image(step: &MoclrStep, device: &Device) -> Result<u64> {
+    let x = Tensor::zeros((1, 3, 32, 32), DType::F32, device)?;
+    let (out, conv) = dnc_models::macs::count_conv_macs(|| step.encoder().forward_t(&x, false));
+    out?;
+    Ok(conv + dnc_models::macs::linear_macs(step.online_vars()))
 }
 
 fn bench_data(a: DataBench) -> Result<serde_json::Value> {

@@ -11,6 +11,7 @@ mod bench;
 mod commands;
 mod device_check;
 mod logging;
+mod machine;
 
 use clap::{Parser, Subcommand};
 

@@ -101,6 +101,7 @@ impl Conv2d {
         let ys = crate::precision::in_compute_dtype(xs, &self.weight, |x, w| {
             dnc_kernels::conv2d(x, w, stride, padding)
         })?;
+        crate::macs::record_conv(ys.elem_count(), c, self.cfg.kernel);
         match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, self.cfg.out_channels, 1, 1))?),
             None => Ok(ys),

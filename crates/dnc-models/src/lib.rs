@@ -23,6 +23,7 @@ pub mod encoder;
 pub mod error;
 pub mod head;
 pub mod linear;
+pub mod macs;
 pub mod pool;
 pub mod precision;
 pub mod resnet;
