@@ -10,6 +10,9 @@
 //! - `kmeans`: k-means seconds for N = 50,000 (D = 128 / 4096, K = 10 / 100, 20 iterations),
 //!   beside faiss-cpu on the same data.
 //!
+//! - `scale`: one base epoch, embed and cluster on synthetic unlabelled trees of 25k to 200k
+//!   images: wall time and peak memory per stage, to see how they grow with the data.
+//!
 //! These machines' CPU time is unstable: only runs made back to back are compared, rounds
 //! alternate, and each result carries the CPU pressure (`/proc/pressure/cpu`) seen during it.
 
@@ -47,6 +50,13 @@ pub(crate) struct BenchArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
+    /// Dataset sizes for `scale` (comma separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "25000,50000,100000,200000"
+    )]
+    sizes: Vec<usize>,
     /// Kernel SIMD level for `train`: `native` (AVX-512 where the CPU has it), `avx2` (a build
     /// capped at AVX2 + FMA, and PyTorch capped likewise), or `both`, side by side.
     #[arg(long, value_enum, default_value = "native")]
@@ -73,6 +83,7 @@ enum BenchKind {
     Train,
     Data,
     Kmeans,
+    Scale,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -104,6 +115,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Train => unreachable!("handled above"),
         BenchKind::Data => bench_data(&dnc, &data, &args),
         BenchKind::Kmeans => bench_kmeans(&dnc, &args),
+        BenchKind::Scale => bench_scale(&dnc, &args),
     }
 }
 
@@ -236,6 +248,87 @@ fn bench_train(builds: &[SimdBuild], data: &Path, args: &BenchArgs) -> Result<()
     println!("|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
+    }
+    Ok(())
+}
+
+/// One base epoch, embed and cluster on synthetic unlabelled trees of growing size (32×32
+/// JPEGs, `configs/cifar10-tiny.toml`, no decoded-image cache, K = 10), each stage its own
+/// process: wall time and the process's peak RSS per stage.
+fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
+    let root = workspace_root().join("target/bench-scale");
+    let config = workspace_root().join("configs/cifar10-tiny.toml");
+    println!(
+        "| images | base epoch s | embed s | cluster s | base peak MiB | embed peak MiB | cluster peak MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &args.sizes {
+        let images = root.join(format!("images-{n}"));
+        let done = images.join(".complete");
+        if !done.exists() {
+            eprintln!("writing {n} synthetic images into {}", images.display());
+            json_of(
+                Command::new(dnc)
+                    .args(["bench", "synth", "--n", &n.to_string(), "--out"])
+                    .arg(&images),
+            )?;
+            std::fs::write(&done, b"")?;
+        }
+        let run = root.join(format!("run-{n}"));
+        if run.exists() {
+            std::fs::remove_dir_all(&run)?;
+        }
+        let status = Command::new(dnc)
+            .arg("init")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(&images)
+            .arg("--out")
+            .arg(&run)
+            .args([
+                "--set",
+                "base.epochs=1",
+                "--set",
+                "data.cache_decoded=false",
+            ])
+            .args([
+                "--set",
+                "data.train_limit=0",
+                "--set",
+                "divide.kmeans.n_clusters=10",
+            ])
+            .args(["--set", &format!("data.workers={}", args.threads)])
+            .status()?;
+        if !status.success() {
+            bail!("dnc init for {n} images failed");
+        }
+        for stage in ["base", "embed", "cluster"] {
+            let status = Command::new(dnc)
+                .env("RAYON_NUM_THREADS", args.threads.to_string())
+                .args(["stage", stage, "--run"])
+                .arg(&run)
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!(
+                    "dnc stage {stage} on {n} images failed (log: {})",
+                    run.join("log.txt").display()
+                );
+            }
+        }
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json"))?)?;
+        let s = &summary["stages"];
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            num(&s["base"], "seconds"),
+            num(&s["embed"], "seconds"),
+            num(&s["cluster"], "seconds"),
+            s["base"]["peak_rss_mib"],
+            s["embed"]["peak_rss_mib"],
+            s["cluster"]["peak_rss_mib"],
+        );
     }
     Ok(())
 }

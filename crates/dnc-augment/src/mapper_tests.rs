@@ -146,3 +146,30 @@ fn bad_configs_and_empty_images_are_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("no pixels"));
 }
+
+#[test]
+fn tiny_huge_and_extreme_aspect_images_give_views_of_the_configured_size() {
+    let m = TwoViewMapper::new(TwoViewConfig::cifar(), 0).unwrap();
+    let e = EvalMapper::new(EvalConfig::cifar()).unwrap();
+    for (w, h) in [(1, 1), (1, 700), (900, 2), (4000, 3000)] {
+        let it = ImageItem {
+            index: 3,
+            image: RgbImage::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 9])),
+            label: None,
+        };
+        for epoch in 0..3 {
+            let views = m.map(it.clone(), ctx(epoch, 3)).unwrap();
+            assert_eq!(views.view1.len(), 3 * 32 * 32, "{w}x{h}");
+            assert_eq!(views.view2.len(), 3 * 32 * 32, "{w}x{h}");
+            assert!(
+                views
+                    .view1
+                    .iter()
+                    .chain(&views.view2)
+                    .all(|v| v.is_finite())
+            );
+        }
+        let out = e.map(it, ctx(0, 3)).unwrap();
+        assert_eq!(out.image.len(), 3 * 32 * 32, "{w}x{h}");
+    }
+}

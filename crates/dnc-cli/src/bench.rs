@@ -26,6 +26,22 @@ pub(crate) enum BenchCommand {
     Data(DataBench),
     /// k-means on random normal data.
     Kmeans(KmeansBench),
+    /// Writes a synthetic unlabelled image tree (for `cargo xtask bench scale`).
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SynthArgs {
+    /// The folder to write (`<out>/<thousands>/<index>.jpg`).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    n: usize,
+    /// Side of the square images.
+    #[arg(long, default_value_t = 32)]
+    size: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -94,6 +110,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => bench_train(a)?,
         BenchCommand::Data(a) => bench_data(a)?,
         BenchCommand::Kmeans(a) => bench_kmeans(a)?,
+        BenchCommand::Synth(a) => synth(a)?,
     };
     println!("{out}");
     Ok(())
@@ -237,6 +254,37 @@ fn forward_macs_per_image(step: &MoclrStep, device: &Device) -> Result<u64> {
     Ok(conv + dnc_models::macs::linear_macs(step.online_vars()))
 }
 
+/// JPEGs of smooth random colour gradients with noise, 1,000 per folder; each image depends
+/// only on the seed and its index. Written with rayon on every core.
+fn synth(a: SynthArgs) -> Result<serde_json::Value> {
+    use rayon::prelude::*;
+    let start = Instant::now();
+    (0..a.n).into_par_iter().try_for_each(|i| -> Result<()> {
+        let mut rng = SeededRng::new(a.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+        let mut v = || (rng.uniform() * 255.0) as f32;
+        let (c0, cx, cy) = ([v(), v(), v()], [v(), v(), v()], [v(), v(), v()]);
+        let s = a.size as f32;
+        let mut noise = SeededRng::new(i as u64 ^ 0x5EED);
+        let img = image::RgbImage::from_fn(a.size, a.size, |x, y| {
+            let (fx, fy) = (x as f32 / s, y as f32 / s);
+            let mut px = |c: usize| {
+                let value = c0[c] * (1.0 - fx) * (1.0 - fy) + cx[c] * fx + cy[c] * fy;
+                (value + 40.0 * (noise.uniform() as f32 - 0.5)).clamp(0.0, 255.0) as u8
+            };
+            image::Rgb([px(0), px(1), px(2)])
+        });
+        let dir = a.out.join(format!("{:04}", i / 1000));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{i:07}.jpg"));
+        img.save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    })?;
+    Ok(
+        serde_json::json!({"images": a.n, "size": a.size, "seconds": round(start.elapsed().as_secs_f64())}),
+    )
+}
+
 fn bench_data(a: DataBench) -> Result<serde_json::Value> {
     // No decoded-image cache: every epoch decodes the JPEGs again, as a large dataset would.
     let images = open_images(&a.data, a.images, false)?;
@@ -307,10 +355,7 @@ fn round(x: f64) -> f64 {
 
 /// Peak resident memory of this process (VmHWM), in MiB.
 fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+    dnc_pipeline::process_peak_rss_mib()
 }
 
 /// Linux CPU pressure (PSI "some" averages): high values mean the CPU was contended.

@@ -65,7 +65,9 @@ fn comparable_summary(run: &Path) -> serde_json::Value {
     let mut s = summary(run);
     if let Some(stages) = s["stages"].as_object_mut() {
         for status in stages.values_mut() {
-            status.as_object_mut().unwrap().remove("seconds");
+            let status = status.as_object_mut().unwrap();
+            status.remove("seconds");
+            status.remove("peak_rss_mib");
         }
     }
     s

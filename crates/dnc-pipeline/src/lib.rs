@@ -33,7 +33,7 @@ pub use lock::RunLock;
 pub use overrides::apply_overrides;
 pub use report::{ordered_models, results_table, write_report};
 pub use run::Run;
-pub use run_dir::{ModelEval, RunDir, StageStatus, Summary, write_atomic};
+pub use run_dir::{ModelEval, RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic};
 pub use stage::Stage;
 pub use stages::{
     ClusterInfo, ExpertPlan, ExpertSelection, UNASSIGNED, expert_plan, load_assignments,

@@ -3,7 +3,7 @@
 use crate::config::RunConfig;
 use crate::error::PipelineError;
 use crate::lock::RunLock;
-use crate::run_dir::{RunDir, StageStatus, Summary, write_atomic};
+use crate::run_dir::{RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic};
 use crate::stage::Stage;
 use crate::stages::ExpertSelection;
 use crate::validate::validate;
@@ -82,6 +82,7 @@ impl Run {
                 StageStatus {
                     done: false,
                     seconds: if resume { earlier } else { 0.0 },
+                    peak_rss_mib: None,
                 },
             );
         })?;
@@ -93,6 +94,7 @@ impl Run {
             let entry = s.stages.entry(stage.name().into()).or_default();
             entry.done = true;
             entry.seconds += seconds;
+            entry.peak_rss_mib = process_peak_rss_mib();
         })?;
         tracing::info!("stage {stage}: done in {seconds:.1} s");
         Ok(())
@@ -174,6 +176,7 @@ impl Run {
         self.dir.update_summary(|s| {
             let entry = s.stages.entry(Stage::Experts.name().into()).or_default();
             entry.seconds += seconds;
+            entry.peak_rss_mib = entry.peak_rss_mib.max(process_peak_rss_mib());
             // Another job may have completed the last expert after this one looked.
             entry.done |= complete;
         })?;

@@ -116,6 +116,18 @@ pub struct StageStatus {
     pub done: bool,
     /// Wall-clock seconds of the stage (summed over resumed attempts).
     pub seconds: f64,
+    /// Peak resident memory of the process that finished the stage, in MiB, when known (Linux).
+    /// A process that ran earlier stages too reports its peak over all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<u64>,
+}
+
+/// The peak resident memory of this process so far (`VmHWM`), in MiB; `None` off Linux.
+pub fn process_peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -166,6 +178,7 @@ mod tests {
                 StageStatus {
                     done: true,
                     seconds: 1.5,
+                    peak_rss_mib: None,
                 },
             );
         })

@@ -8,7 +8,7 @@ use crate::weights::save_encoder;
 use candle_core::Device;
 use candle_nn::VarMap;
 use dnc_augment::TwoViewMapper;
-use dnc_data::{Dataset, ImageItem, Loader, LoaderConfig};
+use dnc_data::{DataError, Dataset, ImageItem, Loader, LoaderConfig};
 use dnc_engine::{FitConfig, FitIo, FitReport, MetricsWriter, fit};
 use dnc_moclr::{MoclrConfig, MoclrStep};
 use std::path::Path;
@@ -58,6 +58,18 @@ pub(crate) fn fit_config(
     }
 }
 
+/// A loader's refusal of its batch size as an error naming the config key and the stage.
+pub(crate) fn name_batch_size(e: DataError, key: &str, stage: &str) -> PipelineError {
+    match e {
+        DataError::InvalidParameter {
+            name: "batch_size",
+            value,
+            reason,
+        } => PipelineError::bad_config(key, value, format!("{reason} ({stage})")),
+        other => other.into(),
+    }
+}
+
 /// Trains one MoCLR encoder on `dataset` and writes `<dir>/model.safetensors`.
 pub(crate) fn train_moclr<D>(
     run: &RunConfig,
@@ -75,7 +87,13 @@ where
             .map_err(|e| PipelineError::bad_config("augment", "", e.to_string()))?,
     );
     let loader_cfg = train_loader_config(run, job.train.batch_size, job.seed);
-    let loader = Loader::new(dataset, mapper, loader_cfg)?;
+    let batch_key = if job.name.starts_with("expert") && run.experts.train.is_some() {
+        "experts.train.batch_size"
+    } else {
+        "base.batch_size"
+    };
+    let loader = Loader::new(dataset, mapper, loader_cfg)
+        .map_err(|e| name_batch_size(e, batch_key, &job.name))?;
     let source = ViewPairSource::new(loader, run.augment.view1.size, device.clone());
     let moclr = MoclrConfig {
         objective: job.train.objective.clone(),

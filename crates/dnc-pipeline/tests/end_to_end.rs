@@ -592,6 +592,34 @@ fn training_data_without_one_readable_image_fails_before_training() {
     assert!(!dir.path().join("run/base/model.safetensors").exists());
 }
 
+#[test]
+fn more_clusters_than_images_and_a_batch_larger_than_the_data_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::tiny_config_toml().replace("baseline = true", "baseline = false");
+    let mut doc: toml::Value = toml::from_str(&text).unwrap();
+    doc["divide"]["kmeans"]["n_clusters"] = toml::Value::Integer(500);
+    let cfg = RunConfig::from_toml(&toml::to_string(&doc).unwrap()).unwrap();
+    let run = Run::create(cfg, &dir.path().join("k")).unwrap();
+    for stage in [Stage::Base, Stage::Embed] {
+        run.run_stage(stage, false).unwrap();
+    }
+    let err = run
+        .run_stage(Stage::Cluster, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("500") && err.contains("200"), "{err}");
+
+    let mut doc: toml::Value = toml::from_str(&text).unwrap();
+    doc["base"]["batch_size"] = toml::Value::Integer(1000);
+    let cfg = RunConfig::from_toml(&toml::to_string(&doc).unwrap()).unwrap();
+    let run = Run::create(cfg, &dir.path().join("batch")).unwrap();
+    let err = run.run_stage(Stage::Base, false).unwrap_err().to_string();
+    assert!(
+        err.contains("base.batch_size") && err.contains("1000") && err.contains("200"),
+        "{err}"
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

@@ -137,7 +137,8 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         train.clone(),
         mapper,
         train_loader_config(cfg, cfg.distill.batch_size, seed),
-    )?;
+    )
+    .map_err(|e| crate::train::name_batch_size(e, "distill.batch_size", "distill"))?;
     let source = DistillSource::new(
         loader,
         Arc::new(clusters),
