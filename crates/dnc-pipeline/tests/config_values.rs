@@ -171,10 +171,10 @@ fn unknown_keys_and_sections_are_refused_by_name() {
     let mut keys = Vec::new();
     leaves("", &defaults, &mut keys);
     for (key, _) in &keys {
-        if let Some((table, _)) = key.rsplit_once('.') {
-            if !tables.contains(&table.to_string()) {
-                tables.push(table.to_string());
-            }
+        if let Some((table, _)) = key.rsplit_once('.')
+            && !tables.contains(&table.to_string())
+        {
+            tables.push(table.to_string());
         }
     }
     for table in tables {
