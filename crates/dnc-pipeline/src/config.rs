@@ -292,6 +292,9 @@ pub struct DistillConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub init: StudentInit,
+    /// With `init = "expert-sum"`: the student starts from the base plus this multiple of the
+    /// experts' summed changes (1: the whole sum).
+    pub merge_scale: f64,
     pub teachers: Teachers,
     /// Weight of the regression terms against the other terms of the loss (1: the paper).
     pub regression_weight: f64,
@@ -327,6 +330,7 @@ impl Default for DistillConfig {
             epochs: 10,
             batch_size: 128,
             init: StudentInit::Scratch,
+            merge_scale: 1.0,
             teachers: Teachers::All,
             regression_weight: options.regression_weight,
             optimizer: OptimizerConfig::default(),

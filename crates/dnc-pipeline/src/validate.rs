@@ -72,6 +72,12 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         "must be a finite number >= 0",
     )?;
     check(
+        d.merge_scale > 0.0 && d.merge_scale.is_finite(),
+        "distill.merge_scale",
+        d.merge_scale,
+        "must be a finite number > 0",
+    )?;
+    check(
         d.regression_weight > 0.0 && d.regression_weight.is_finite(),
         "distill.regression_weight",
         d.regression_weight,

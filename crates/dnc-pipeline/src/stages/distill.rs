@@ -35,7 +35,7 @@ fn merge_experts(
     base: &VarMap,
     experts: &[VarMap],
     sizes: &[usize],
-    sum_changes: bool,
+    sum_scale: Option<f64>,
 ) -> Result<VarMap, PipelineError> {
     let total: usize = sizes.iter().sum();
     if experts.is_empty() || total == 0 {
@@ -48,7 +48,7 @@ fn merge_experts(
     let mut out = merged.data().lock().expect("varmap lock poisoned");
     for (name, base_var) in base.iter() {
         let base_t = base_var.as_tensor();
-        let mean_only = !sum_changes || dnc_core::names::is_buffer(name);
+        let mean_only = sum_scale.is_none() || dnc_core::names::is_buffer(name);
         let mut acc = if mean_only {
             base_t.zeros_like()?
         } else {
@@ -61,10 +61,9 @@ fn merge_experts(
                     "expert {c} has no variable {name:?}: the experts and the base differ"
                 )));
             };
-            let part = if mean_only {
-                var.as_tensor().affine(n as f64 / total as f64, 0.0)?
-            } else {
-                (var.as_tensor() - base_t)?
+            let part = match sum_scale {
+                Some(scale) if !mean_only => (var.as_tensor() - base_t)?.affine(scale, 0.0)?,
+                _ => var.as_tensor().affine(n as f64 / total as f64, 0.0)?,
             };
             acc = (acc + part)?;
         }
@@ -106,8 +105,9 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
                 .filter(|&c| c != UNASSIGNED)
                 .collect();
             let sizes = dnc_cluster::cluster_sizes(&assigned, k)?;
-            let sum = cfg.distill.init == StudentInit::ExpertSum;
-            Some(merge_experts(&base_vars, &expert_vars, &sizes, sum)?)
+            let scale =
+                (cfg.distill.init == StudentInit::ExpertSum).then_some(cfg.distill.merge_scale);
+            Some(merge_experts(&base_vars, &expert_vars, &sizes, scale)?)
         }
     };
     let experts = expert_vars
@@ -205,27 +205,31 @@ mod tests {
     fn the_expert_mean_weighs_each_expert_by_its_images() {
         let base = model(10.0, 10.0);
         let experts = [model(1.0, 0.0), model(4.0, 3.0)];
-        let mean = merge_experts(&base, &experts, &[2, 1], false).unwrap();
+        let mean = merge_experts(&base, &experts, &[2, 1], None).unwrap();
         assert_eq!(values(&mean, "w"), [2.0, 4.0]);
         assert_eq!(values(&mean, "bn.running_mean"), [1.0, 2.0]);
-        assert!(merge_experts(&base, &[], &[], false).is_err());
+        assert!(merge_experts(&base, &[], &[], None).is_err());
     }
 
     #[test]
     fn the_expert_sum_adds_every_change_to_the_base_and_averages_statistics() {
         let base = model(1.0, 5.0);
         let experts = [model(2.0, 0.0), model(4.0, 3.0)];
-        let sum = merge_experts(&base, &experts, &[1, 1], true).unwrap();
+        let sum = merge_experts(&base, &experts, &[1, 1], Some(1.0)).unwrap();
         // 1 + (2 - 1) + (4 - 1) = 5, and twice that in the second element.
         assert_eq!(values(&sum, "w"), [5.0, 10.0]);
         assert_eq!(values(&sum, "bn.running_mean"), [1.5, 3.0]);
+        // Half the summed changes: 1 + (1 + 3) / 2 = 3; statistics are still averaged.
+        let half = merge_experts(&base, &experts, &[1, 1], Some(0.5)).unwrap();
+        assert_eq!(values(&half, "w"), [3.0, 6.0]);
+        assert_eq!(values(&half, "bn.running_mean"), [1.5, 3.0]);
     }
 
     #[test]
     fn an_expert_without_a_base_variable_is_an_error_naming_it() {
         let base = model(1.0, 1.0);
         let expert = VarMap::new();
-        let Err(err) = merge_experts(&base, &[expert], &[1], true) else {
+        let Err(err) = merge_experts(&base, &[expert], &[1], Some(1.0)) else {
             panic!("an expert without the base's variables was merged");
         };
         let err = err.to_string();
