@@ -241,7 +241,7 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
         "median_imgs_per_s": round(a.batch as f64 / median),
         "imgs_per_s": round(a.batch as f64 / mean),
         "s_per_step": round(mean), "threads": a.threads, "workers": a.workers,
-        "peak_rss_mib": peak_rss_mib(), "cpu_pressure_some": cpu_pressure(),
+        "peak_rss_mib": dnc_pipeline::process_peak_rss_mib(), "cpu_pressure_some": cpu_pressure(),
     }))
 }
 
@@ -351,11 +351,6 @@ fn write_npy(path: &Path, values: &[f32], n: usize, d: usize) -> Result<()> {
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> Option<u64> {
-    dnc_pipeline::process_peak_rss_mib()
 }
 
 /// Linux CPU pressure (PSI "some" averages): high values mean the CPU was contended.

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{DNC, config, dnc, stage};
+use common::{DNC, config, dnc, holds_checkpoint, kill_when, stage};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn status(run: &str) -> String {
     let out = Command::new(DNC)
@@ -136,22 +135,7 @@ fn expert_jobs_share_a_run_and_match_the_sequential_stage() {
         .spawn()
         .unwrap();
     let checkpoints = killed.join("experts/expert-0/checkpoints");
-    let start = Instant::now();
-    while !std::fs::read_dir(&checkpoints).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("step-")))
-    }) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the expert finished before it could be killed"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(&mut child, || holds_checkpoint(&checkpoints));
     let text = status(&killed_s);
     assert!(
         text.contains("expert-0    interrupted, checkpoint at step"),

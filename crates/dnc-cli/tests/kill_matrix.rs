@@ -21,24 +21,6 @@ const STAGES: [&str; 7] = [
     "base", "embed", "cluster", "experts", "distill", "baseline", "eval",
 ];
 
-/// splitmix64: the kill moments, from a seed.
-struct Moments(u64);
-
-impl Moments {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A fraction in [0, 1).
-    fn fraction(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// The matrix's config: the shared small run, with the baseline, `workers` loader threads and a
 /// checkpoint every step, so that a kill anywhere has a checkpoint to resume from.
 fn matrix_config(root: &Path, workers: usize) -> String {
@@ -187,7 +169,7 @@ fn kill_and_resume(cfg: &str, run: &Path, stage: &str, delay: Duration) -> bool 
 /// Runs `points` kills per worker count, cycling through the stages, and checks every resumed
 /// run against an uninterrupted one.
 fn matrix(points: usize, seed: u64) {
-    let mut moments = Moments(seed);
+    let mut moments = dnc_core::SeededRng::new(seed);
     for workers in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = matrix_config(dir.path(), workers);
@@ -208,7 +190,7 @@ fn matrix(points: usize, seed: u64) {
         for point in 0..points {
             let stage = STAGES[point % STAGES.len()];
             let seconds = s["stages"][stage]["seconds"].as_f64().unwrap();
-            let delay = Duration::from_secs_f64(seconds * moments.fraction());
+            let delay = Duration::from_secs_f64(seconds * moments.uniform());
             let run = dir.path().join(format!("kill-{point}-{stage}"));
             let inside = kill_and_resume(&cfg, &run, stage, delay);
             landed += usize::from(inside);

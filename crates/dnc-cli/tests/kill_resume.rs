@@ -3,23 +3,18 @@
 
 mod common;
 
-use common::{DNC, config, dnc, stage};
+use common::{DNC, config, dnc, holds_checkpoint, kill_when, stage};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn has_checkpoint(run: &Path) -> bool {
     let experts = run.join("experts");
     let Ok(entries) = std::fs::read_dir(&experts) else {
         return false;
     };
-    entries.flatten().any(|e| {
-        std::fs::read_dir(e.path().join("checkpoints"))
-            .map(|mut d| {
-                d.any(|c| c.is_ok_and(|c| c.file_name().to_string_lossy().starts_with("step-")))
-            })
-            .unwrap_or(false)
-    })
+    entries
+        .flatten()
+        .any(|e| holds_checkpoint(&e.path().join("checkpoints")))
 }
 
 fn eval_of(run: &Path) -> serde_json::Value {
@@ -49,20 +44,7 @@ fn killed_during_experts_resumes_to_the_same_summary() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while !has_checkpoint(&b) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "experts finished before it could be killed"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(&mut child, || has_checkpoint(&b));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(b.join("summary.json")).unwrap()).unwrap();
     assert_eq!(

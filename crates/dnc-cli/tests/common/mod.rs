@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 pub(crate) const DNC: &str = env!("CARGO_BIN_EXE_dnc");
 
@@ -76,4 +77,30 @@ pub(crate) fn stage(run: &str, name: &str, resume: bool) {
         args.push("--resume");
     }
     dnc(&args);
+}
+
+/// Whether `dir` holds a checkpoint (`step-*`).
+pub(crate) fn holds_checkpoint(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("step-")))
+    })
+}
+
+/// Kills `child` (SIGKILL) as soon as `ready()` holds, polling every 2 ms; fails the test if the
+/// child ends first or nothing happens within 5 minutes.
+pub(crate) fn kill_when(child: &mut Child, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

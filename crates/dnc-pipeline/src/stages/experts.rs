@@ -208,10 +208,9 @@ pub(crate) fn run_selected(
     }
     let base_vars = base_vars(run, &run.device)?;
     let mut metrics = run.metrics()?;
+    run.dir.stage_dir("experts")?;
     for plan in plans.iter().filter(|p| selection.includes(p.cluster)) {
-        let lock_path = expert_lock_path(run, plan.cluster);
-        run.dir.stage_dir("experts")?;
-        let _lock = RunLock::acquire_file(lock_path)?;
+        let _lock = RunLock::acquire_file(expert_lock_path(run, plan.cluster))?;
         let dir = expert_dir(run, plan.cluster);
         if !resume && dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
