@@ -61,6 +61,15 @@ pub(crate) struct BenchArgs {
     /// capped at AVX2 + FMA, and PyTorch capped likewise), or `both`, side by side.
     #[arg(long, value_enum, default_value = "native")]
     simd: SimdChoice,
+    /// For `data --vs-torch`: a tree of photos (default: synthetic 500×375 JPEGs).
+    #[arg(long)]
+    photos: Option<PathBuf>,
+    /// For `data --vs-torch`: images to load.
+    #[arg(long, default_value_t = 1024)]
+    photo_count: usize,
+    /// For `data --vs-torch`: the views' side in pixels.
+    #[arg(long, default_value_t = 224)]
+    photo_size: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -342,6 +351,9 @@ fn fmt_opt(x: f64, digits: usize) -> String {
 }
 
 fn bench_data(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+    if args.vs_torch {
+        return bench_photos_vs_torch(dnc, args);
+    }
     let (mut loader, mut train) = (vec![], vec![]);
     for round in 0..args.rounds {
         let l = json_of(
@@ -369,6 +381,62 @@ fn bench_data(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
     println!("| loader img/s (decode + 2 views) | tiny train img/s | ratio |");
     println!("|---|---|---|");
     println!("| {l:.0} | {t:.1} | {:.1} |", l / t);
+    Ok(())
+}
+
+/// The photo loader side by side with torchvision's: `--photos DIR` (any tree of images), or
+/// synthetic 500×375 JPEGs written once into `target/bench-photos`. Both decode every image and
+/// make two views at `--photo-size` pixels, on `--threads` workers.
+fn bench_photos_vs_torch(dnc: &Path, args: &BenchArgs) -> Result<()> {
+    let photos = match &args.photos {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = workspace_root().join(format!("target/bench-photos/{}", args.photo_count));
+            if !dir.join(".complete").exists() {
+                eprintln!("writing {} synthetic 500x375 JPEGs into {}", args.photo_count, dir.display());
+                json_of(
+                    Command::new(dnc)
+                        .args(["bench", "synth", "--width", "500", "--height", "375"])
+                        .args(["--n", &args.photo_count.to_string(), "--out"])
+                        .arg(&dir),
+                )?;
+                std::fs::write(dir.join(".complete"), b"")?;
+            }
+            dir
+        }
+    };
+    let script = workspace_root().join("scripts/bench_data_torch.py");
+    let size = args.photo_size.to_string();
+    let count = args.photo_count.to_string();
+    let threads = args.threads.to_string();
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for round in 0..args.rounds {
+        let d = json_of(
+            Command::new(dnc)
+                .args(["bench", "data", "--photos", "--size", &size, "--images", &count])
+                .args(["--batch", "64", "--threads", &threads, "--data"])
+                .arg(&photos),
+        )?;
+        let t = json_of(
+            Command::new(python()?)
+                .arg(&script)
+                .args(["--size", &size, "--images", &count, "--batch", "64"])
+                .args(["--workers", &threads, "--data"])
+                .arg(&photos),
+        )?;
+        eprintln!("round {round}: dnc {d}, torchvision {t}");
+        ours.push(num(&d, "imgs_per_s"));
+        theirs.push(num(&t, "imgs_per_s"));
+    }
+    let (d, t) = (median(ours), median(theirs));
+    println!(
+        "decode + two views at {size} px of {count} images in {}, {threads} workers, median of {} rounds",
+        photos.display(),
+        args.rounds
+    );
+    println!("| dnc img/s | torchvision img/s | dnc/torchvision |");
+    println!("|---|---|---|");
+    println!("| {d:.1} | {t:.1} | {:.2} |", d / t);
     Ok(())
 }
 

@@ -36,4 +36,4 @@ pub use config::{
 };
 pub use error::AugmentError;
 pub use mapper::{EvalItem, EvalMapper, TwoViewMapper, TwoViews};
-pub use view::{augment_view, eval_transform};
+pub use view::{augment_view, eval_decode_size, eval_transform, view_decode_size};

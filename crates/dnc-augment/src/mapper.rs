@@ -4,7 +4,10 @@
 use dnc_core::SeededRng;
 use dnc_data::{DataError, ImageItem, ItemContext, Mapper};
 
-use crate::{AugmentError, EvalConfig, TwoViewConfig, augment_view, eval_transform};
+use crate::{
+    AugmentError, EvalConfig, TwoViewConfig, augment_view, eval_decode_size, eval_transform,
+    view_decode_size,
+};
 
 /// The two views of one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +65,17 @@ impl Mapper<ImageItem> for TwoViewMapper {
         self.views(&item, ctx)
             .map_err(|e| DataError::transform(ctx.index, e))
     }
+
+    /// Large enough for both views' crops (each drawn from its own stream, as in
+    /// [`views`](Self::views)) to keep the output resolution.
+    fn decode_size(&self, ctx: ItemContext, width: u32, height: u32) -> (u32, u32) {
+        let need = |v: u64, config| {
+            let mut rng = SeededRng::derive(self.seed, &[ctx.epoch, ctx.index as u64, v]);
+            view_decode_size(width, height, config, &mut rng)
+        };
+        let (a, b) = (need(0, &self.config.view1), need(1, &self.config.view2));
+        (a.0.max(b.0), a.1.max(b.1))
+    }
 }
 
 /// One deterministically transformed image.
@@ -105,6 +119,10 @@ impl Mapper<ImageItem> for EvalMapper {
             label: item.label,
             index: item.index,
         })
+    }
+
+    fn decode_size(&self, _ctx: ItemContext, width: u32, height: u32) -> (u32, u32) {
+        eval_decode_size(width, height, self.config.resize)
     }
 }
 

@@ -47,6 +47,39 @@ pub fn augment_view(image: &RgbImage, config: &ViewConfig, rng: &mut SeededRng) 
     img
 }
 
+/// The smallest image, of a `width × height` one's aspect ratio, from which [`augment_view`]
+/// (given `rng` in the state it is passed here) still crops at least `config.size` pixels per
+/// side: the decoder may shrink the image by the factor that brings its crop down to the output
+/// size, not further. The view drawn from the smaller image has the same distribution; its crop
+/// box differs from this one's, scaled, only by rounding.
+pub fn view_decode_size(
+    width: u32,
+    height: u32,
+    config: &ViewConfig,
+    rng: &mut SeededRng,
+) -> (u32, u32) {
+    let crop = sample_crop_box(width, height, config.scale, config.ratio, rng);
+    let size = f64::from(config.size);
+    let scale = (size / f64::from(crop.width)).max(size / f64::from(crop.height));
+    scaled_at_least(width, height, scale)
+}
+
+/// The smallest image, of a `width × height` one's aspect ratio, whose shorter side is still
+/// `resize` (what [`eval_transform`] resizes to).
+pub fn eval_decode_size(width: u32, height: u32, resize: u32) -> (u32, u32) {
+    let scale = f64::from(resize) / f64::from(width.min(height).max(1));
+    scaled_at_least(width, height, scale)
+}
+
+/// `width × height` scaled by `scale` (at most 1), rounded up.
+fn scaled_at_least(width: u32, height: u32, scale: f64) -> (u32, u32) {
+    if !(scale < 1.0) {
+        return (width, height);
+    }
+    let up = |x: u32| ((f64::from(x) * scale).ceil() as u32).clamp(1, x.max(1));
+    (up(width), up(height))
+}
+
 /// torchvision's `ColorJitter` applied with probability `jitter_p`: brightness, contrast and
 /// saturation factors uniform in `[max(0, 1 − x), 1 + x]`, a hue shift uniform in `[−h, h]`,
 /// the four operations in a random order.

@@ -6,9 +6,12 @@
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Subcommand};
-use dnc_augment::{TwoViewConfig, TwoViewMapper};
+use dnc_augment::{TwoViewConfig, TwoViewMapper, ViewConfig};
 use dnc_core::SeededRng;
-use dnc_data::{Dataset, ImageFolder, ImageFolderConfig, Loader, LoaderConfig, stack_chw};
+use dnc_data::{
+    Dataset, ImageFolder, ImageFolderConfig, ImageItem, ItemContext, Loader, LoaderConfig, Mapper,
+    stack_chw,
+};
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
 use dnc_models::{Arch, BackboneConfig, EncoderConfig, Precision, ProjectorConfig, Stem};
@@ -40,6 +43,12 @@ pub(crate) struct SynthArgs {
     /// Side of the square images.
     #[arg(long, default_value_t = 32)]
     size: u32,
+    /// Width instead of `size` (photo-sized images, e.g. 500).
+    #[arg(long)]
+    width: Option<u32>,
+    /// Height instead of `size` (e.g. 375).
+    #[arg(long)]
+    height: Option<u32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -83,8 +92,31 @@ pub(crate) struct DataBench {
     /// Loader threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Class folders (CIFAR's `train/`), or with `--photos` any tree of images.
     #[arg(long)]
     data: PathBuf,
+    /// Photos at `--size` pixels instead of CIFAR's views: random resized crop, flip and
+    /// colour jitter (0.4, 0.4, 0.2, 0.1) with p = 0.8, two views per image, as
+    /// `scripts/bench_data_torch.py` does with torchvision.
+    #[arg(long)]
+    photos: bool,
+    /// Output side of the views with `--photos`.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Decode every image whole (no DCT-scaled JPEG decoding), to measure what it gives.
+    #[arg(long)]
+    full_decode: bool,
+}
+
+/// A mapper that asks for whole images: `--full-decode`.
+struct FullDecode<M>(M);
+
+impl<M: Mapper<ImageItem>> Mapper<ImageItem> for FullDecode<M> {
+    type Output = M::Output;
+
+    fn map(&self, item: ImageItem, ctx: ItemContext) -> Result<M::Output, dnc_data::DataError> {
+        self.0.map(item, ctx)
+    }
 }
 
 #[derive(Args)]
@@ -263,10 +295,10 @@ fn synth(a: SynthArgs) -> Result<serde_json::Value> {
         let mut rng = SeededRng::new(a.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         let mut v = || (rng.uniform() * 255.0) as f32;
         let (c0, cx, cy) = ([v(), v(), v()], [v(), v(), v()], [v(), v(), v()]);
-        let s = a.size as f32;
+        let (w, h) = (a.width.unwrap_or(a.size), a.height.unwrap_or(a.size));
         let mut noise = SeededRng::new(i as u64 ^ 0x5EED);
-        let img = image::RgbImage::from_fn(a.size, a.size, |x, y| {
-            let (fx, fy) = (x as f32 / s, y as f32 / s);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
             let mut px = |c: usize| {
                 let value = c0[c] * (1.0 - fx) * (1.0 - fy) + cx[c] * fx + cy[c] * fy;
                 (value + 40.0 * (noise.uniform() as f32 - 0.5)).clamp(0.0, 255.0) as u8
@@ -281,30 +313,61 @@ fn synth(a: SynthArgs) -> Result<serde_json::Value> {
         Ok(())
     })?;
     Ok(
-        serde_json::json!({"images": a.n, "size": a.size, "seconds": round(start.elapsed().as_secs_f64())}),
+        serde_json::json!({"images": a.n, "width": a.width.unwrap_or(a.size), "height": a.height.unwrap_or(a.size), "seconds": round(start.elapsed().as_secs_f64())}),
     )
 }
 
 fn bench_data(a: DataBench) -> Result<serde_json::Value> {
     // No decoded-image cache: every epoch decodes the JPEGs again, as a large dataset would.
-    let images = open_images(&a.data, a.images, false)?;
-    let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
+    let (images, views) = if a.photos {
+        let cfg = ImageFolderConfig {
+            limit: Some(a.images),
+            ..Default::default()
+        };
+        let folder = ImageFolder::open_unlabelled(&a.data, &cfg)
+            .with_context(|| format!("opening {}", a.data.display()))?;
+        let view = ViewConfig {
+            size: a.size,
+            saturation: 0.2,
+            grayscale_p: 0.0,
+            ..ViewConfig::cifar()
+        };
+        let views = TwoViewConfig {
+            view1: view.clone(),
+            view2: view,
+        };
+        (Arc::new(folder), views)
+    } else {
+        (open_images(&a.data, a.images, false)?, TwoViewConfig::cifar())
+    };
+    let mapper = TwoViewMapper::new(views, 1)?;
     let cfg = LoaderConfig {
         batch_size: a.batch,
         workers: a.threads,
         ..Default::default()
     };
-    let loader = Loader::new(images.clone(), mapper, cfg)?;
     let start = Instant::now();
-    let mut n = 0;
-    for batch in loader.epoch(0, 0) {
-        n += batch?.items.len();
-    }
+    let n = if a.full_decode {
+        count_epoch(Loader::new(images.clone(), Arc::new(FullDecode(mapper)), cfg)?)?
+    } else {
+        count_epoch(Loader::new(images.clone(), Arc::new(mapper), cfg)?)?
+    };
     let seconds = start.elapsed().as_secs_f64();
     Ok(serde_json::json!({
         "images": n, "seconds": round(seconds), "imgs_per_s": round(n as f64 / seconds),
         "threads": a.threads, "dataset": images.len(), "cpu_pressure_some": cpu_pressure(),
+        "photos": a.photos, "size": if a.photos { a.size } else { 32 },
+        "full_decode": a.full_decode,
     }))
+}
+
+/// Images in one epoch of `loader`.
+fn count_epoch<M: Mapper<ImageItem> + 'static>(loader: Loader<ImageFolder, M>) -> Result<usize> {
+    let mut n = 0;
+    for batch in loader.epoch(0, 0) {
+        n += batch?.items.len();
+    }
+    Ok(n)
 }
 
 fn bench_kmeans(a: KmeansBench) -> Result<serde_json::Value> {

@@ -96,14 +96,20 @@ pub fn fit(data: &Tensor, cfg: &KMeansConfig) -> Result<KMeansFit> {
 /// The seeded random sample the centroids are fitted on, when `sample_size` is below N.
 fn sample(all: &Points, cfg: &KMeansConfig) -> Result<Option<Points>> {
     match cfg.sample_size {
-        Some(s) if s < all.n => {
-            let mut rng = SeededRng::derive(cfg.seed, &[SAMPLE_STREAM]);
-            let mut rows = sample_distinct(all.n, s, &mut rng);
-            rows.sort_unstable();
-            Ok(Some(all.subset(&rows)?))
-        }
+        Some(s) if s < all.n => Ok(Some(all.subset(&sample_rows(all.n, s, cfg.seed))?)),
         _ => Ok(None),
     }
+}
+
+/// The rows [`fit`] trains on when `sample_size = s` is below the number of points `n`:
+/// `s` distinct rows drawn with `seed`, in increasing order. For data too large to hold, read
+/// these rows, fit on them without `sample_size`, then assign the rest in chunks
+/// ([`KMeansModel::predict_with_distances`]).
+pub fn sample_rows(n: usize, s: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SeededRng::derive(seed, &[SAMPLE_STREAM]);
+    let mut rows = sample_distinct(n, s.min(n), &mut rng);
+    rows.sort_unstable();
+    rows
 }
 
 /// One restart of Lloyd's algorithm, from its own seeded initialisation.

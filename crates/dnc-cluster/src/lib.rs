@@ -28,7 +28,7 @@ mod sums;
 pub mod synthetic;
 mod update;
 
-pub use algorithm::{KMeansFit, fit};
+pub use algorithm::{KMeansFit, fit, sample_rows};
 pub use assign::Assignment;
 pub use error::{KMeansError, ParamError};
 pub use io::{ClusterAssignments, SizesSummary};
@@ -36,4 +36,4 @@ pub use metrics::{ari, cluster_sizes, inertia, majority_vote_accuracy, nmi};
 pub use model::KMeansModel;
 pub use params::{DEFAULT_CHUNK_BYTES, InitMethod, KMeansConfig, Metric};
 pub use synthetic::gaussian_blobs;
-pub use update::centroids_of;
+pub use update::{CentroidSums, centroids_of};

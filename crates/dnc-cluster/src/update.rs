@@ -122,6 +122,81 @@ pub fn centroids_of(
     Ok(Tensor::from_vec(out, (k, d), &Device::Cpu)?)
 }
 
+/// [`centroids_of`] over data read a chunk at a time: [`add`](Self::add) each chunk with its
+/// rows' labels, then [`centroids`](Self::centroids). Sums are kept in f64.
+#[derive(Debug, Clone)]
+pub struct CentroidSums {
+    k: usize,
+    d: usize,
+    metric: Metric,
+    sums: Vec<f64>,
+    counts: Vec<usize>,
+}
+
+impl CentroidSums {
+    /// Empty sums for `k` clusters of `d`-dimensional points.
+    pub fn new(k: usize, d: usize, metric: Metric) -> Self {
+        Self {
+            k,
+            d,
+            metric,
+            sums: vec![0.0; k * d],
+            counts: vec![0; k],
+        }
+    }
+
+    /// Adds the rows of `chunk` (`[B, D]`), row `i` to cluster `labels[i]`; with the cosine
+    /// metric each row is L2-normalised first.
+    pub fn add(&mut self, chunk: &Tensor, labels: &[u32]) -> std::result::Result<(), KMeansError> {
+        let rows: Vec<Vec<f32>> = chunk.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        if rows.len() != labels.len() || rows.first().is_some_and(|r| r.len() != self.d) {
+            return Err(KMeansError::Labels(format!(
+                "CentroidSums::add: {} rows of width {} with {} labels, expected width {}",
+                rows.len(),
+                rows.first().map_or(0, Vec::len),
+                labels.len(),
+                self.d
+            )));
+        }
+        for (row, &label) in rows.iter().zip(labels) {
+            let j = label as usize;
+            if j >= self.k {
+                return Err(KMeansError::Labels(format!(
+                    "CentroidSums::add: label {label} is not below k = {}",
+                    self.k
+                )));
+            }
+            let scale = match self.metric {
+                Metric::Euclidean => 1.0,
+                Metric::Cosine => {
+                    let norm = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+                    if norm > 0.0 { 1.0 / norm } else { 0.0 }
+                }
+            };
+            for (s, &v) in self.sums[j * self.d..(j + 1) * self.d].iter_mut().zip(row) {
+                *s += f64::from(v) * scale;
+            }
+            self.counts[j] += 1;
+        }
+        Ok(())
+    }
+
+    /// The centroids, `[k, D]` on the CPU: as [`centroids_of`] computes them.
+    pub fn centroids(&self) -> Result<Tensor> {
+        let (k, d) = (self.k, self.d);
+        let mut out = vec![0f32; k * d];
+        for j in 0..k {
+            let s = &self.sums[j * d..(j + 1) * d];
+            if let Some(scale) = mean_scale(s, self.counts[j], self.metric) {
+                for (c, v) in out[j * d..(j + 1) * d].iter_mut().zip(s) {
+                    *c = (v * scale) as f32;
+                }
+            }
+        }
+        Tensor::from_vec(out, (k, d), &Device::Cpu)
+    }
+}
+
 /// Gives every empty cluster the farthest point whose own cluster keeps at least one point.
 fn reseed_empty(
     points: &Points,
@@ -217,5 +292,42 @@ mod tests {
             .to_vec2()
             .unwrap();
         assert_eq!(euc, vec![vec![1.0, 1.5], vec![2.5, 0.5]]);
+    }
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use super::*;
+    use crate::gaussian_blobs;
+
+    #[test]
+    fn centroid_sums_over_chunks_match_centroids_of_the_whole() {
+        let (data, _) = gaussian_blobs(300, 6, 4, 0.5, 3, &Device::Cpu).unwrap();
+        // Far from the origin, so that a Euclidean mean computed relative to anything else
+        // would show.
+        let data = (data + 50.0).unwrap();
+        let labels: Vec<u32> = (0..300u32).map(|i| (i * 7 + i / 13) % 4).collect();
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let whole: Vec<Vec<f32>> = centroids_of(&data, &labels, 5, metric)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            let mut sums = CentroidSums::new(5, 6, metric);
+            for start in (0..300).step_by(70) {
+                let len = 70.min(300 - start);
+                sums.add(&data.narrow(0, start, len).unwrap(), &labels[start..start + len])
+                    .unwrap();
+            }
+            let streamed: Vec<Vec<f32>> = sums.centroids().unwrap().to_vec2().unwrap();
+            for (a, b) in whole.iter().flatten().zip(streamed.iter().flatten()) {
+                assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{metric:?}: {a} vs {b}");
+            }
+            // Cluster 4 is empty: a zero row.
+            assert!(streamed[4].iter().all(|&v| v == 0.0));
+        }
+        let err = CentroidSums::new(2, 6, Metric::Euclidean)
+            .add(&data.narrow(0, 0, 3).unwrap(), &[0, 1, 2])
+            .unwrap_err();
+        assert!(err.to_string().contains("label 2 is not below k = 2"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! The [`Dataset`] trait: random access to items by index.
 
 use crate::DataError;
+use crate::decode::SizeRequest;
 
 /// A finite collection of items addressed by `0..len()`, safe to read from many threads.
 ///
@@ -15,6 +16,15 @@ pub trait Dataset: Send + Sync {
 
     /// The item at `index` (`index < len()`).
     fn get(&self, index: usize) -> Result<Self::Item, DataError>;
+
+    /// The item at `index`, decoded no larger than needed: `want(width, height)` gives, from the
+    /// full image's size, the smallest size its consumer can use. A dataset of images may then
+    /// decode a smaller image of the same aspect ratio, at least that large on both axes (see
+    /// [`ImageFolder`](crate::ImageFolder)); any other dataset returns [`get`](Self::get).
+    fn get_sized(&self, index: usize, want: SizeRequest<'_>) -> Result<Self::Item, DataError> {
+        let _ = want;
+        self.get(index)
+    }
 
     /// Whether the dataset has no items.
     fn is_empty(&self) -> bool {

@@ -11,10 +11,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use image::{ImageDecoder, RgbImage};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
+use crate::decode::{LoadFailure, SizeRequest, decode, full_size};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
 use crate::{DataError, Dataset};
@@ -67,13 +68,6 @@ pub struct ImageItem {
     pub image: RgbImage,
     /// The class id (position of the class folder by name), `None` for a flat folder.
     pub label: Option<u32>,
-}
-
-/// Why an image could not be loaded, in a form that can be cached and turned into an error.
-#[derive(Debug, Clone)]
-struct LoadFailure {
-    io_kind: Option<std::io::ErrorKind>,
-    message: String,
 }
 
 /// A class folder whose name starts with this holds images without a label (e.g. the
@@ -385,14 +379,16 @@ impl ImageFolder {
         self.corrupt.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn load(&self, index: usize) -> Result<RgbImage, LoadFailure> {
+    fn load(&self, index: usize, want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
         match &self.cache {
-            Some(cache) => cache[index].get_or_init(|| self.decode(index)).clone(),
-            None => self.decode(index),
+            Some(cache) => cache[index]
+                .get_or_init(|| self.decode(index, &full_size))
+                .clone(),
+            None => self.decode(index, want),
         }
     }
 
-    fn decode(&self, index: usize) -> Result<RgbImage, LoadFailure> {
+    fn decode(&self, index: usize, want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
         let bytes = match &self.shards {
             Some((files, members)) => {
                 let member = &members[index];
@@ -400,11 +396,8 @@ impl ImageFolder {
             }
             None => std::fs::read(&self.paths[index]),
         };
-        let bytes = bytes.map_err(|e| LoadFailure {
-            io_kind: Some(e.kind()),
-            message: e.to_string(),
-        })?;
-        decode(&bytes)
+        let bytes = bytes.map_err(|e| LoadFailure::io(&e))?;
+        decode(&bytes, want)
     }
 
     fn failure(&self, index: usize, failure: LoadFailure) -> DataError {
@@ -440,13 +433,17 @@ impl Dataset for ImageFolder {
     }
 
     fn get(&self, index: usize) -> Result<ImageItem, DataError> {
+        self.get_sized(index, &full_size)
+    }
+
+    fn get_sized(&self, index: usize, want: SizeRequest<'_>) -> Result<ImageItem, DataError> {
         if index >= self.paths.len() {
             return Err(DataError::IndexOutOfRange {
                 index,
                 len: self.paths.len(),
             });
         }
-        match self.load(index) {
+        match self.load(index, want) {
             Ok(image) => Ok(ImageItem {
                 index,
                 image,
@@ -455,50 +452,6 @@ impl Dataset for ImageFolder {
             Err(failure) => Err(self.failure(index, failure)),
         }
     }
-}
-
-/// Whether a JPEG stream ends its last scan: an end-of-image marker (`FF D9`) after the last
-/// start-of-scan (`FF DA`). Inside scan data a `FF` byte is always stuffed or a restart marker,
-/// and an EXIF thumbnail's markers come before the main image's scans.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let marker = |m: u8| move |w: &[u8]| w == [0xFF, m];
-    match bytes.windows(2).rposition(marker(0xDA)) {
-        Some(sos) => bytes[sos..].windows(2).any(marker(0xD9)),
-        None => false,
-    }
-}
-
-/// Decodes one file's bytes (format from its content, the first frame of an animation),
-/// applies its EXIF orientation, and converts any colour mode (greyscale, palette, alpha, 16-bit,
-/// CMYK) to 8-bit RGB.
-fn decode(bytes: &[u8]) -> Result<RgbImage, LoadFailure> {
-    let bad = |e: image::ImageError| LoadFailure {
-        io_kind: None,
-        message: e.to_string(),
-    };
-    if bytes.is_empty() {
-        return Err(LoadFailure {
-            io_kind: None,
-            message: "the file is empty".into(),
-        });
-    }
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(e.into()))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
-        // The JPEG decoder fills a cut-off scan with grey rather than failing.
-        return Err(LoadFailure {
-            io_kind: None,
-            message: "truncated JPEG: no end-of-image marker after the last scan".into(),
-        });
-    }
-    let mut decoder = reader.into_decoder().map_err(bad)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
-    image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
 }
 
 /// Where an [`ImageFolder`]'s images come from: files, or the samples of shards.

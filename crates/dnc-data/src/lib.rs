@@ -14,6 +14,7 @@
 
 mod balanced;
 mod dataset;
+mod decode;
 mod error;
 mod folder;
 mod loader;
@@ -25,6 +26,7 @@ mod subset;
 
 pub use balanced::{balanced_counts, balanced_subset};
 pub use dataset::{Dataset, InMemory};
+pub use decode::{SizeRequest, full_size};
 pub use error::{BoxError, DataError};
 pub use folder::{ImageFolder, ImageFolderConfig, ImageItem, OnCorrupt, UNLABELLED_PREFIX};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};

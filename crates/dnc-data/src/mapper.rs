@@ -25,6 +25,15 @@ pub trait Mapper<In>: Send + Sync {
 
     /// Transforms one item.
     fn map(&self, item: In, ctx: ItemContext) -> Result<Self::Output, DataError>;
+
+    /// The smallest width and height of an image of `width × height` pixels (after its EXIF
+    /// orientation) that this mapper needs for item `ctx`: a dataset may decode a smaller image
+    /// of the same aspect ratio, at least this large, and [`map`](Self::map) gets that one.
+    /// Must be deterministic in `ctx`. By default the whole image.
+    fn decode_size(&self, ctx: ItemContext, width: u32, height: u32) -> (u32, u32) {
+        let _ = ctx;
+        (width, height)
+    }
 }
 
 /// Any thread-safe closure `Fn(In, ItemContext) -> Result<Out, DataError>` is a mapper.

@@ -51,6 +51,18 @@ impl<D: Dataset> Dataset for Subset<D> {
         self.inner.get(inner_index)
     }
 
+    fn get_sized(
+        &self,
+        index: usize,
+        want: crate::SizeRequest<'_>,
+    ) -> Result<D::Item, DataError> {
+        let &inner_index = self.indices.get(index).ok_or(DataError::IndexOutOfRange {
+            index,
+            len: self.indices.len(),
+        })?;
+        self.inner.get_sized(inner_index, want)
+    }
+
     fn source_index(&self, index: usize) -> usize {
         self.inner.source_index(self.indices[index])
     }

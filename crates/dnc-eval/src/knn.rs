@@ -75,6 +75,119 @@ pub fn knn_evaluate(
     score(&predictions, query_labels, num_classes)
 }
 
+/// Weighted k-NN over a bank that arrives in chunks (e.g. embedded a batch at a time), so that
+/// the bank is never held whole: each query keeps only its `k` most similar bank items so far.
+/// [`predict`](Self::predict) gives the same classes as [`knn_predict`] on the concatenated
+/// bank, ties included (equal similarities go to the lower bank position).
+///
+/// Memory: the normalised queries and `k` (similarity, label, position) triples per query.
+pub struct StreamingKnn {
+    queries: Tensor,
+    num_classes: usize,
+    config: KnnConfig,
+    /// Per query: its best bank items so far, `(similarity, position, label)`.
+    best: Vec<Vec<(f32, u32, u32)>>,
+    seen: usize,
+}
+
+impl StreamingKnn {
+    /// A vote for every row of `queries` (`[N_query, D]`, any float dtype; normalised here).
+    pub fn new(
+        queries: &Tensor,
+        num_classes: usize,
+        config: &KnnConfig,
+    ) -> Result<Self, EvalError> {
+        config.validate()?;
+        let (n_query, _) = feature_dims(queries, "query features")?;
+        Ok(Self {
+            queries: l2_normalize(&queries.to_dtype(DType::F32)?)?,
+            num_classes,
+            config: config.clone(),
+            best: vec![Vec::new(); n_query],
+            seen: 0,
+        })
+    }
+
+    /// Adds the next bank items: `chunk` (`[B, D]`) with their labels.
+    pub fn add(&mut self, chunk: &Tensor, labels: &[u32]) -> Result<(), EvalError> {
+        let (b, d) = feature_dims(chunk, "bank features")?;
+        same_dim(("bank features", d), ("query features", self.queries.dim(1)?))?;
+        check_labels(labels, b, self.num_classes, "bank labels")?;
+        let bank_t = l2_normalize(&chunk.to_dtype(DType::F32)?.to_device(self.queries.device())?)?
+            .t()?;
+        let k = self.config.k;
+        let base = self.seen as u32;
+        let n_query = self.best.len();
+        let mut order: Vec<u32> = Vec::with_capacity(b);
+        for start in (0..n_query).step_by(self.config.chunk) {
+            let rows = self.config.chunk.min(n_query - start);
+            let sim = self.queries.narrow(0, start, rows)?.matmul(&bank_t)?;
+            let sim: Vec<f32> = sim.flatten_all()?.to_vec1()?;
+            for (q, row) in sim.chunks_exact(b).enumerate() {
+                let by_similarity = |&a: &u32, &c: &u32| -> Ordering {
+                    row[c as usize].total_cmp(&row[a as usize]).then(a.cmp(&c))
+                };
+                order.clear();
+                order.extend(0..b as u32);
+                if k < order.len() {
+                    order.select_nth_unstable_by(k - 1, by_similarity);
+                    order.truncate(k);
+                }
+                let best = &mut self.best[start + q];
+                best.extend(
+                    order
+                        .iter()
+                        .map(|&i| (row[i as usize], base + i, labels[i as usize])),
+                );
+                if best.len() > k {
+                    best.select_nth_unstable_by(k - 1, |a, c| {
+                        c.0.total_cmp(&a.0).then(a.1.cmp(&c.1))
+                    });
+                    best.truncate(k);
+                }
+            }
+        }
+        self.seen += b;
+        Ok(())
+    }
+
+    /// The bank items added so far.
+    pub fn bank_len(&self) -> usize {
+        self.seen
+    }
+
+    /// The class of every query, voted by its `k` nearest bank items (weights as
+    /// [`knn_predict`]'s).
+    pub fn predict(&self) -> Result<Vec<u32>, EvalError> {
+        if self.seen == 0 {
+            return Err(EvalError::BadShape {
+                what: "bank features",
+                shape: vec![0],
+            });
+        }
+        let tau = self.config.temperature;
+        let mut votes = vec![0.0f64; self.num_classes];
+        Ok(self
+            .best
+            .iter()
+            .map(|top| {
+                let best = top.iter().map(|t| t.0).fold(f32::NEG_INFINITY, f32::max);
+                votes.iter_mut().for_each(|v| *v = 0.0);
+                for &(sim, _, label) in top {
+                    votes[label as usize] += ((f64::from(sim) - f64::from(best)) / tau).exp();
+                }
+                argmax_first(&votes)
+            })
+            .collect())
+    }
+
+    /// Top-1 and per-class accuracy against the queries' labels.
+    pub fn evaluate(&self, query_labels: &[u32]) -> Result<Accuracy, EvalError> {
+        check_labels(query_labels, self.best.len(), self.num_classes, "query labels")?;
+        score(&self.predict()?, query_labels, self.num_classes)
+    }
+}
+
 /// Reusable scratch space for the vote of one query.
 struct Voter {
     order: Vec<u32>,

@@ -204,3 +204,50 @@ fn bad_inputs_are_reported() {
         Err(EvalError::Params(_))
     ));
 }
+
+#[test]
+fn a_bank_streamed_in_chunks_votes_as_the_whole_bank() {
+    let mut rng = SeededRng::new(11);
+    let (n_bank, n_query, d, classes) = (500, 60, 16, 4);
+    let mut bank = random_rows(&mut rng, n_bank, d);
+    // Exact duplicates: ties between bank items, which go to the lower position.
+    for i in 0..40 {
+        bank[300 + i] = bank[i].clone();
+    }
+    let labels: Vec<u32> = (0..n_bank as u32).map(|i| (i * 7 + i / 5) % classes).collect();
+    let queries = random_rows(&mut rng, n_query, d);
+    for k in [1, 20, 600] {
+        let cfg = config(k, 0.07, 17);
+        let whole = knn_predict(&matrix(&bank), &labels, &matrix(&queries), 4, &cfg).unwrap();
+        for chunk in [7, 64, 500] {
+            let mut knn = StreamingKnn::new(&matrix(&queries), 4, &cfg).unwrap();
+            for start in (0..n_bank).step_by(chunk) {
+                let end = (start + chunk).min(n_bank);
+                knn.add(&matrix(&bank[start..end]), &labels[start..end])
+                    .unwrap();
+            }
+            assert_eq!(knn.bank_len(), n_bank);
+            assert_eq!(knn.predict().unwrap(), whole, "k {k}, chunks of {chunk}");
+        }
+    }
+}
+
+#[test]
+fn streaming_knn_checks_its_input() {
+    let q = matrix(&[vec![1.0, 0.0]]);
+    let cfg = config(3, 0.1, 8);
+    let mut knn = StreamingKnn::new(&q, 2, &cfg).unwrap();
+    assert!(knn.predict().unwrap_err().to_string().contains("bank features"));
+    let wide = matrix(&[vec![1.0, 0.0, 0.0]]);
+    assert!(matches!(
+        knn.add(&wide, &[0]),
+        Err(EvalError::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        knn.add(&q, &[5]),
+        Err(EvalError::LabelOutOfRange { .. })
+    ));
+    knn.add(&q, &[1]).unwrap();
+    assert_eq!(knn.predict().unwrap(), vec![1]);
+    assert_eq!(knn.evaluate(&[1]).unwrap().top1, 1.0);
+}

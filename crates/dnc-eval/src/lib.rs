@@ -24,7 +24,7 @@ pub use accuracy::{Accuracy, ClassAccuracy, mean_class_accuracy, score};
 pub use config::{EvalConfig, KnnConfig, LinearProbeConfig};
 pub use error::{EvalError, ParamError};
 pub use extract::extract_features;
-pub use knn::{knn_evaluate, knn_predict};
+pub use knn::{StreamingKnn, knn_evaluate, knn_predict};
 pub use linear::{LinearProbe, MOMENTUM, linear_probe_evaluate};
 pub use result::{EvalResult, evaluate};
 pub use standardize::{MIN_STD, Standardizer};

@@ -157,7 +157,9 @@ pub struct DivideConfig {
     pub layer: ClusterLayer,
     /// k-means settings; `kmeans.n_clusters` is K, the number of experts (the paper: 5 or 10).
     /// `kmeans.seed` is added to the run's `seed`, so that runs with other seeds cluster
-    /// with other k-means initialisations.
+    /// with other k-means initialisations. `kmeans.sample_size` unset fits on 1,000 images per
+    /// cluster, at least 25,000 (all of them when there are no more), then assigns every image
+    /// reading the features in chunks; set it at or above the image count to fit on all.
     pub kmeans: KMeansConfig,
     /// Embedding batch size.
     pub batch_size: usize,

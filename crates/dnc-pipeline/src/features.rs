@@ -71,17 +71,28 @@ pub(crate) fn eval_config(run: &RunConfig) -> EvalConfig {
     }
 }
 
-/// Streams `dataset` through `embed` (which returns one or more `[B, D_i]` tensors per batch).
-pub(crate) fn embed_dataset<D, F>(
+/// One embedded batch: the outputs of the embedding function, and each row's dataset index and
+/// label.
+pub(crate) struct EmbeddedBatch {
+    pub outputs: Vec<Tensor>,
+    pub indices: Vec<usize>,
+    pub labels: Vec<Option<u32>>,
+}
+
+/// Streams `dataset` through `embed` (which returns one or more `[B, D_i]` tensors per batch) and
+/// hands each embedded batch to `sink`, in dataset order, holding no more than one batch.
+pub(crate) fn for_each_embedded<D, F, S>(
     run: &RunConfig,
     dataset: Arc<D>,
     device: &Device,
     label: &str,
     mut embed: F,
-) -> Result<Embedded, PipelineError>
+    mut sink: S,
+) -> Result<(), PipelineError>
 where
     D: Dataset<Item = ImageItem> + 'static,
     F: FnMut(&Tensor) -> candle_core::Result<Vec<Tensor>>,
+    S: FnMut(EmbeddedBatch) -> Result<(), PipelineError>,
 {
     let eval = eval_config(run);
     let size = eval.crop as usize;
@@ -97,27 +108,58 @@ where
     let n = dataset.len();
     let loader = Loader::new(dataset, Arc::new(mapper), loader_cfg)?;
     let bar = progress(n as u64, label);
-    let mut parts: Vec<Vec<Tensor>> = Vec::new();
-    let (mut indices, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for batch in loader.epoch(0, 0) {
         let batch = batch?;
+        bar.inc((batch.items.len() + batch.skipped.len()) as u64);
+        if batch.items.is_empty() {
+            continue;
+        }
         let images = stack_chw(
             batch.items.iter().map(|it| it.image.as_slice()),
             (3, size, size),
             device,
         )?;
-        let outs = embed(&images)?;
-        for (i, out) in outs.into_iter().enumerate() {
+        let outputs = embed(&images)?
+            .into_iter()
+            .map(|t| t.detach())
+            .collect();
+        sink(EmbeddedBatch {
+            outputs,
+            indices: batch.indices.clone(),
+            labels: batch.items.iter().map(|it| it.label).collect(),
+        })?;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Streams `dataset` through `embed` and keeps every row in memory (for the evaluation splits;
+/// the training split's features go to disk, [`crate::feature_store`]).
+pub(crate) fn embed_dataset<D, F>(
+    run: &RunConfig,
+    dataset: Arc<D>,
+    device: &Device,
+    label: &str,
+    embed: F,
+) -> Result<Embedded, PipelineError>
+where
+    D: Dataset<Item = ImageItem> + 'static,
+    F: FnMut(&Tensor) -> candle_core::Result<Vec<Tensor>>,
+{
+    let n = dataset.len();
+    let mut parts: Vec<Vec<Tensor>> = Vec::new();
+    let (mut indices, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for_each_embedded(run, dataset, device, label, embed, |batch| {
+        for (i, out) in batch.outputs.into_iter().enumerate() {
             if parts.len() <= i {
                 parts.push(Vec::new());
             }
-            parts[i].push(out.detach());
+            parts[i].push(out);
         }
-        indices.extend(batch.indices.iter().copied());
-        labels.extend(batch.items.iter().map(|it| it.label));
-        bar.inc((batch.items.len() + batch.skipped.len()) as u64);
-    }
-    bar.finish_and_clear();
+        indices.extend(batch.indices);
+        labels.extend(batch.labels);
+        Ok(())
+    })?;
     let outputs = parts
         .iter()
         .map(|p| Tensor::cat(p, 0))

@@ -12,6 +12,7 @@ mod audit;
 pub mod config;
 mod datasets;
 mod error;
+mod feature_store;
 mod features;
 mod lock;
 mod overrides;

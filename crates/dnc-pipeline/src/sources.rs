@@ -3,7 +3,7 @@
 
 use crate::stages::UNASSIGNED;
 use candle_core::Device;
-use dnc_augment::{TwoViewMapper, TwoViews, ViewConfig, augment_view};
+use dnc_augment::{TwoViewMapper, TwoViews, ViewConfig, augment_view, view_decode_size};
 use dnc_core::SeededRng;
 use dnc_data::{Batch, DataError, Dataset, ImageItem, ItemContext, Loader, stack_chw};
 use dnc_distill::DistillBatch;
@@ -159,6 +159,22 @@ impl dnc_data::Mapper<ImageItem> for DistillViewMapper {
             self.second.as_ref().map(|c| view(c, DISTILL_SECOND_VIEW)),
             ctx.source_index,
         ))
+    }
+
+    fn decode_size(&self, ctx: ItemContext, width: u32, height: u32) -> (u32, u32) {
+        let need = |config: &ViewConfig, stream: u64| {
+            let mut rng =
+                SeededRng::derive(self.seed, &[ctx.epoch, ctx.source_index as u64, stream]);
+            view_decode_size(width, height, config, &mut rng)
+        };
+        let first = need(&self.config, DISTILL_VIEW);
+        match &self.second {
+            Some(c) => {
+                let second = need(c, DISTILL_SECOND_VIEW);
+                (first.0.max(second.0), first.1.max(second.1))
+            }
+            None => first,
+        }
     }
 }
 

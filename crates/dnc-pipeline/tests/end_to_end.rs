@@ -33,7 +33,8 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         "report.md",
         "loss.png",
         "base/model.safetensors",
-        "embed/features.safetensors",
+        "embed/features/hidden.npy",
+        "embed/features/indices.npy",
         "cluster/assignments.safetensors",
         "cluster/sizes.json",
         "cluster/composition.png",
@@ -445,7 +446,7 @@ fn re_running_a_stage_marks_the_stages_after_it_not_done() {
     assert!(!run.dir.read_summary().unwrap().eval.is_empty());
     // A re-run of the cluster stage that fails (its input is gone) leaves the experts,
     // distillation and evaluation stale, and no old accuracy behind.
-    std::fs::remove_file(dir.path().join("run/embed/features.safetensors")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("run/embed/features")).unwrap();
     assert!(run.run_stage(Stage::Cluster, false).is_err());
     let summary = run.dir.read_summary().unwrap();
     for stage in ["cluster", "experts", "distill", "eval"] {

@@ -28,12 +28,12 @@ where
     M: Mapper<D::Item>,
 {
     catch_unwind(AssertUnwindSafe(|| {
-        let item = dataset.get(index)?;
         let ctx = ItemContext {
             epoch,
             index,
             source_index: dataset.source_index(index),
         };
+        let item = dataset.get_sized(index, &|w, h| mapper.decode_size(ctx, w, h))?;
         mapper.map(item, ctx)
     }))
     .unwrap_or_else(|payload| {

@@ -10,14 +10,22 @@
 //! names each image's expert.
 //!
 //! The k-means seed is `divide.kmeans.seed` plus the run's `seed`.
+//!
+//! Memory does not grow with the data beyond 4 bytes per image: k-means fits on at most
+//! `divide.kmeans.sample_size` rows read from the features on disk (by default
+//! [`default_sample_size`]), and every image is then assigned by reading the features a chunk of
+//! rows at a time. With no more images than the sample, it fits on all of them at once.
 
-use super::embed::{NO_LABEL, features_path, load_features};
+use super::embed::{NO_LABEL, features_dir};
+use crate::feature_store::{FeatureMatrix, FeatureReader};
 use crate::config::{ClusterLayer, Partition, SmallCluster};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
 use crate::run::Run;
 use candle_core::{Device, Tensor};
-use dnc_cluster::{ClusterAssignments, KMeansFit, Metric, ari, majority_vote_accuracy, nmi};
+use dnc_cluster::{
+    CentroidSums, ClusterAssignments, KMeansConfig, Metric, ari, majority_vote_accuracy, nmi,
+};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -48,33 +56,61 @@ pub(crate) fn assignments_path(run: &Run) -> PathBuf {
         .join("assignments.safetensors")
 }
 
+/// Rows of features read at a time when assigning every image.
+const ASSIGN_CHUNK_ROWS: usize = 8192;
+
+/// The k-means sample when `divide.kmeans.sample_size` is not set: 1,000 images per cluster and
+/// at least 25,000, so that the fit's memory does not grow with the data.
+pub(crate) fn default_sample_size(n_clusters: usize) -> usize {
+    n_clusters.saturating_mul(1000).max(25_000)
+}
+
+/// Every image's cluster, the centroids and the inertia over all images.
+struct Clustering {
+    labels: Vec<u32>,
+    centroids: Tensor,
+    metric: Metric,
+    inertia: f64,
+}
+
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
-    let feats = load_features(&features_path(run), &run.device)?;
+    let store = FeatureReader::open(&features_dir(run))?;
     let key = match run.cfg.divide.layer {
         ClusterLayer::Hidden => "hidden",
         ClusterLayer::Backbone => "backbone",
         ClusterLayer::Output => "output",
     };
-    let data = feats
-        .tensors
-        .get(key)
-        .ok_or_else(|| PipelineError::Other(format!("the features file has no {key:?} tensor")))?;
+    let data = store.matrix(key)?;
     let mut kmeans = run.cfg.divide.kmeans.clone();
     kmeans.seed = kmeans.seed.wrapping_add(run.cfg.seed);
-    let fit = dnc_cluster::fit(data, &kmeans)?;
+    let clustering = cluster(&data, kmeans, &run.device)?;
+    let metric = clustering.metric;
     let min_size = run.cfg.expert_train().batch_size;
     let (mut labels, mut centroids, merged) =
-        resolve_small_clusters(&fit, min_size, run.cfg.experts.small_cluster)?;
+        resolve_small_clusters(&clustering, min_size, run.cfg.experts.small_cluster)?;
     if run.cfg.experts.partition == Partition::Random {
         dnc_core::SeededRng::derive_str(run.cfg.seed, "random-partition").shuffle(&mut labels);
-        centroids = dnc_cluster::centroids_of(data, &labels, centroids.dim(0)?, fit.model.metric)?;
+        let mut sums = CentroidSums::new(centroids.dim(0)?, data.cols(), metric);
+        for (start, count) in data.chunks(ASSIGN_CHUNK_ROWS) {
+            sums.add(
+                &data.range(start, count, &Device::Cpu)?,
+                &labels[start..start + count],
+            )?;
+        }
+        centroids = sums.centroids()?;
         tracing::info!("random partition with the k-means cluster sizes");
     }
-    let ids: Vec<u64> = feats.indices.iter().map(|&i| u64::from(i)).collect();
-    let assignments = ClusterAssignments::new(ids, labels, centroids, fit.model.metric)?;
+    let ids: Vec<u64> = store.indices()?.into_iter().map(u64::from).collect();
+    let assignments = ClusterAssignments::new(ids, labels, centroids, metric)?;
     run.dir.stage_dir("cluster")?;
     assignments.save(&assignments_path(run))?;
-    let info = describe(run, &assignments, &feats.labels, merged, inertia_of(&fit))?;
+    let info = describe(
+        run,
+        &assignments,
+        &store.labels()?,
+        merged,
+        clustering.inertia,
+    )?;
     let sizes_path = run.dir.root().join("cluster").join("sizes.json");
     let json = serde_json::to_string_pretty(&info).expect("cluster info serialises");
     crate::run_dir::write_atomic(&sizes_path, json.as_bytes())?;
@@ -88,19 +124,60 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     Ok(())
 }
 
-fn inertia_of(fit: &KMeansFit) -> f64 {
-    fit.distances.iter().map(|&d| f64::from(d)).sum()
+/// k-means on the rows of `data`: on all of them at once when they are no more than the sample,
+/// else on the sample ([`dnc_cluster::sample_rows`]), then every row assigned chunk by chunk.
+fn cluster(
+    data: &FeatureMatrix,
+    mut kmeans: KMeansConfig,
+    device: &Device,
+) -> Result<Clustering, PipelineError> {
+    let n = data.rows();
+    let sample = kmeans
+        .sample_size
+        .unwrap_or_else(|| default_sample_size(kmeans.n_clusters));
+    kmeans.sample_size = None;
+    if n <= sample {
+        let fit = dnc_cluster::fit(&data.range(0, n, device)?, &kmeans)?;
+        return Ok(Clustering {
+            inertia: fit.distances.iter().map(|&d| f64::from(d)).sum(),
+            labels: fit.assignments,
+            centroids: fit.model.centroids,
+            metric: fit.model.metric,
+        });
+    }
+    if kmeans.n_clusters > n {
+        return Err(dnc_cluster::KMeansError::TooManyClusters {
+            n_clusters: kmeans.n_clusters,
+            n_points: n,
+        }
+        .into());
+    }
+    let rows = dnc_cluster::sample_rows(n, sample, kmeans.seed);
+    tracing::info!("k-means on a sample of {sample} of {n} images, then assigning every image");
+    let model = dnc_cluster::fit(&data.gather(&rows, device)?, &kmeans)?.model;
+    let (mut labels, mut inertia) = (Vec::with_capacity(n), 0.0);
+    for (start, count) in data.chunks(ASSIGN_CHUNK_ROWS) {
+        let a = model.predict_with_distances(&data.range(start, count, device)?)?;
+        inertia += a.distances.iter().map(|&d| f64::from(d)).sum::<f64>();
+        labels.extend(a.labels);
+    }
+    Ok(Clustering {
+        labels,
+        centroids: model.centroids,
+        metric: model.metric,
+        inertia,
+    })
 }
 
 /// Merges clusters smaller than `min_size` into their nearest cluster (or fails, by policy), and
 /// renumbers the remaining clusters `0..K'`.
 fn resolve_small_clusters(
-    fit: &KMeansFit,
+    fit: &Clustering,
     min_size: usize,
     policy: SmallCluster,
 ) -> Result<(Vec<u32>, Tensor, Vec<String>), PipelineError> {
-    let mut labels = fit.assignments.clone();
-    let centroids: Vec<Vec<f32>> = fit.model.centroids.to_device(&Device::Cpu)?.to_vec2()?;
+    let mut labels = fit.labels.clone();
+    let centroids: Vec<Vec<f32>> = fit.centroids.to_device(&Device::Cpu)?.to_vec2()?;
     let mut alive: Vec<usize> = (0..centroids.len()).collect();
     let mut merged = Vec::new();
     loop {
@@ -128,8 +205,8 @@ fn resolve_small_clusters(
             .copied()
             .filter(|&c| c != small)
             .max_by(|&a, &b| {
-                similarity(&centroids[small], &centroids[a], fit.model.metric).total_cmp(
-                    &similarity(&centroids[small], &centroids[b], fit.model.metric),
+                similarity(&centroids[small], &centroids[a], fit.metric).total_cmp(
+                    &similarity(&centroids[small], &centroids[b], fit.metric),
                 )
             })
             .expect("another cluster exists");
@@ -253,4 +330,62 @@ pub fn load_assignments(run: &Run, n_images: usize) -> Result<Vec<u32>, Pipeline
         *slot = label;
     }
     Ok(by_index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature_store::FeatureWriter;
+
+    /// Blobs written to a feature store in batches of 37 rows.
+    fn store_of_blobs(dir: &std::path::Path, n: usize, k: usize) -> (FeatureReader, Vec<u32>) {
+        let (data, truth) = dnc_cluster::gaussian_blobs(n, 8, k, 0.05, 5, &Device::Cpu).unwrap();
+        let dest = dir.join("features");
+        let mut w = FeatureWriter::create(&dest, &["hidden"]).unwrap();
+        for start in (0..n).step_by(37) {
+            let len = 37.min(n - start);
+            let ids: Vec<u32> = (start as u32..(start + len) as u32).collect();
+            w.append(&[data.narrow(0, start, len).unwrap()], &ids, &truth[start..start + len])
+                .unwrap();
+        }
+        w.finish().unwrap();
+        (FeatureReader::open(&dest).unwrap(), truth)
+    }
+
+    #[test]
+    fn a_sampled_fit_assigns_every_image_by_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, truth) = store_of_blobs(dir.path(), 1000, 4);
+        let data = store.matrix("hidden").unwrap();
+        let mut cfg = KMeansConfig::new(4);
+        cfg.sample_size = Some(120);
+        let sampled = cluster(&data, cfg.clone(), &Device::Cpu).unwrap();
+        assert_eq!(sampled.labels.len(), 1000);
+        assert!(ari(&truth, &sampled.labels).unwrap() > 0.99);
+        // The same as the in-memory fit on the same sample followed by an assignment.
+        let rows = dnc_cluster::sample_rows(1000, 120, cfg.seed);
+        let mut on_sample = cfg.clone();
+        on_sample.sample_size = None;
+        let model = dnc_cluster::fit(&data.gather(&rows, &Device::Cpu).unwrap(), &on_sample)
+            .unwrap()
+            .model;
+        let all = data.range(0, 1000, &Device::Cpu).unwrap();
+        let direct = model.predict_with_distances(&all).unwrap();
+        assert_eq!(sampled.labels, direct.labels);
+        let inertia: f64 = direct.distances.iter().map(|&d| f64::from(d)).sum();
+        assert!((sampled.inertia - inertia).abs() < 1e-6 * inertia.max(1.0));
+        // No more images than the sample: one fit on all of them, as dnc_cluster::fit does.
+        cfg.sample_size = Some(5000);
+        let whole = cluster(&data, cfg.clone(), &Device::Cpu).unwrap();
+        cfg.sample_size = None;
+        let fit = dnc_cluster::fit(&all, &cfg).unwrap();
+        assert_eq!(whole.labels, fit.assignments);
+    }
+
+    #[test]
+    fn the_default_sample_grows_with_the_clusters_only() {
+        assert_eq!(default_sample_size(5), 25_000);
+        assert_eq!(default_sample_size(100), 100_000);
+        assert_eq!(default_sample_size(usize::MAX), usize::MAX);
+    }
 }

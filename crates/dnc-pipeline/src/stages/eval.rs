@@ -5,13 +5,13 @@
 use super::experts::expert_dir;
 use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split, record_skipped};
 use crate::error::PipelineError;
-use crate::features::embed_dataset;
+use crate::features::{embed_dataset, for_each_embedded};
 use crate::run::Run;
 use crate::run_dir::ModelEval;
 use crate::weights::{fresh_encoder, load_encoder};
 use candle_core::Tensor;
 use dnc_data::ImageFolder;
-use dnc_eval::{Comparison, evaluate};
+use dnc_eval::{Comparison, StreamingKnn, linear_probe_evaluate};
 use dnc_models::Encoder;
 use std::sync::Arc;
 
@@ -133,6 +133,9 @@ fn backbone_features(
     Ok((features, labels))
 }
 
+/// k-NN and linear probe of one encoder. The test split's features are held; the bank is
+/// streamed through the encoder a batch at a time into the k-NN vote ([`StreamingKnn`]), and
+/// kept only when the linear probe needs it.
 fn evaluate_encoder(
     run: &Run,
     encoder: &Encoder,
@@ -141,17 +144,69 @@ fn evaluate_encoder(
     test: &Arc<ImageFolder>,
     num_classes: usize,
 ) -> Result<ModelEval, PipelineError> {
-    let (bank, bank_labels) = backbone_features(run, encoder, train.clone(), name)?;
+    let failed = |e: dnc_eval::EvalError| PipelineError::Other(format!("evaluating {name}: {e}"));
     let (queries, query_labels) = backbone_features(run, encoder, test.clone(), name)?;
-    let r = evaluate(
-        &bank,
-        &bank_labels,
-        &queries,
-        &query_labels,
-        num_classes,
-        &run.cfg.eval.protocol(),
-    )
-    .map_err(|e| PipelineError::Other(format!("evaluating {name}: {e}")))?;
+    let protocol = run.cfg.eval.protocol();
+    protocol.validate().map_err(|e| failed(e.into()))?;
+    let mut knn = StreamingKnn::new(&queries, num_classes, &protocol.knn).map_err(failed)?;
+    let (mut bank, mut bank_labels) = (Vec::new(), Vec::new());
+    for_each_embedded(
+        &run.cfg,
+        train.clone(),
+        &run.device,
+        name,
+        |x| Ok(vec![encoder.backbone().forward_t(x, false)?]),
+        |batch| {
+            // Images of unlabelled folders (`~distractors`) are not in the bank.
+            let rows: Vec<u32> = (0..batch.labels.len() as u32)
+                .filter(|&r| batch.labels[r as usize].is_some())
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let features = &batch.outputs[0];
+            let features = if rows.len() == batch.labels.len() {
+                features.clone()
+            } else {
+                features.index_select(&Tensor::new(rows.as_slice(), features.device())?, 0)?
+            };
+            let labels: Vec<u32> = batch.labels.iter().flatten().copied().collect();
+            knn.add(&features, &labels).map_err(failed)?;
+            if protocol.linear_probe {
+                bank.push(features);
+                bank_labels.extend(labels);
+            }
+            Ok(())
+        },
+    )?;
+    if knn.bank_len() == 0 {
+        return Err(PipelineError::Other(format!(
+            "{name}: no image of {} could be embedded",
+            train.root().display()
+        )));
+    }
+    let knn = knn.evaluate(&query_labels).map_err(failed)?;
+    let linear = if protocol.linear_probe {
+        Some(
+            linear_probe_evaluate(
+                &Tensor::cat(&bank, 0)?,
+                &bank_labels,
+                &queries,
+                &query_labels,
+                num_classes,
+                &protocol.linear,
+            )
+            .map_err(failed)?,
+        )
+    } else {
+        None
+    };
+    let r = dnc_eval::EvalResult {
+        knn_top1: knn.top1,
+        linear_top1: linear.as_ref().map(|l| l.top1),
+        per_class_knn: knn.per_class,
+        per_class_linear: linear.map(|l| l.per_class),
+    };
     let per_class = |v: &[dnc_eval::ClassAccuracy]| -> Vec<f64> {
         v.iter().map(|c| c.accuracy().unwrap_or(f64::NAN)).collect()
     };
