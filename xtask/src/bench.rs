@@ -299,7 +299,7 @@ fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
                 "--set",
                 "base.epochs=1",
                 "--set",
-                "data.cache_decoded=false",
+                "data.cache_resized=false",
             ])
             .args([
                 "--set",
@@ -393,7 +393,11 @@ fn bench_photos_vs_torch(dnc: &Path, args: &BenchArgs) -> Result<()> {
         None => {
             let dir = workspace_root().join(format!("target/bench-photos/{}", args.photo_count));
             if !dir.join(".complete").exists() {
-                eprintln!("writing {} synthetic 500x375 JPEGs into {}", args.photo_count, dir.display());
+                eprintln!(
+                    "writing {} synthetic 500x375 JPEGs into {}",
+                    args.photo_count,
+                    dir.display()
+                );
                 json_of(
                     Command::new(dnc)
                         .args(["bench", "synth", "--width", "500", "--height", "375"])
@@ -413,7 +417,9 @@ fn bench_photos_vs_torch(dnc: &Path, args: &BenchArgs) -> Result<()> {
     for round in 0..args.rounds {
         let d = json_of(
             Command::new(dnc)
-                .args(["bench", "data", "--photos", "--size", &size, "--images", &count])
+                .args([
+                    "bench", "data", "--photos", "--size", &size, "--images", &count,
+                ])
                 .args(["--batch", "64", "--threads", &threads, "--data"])
                 .arg(&photos),
         )?;

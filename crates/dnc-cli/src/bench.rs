@@ -10,7 +10,7 @@ use dnc_augment::{TwoViewConfig, TwoViewMapper, ViewConfig};
 use dnc_core::SeededRng;
 use dnc_data::{
     Dataset, ImageFolder, ImageFolderConfig, ImageItem, ItemContext, Loader, LoaderConfig, Mapper,
-    stack_chw,
+    ResizedCacheConfig, stack_chw,
 };
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
@@ -172,20 +172,16 @@ fn encoder_for(model: &str, precision: Precision) -> Result<EncoderConfig> {
     })
 }
 
-fn open_images(dir: &Path, limit: usize, cache: bool) -> Result<Arc<ImageFolder>> {
+/// CIFAR-sized images, decoded once into a cache under the system's temporary folder when
+/// `cache` is set (so that timed steps read them as a training run with `data.cache_resized`).
+fn open_images(dir: &Path, limit: Option<usize>, cache: bool) -> Result<Arc<ImageFolder>> {
     let cfg = ImageFolderConfig {
-        cache_decoded: cache,
-        limit: Some(limit),
-        ..Default::default()
-    };
-    Ok(Arc::new(
-        ImageFolder::open(dir, &cfg).with_context(|| format!("opening {}", dir.display()))?,
-    ))
-}
-
-fn open_all_images(dir: &Path) -> Result<Arc<ImageFolder>> {
-    let cfg = ImageFolderConfig {
-        cache_decoded: true,
+        resized_cache: cache.then(|| ResizedCacheConfig {
+            dir: std::env::temp_dir().join("dnc-bench-cache"),
+            side: 32,
+            threads: 2,
+        }),
+        limit,
         ..Default::default()
     };
     Ok(Arc::new(
@@ -197,9 +193,9 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     let device = a.device.open()?;
     let total = a.steps + a.warmup;
     // As many images as the steps use, or the whole folder, read again epoch after epoch.
-    let images = match open_images(&a.data, a.batch * total, true) {
+    let images = match open_images(&a.data, Some(a.batch * total), true) {
         Ok(images) => images,
-        Err(_) => open_all_images(&a.data)?,
+        Err(_) => open_images(&a.data, None, true)?,
     };
     let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
     let loader_cfg = LoaderConfig {
@@ -338,7 +334,10 @@ fn bench_data(a: DataBench) -> Result<serde_json::Value> {
         };
         (Arc::new(folder), views)
     } else {
-        (open_images(&a.data, a.images, false)?, TwoViewConfig::cifar())
+        (
+            open_images(&a.data, Some(a.images), false)?,
+            TwoViewConfig::cifar(),
+        )
     };
     let mapper = TwoViewMapper::new(views, 1)?;
     let cfg = LoaderConfig {
@@ -348,7 +347,11 @@ fn bench_data(a: DataBench) -> Result<serde_json::Value> {
     };
     let start = Instant::now();
     let n = if a.full_decode {
-        count_epoch(Loader::new(images.clone(), Arc::new(FullDecode(mapper)), cfg)?)?
+        count_epoch(Loader::new(
+            images.clone(),
+            Arc::new(FullDecode(mapper)),
+            cfg,
+        )?)?
     } else {
         count_epoch(Loader::new(images.clone(), Arc::new(mapper), cfg)?)?
     };

@@ -169,7 +169,11 @@ impl CentroidSums {
             let scale = match self.metric {
                 Metric::Euclidean => 1.0,
                 Metric::Cosine => {
-                    let norm = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+                    let norm = row
+                        .iter()
+                        .map(|&v| f64::from(v).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
                     if norm > 0.0 { 1.0 / norm } else { 0.0 }
                 }
             };
@@ -315,12 +319,18 @@ mod streaming_tests {
             let mut sums = CentroidSums::new(5, 6, metric);
             for start in (0..300).step_by(70) {
                 let len = 70.min(300 - start);
-                sums.add(&data.narrow(0, start, len).unwrap(), &labels[start..start + len])
-                    .unwrap();
+                sums.add(
+                    &data.narrow(0, start, len).unwrap(),
+                    &labels[start..start + len],
+                )
+                .unwrap();
             }
             let streamed: Vec<Vec<f32>> = sums.centroids().unwrap().to_vec2().unwrap();
             for (a, b) in whole.iter().flatten().zip(streamed.iter().flatten()) {
-                assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{metric:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-4 * a.abs().max(1.0),
+                    "{metric:?}: {a} vs {b}"
+                );
             }
             // Cluster 4 is empty: a zero row.
             assert!(streamed[4].iter().all(|&v| v == 0.0));
@@ -328,6 +338,9 @@ mod streaming_tests {
         let err = CentroidSums::new(2, 6, Metric::Euclidean)
             .add(&data.narrow(0, 0, 3).unwrap(), &[0, 1, 2])
             .unwrap_err();
-        assert!(err.to_string().contains("label 2 is not below k = 2"), "{err}");
+        assert!(
+            err.to_string().contains("label 2 is not below k = 2"),
+            "{err}"
+        );
     }
 }

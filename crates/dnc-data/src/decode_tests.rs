@@ -66,7 +66,10 @@ fn a_jpeg_is_decoded_at_the_smallest_scale_that_is_large_enough() {
             worst = worst.max((sum / 64.0 - f64::from(p[c])).abs());
         }
     }
-    assert!(worst < 6.0, "largest difference from the block means: {worst}");
+    assert!(
+        worst < 6.0,
+        "largest difference from the block means: {worst}"
+    );
 }
 
 #[test]
@@ -116,10 +119,7 @@ fn greyscale_jpegs_reduce_to_rgb_and_other_formats_decode_whole() {
     let mut png = Vec::new();
     grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .unwrap();
-    assert_eq!(
-        decode(&png, &|_, _| (1, 1)).unwrap().dimensions(),
-        (64, 64)
-    );
+    assert_eq!(decode(&png, &|_, _| (1, 1)).unwrap().dimensions(), (64, 64));
 }
 
 #[test]
@@ -131,5 +131,3 @@ fn truncated_and_empty_files_fail_at_any_requested_size() {
         assert!(decode(&[], want).unwrap_err().message.contains("empty"));
     }
 }
-
-

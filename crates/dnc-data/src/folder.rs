@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
+use crate::cache::{Fnv, ResizedCache, ResizedCacheConfig, shrink_to_side, size_for_side};
 use crate::decode::{LoadFailure, SizeRequest, decode, full_size};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
@@ -35,8 +36,9 @@ pub enum OnCorrupt {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderConfig {
-    /// Keep decoded images in memory after their first use (for small datasets such as CIFAR).
-    pub cache_decoded: bool,
+    /// Decode every image once, resized to a side, into a memory-mapped file
+    /// ([`ResizedCacheConfig`]); `None` decodes the files at every read.
+    pub resized_cache: Option<ResizedCacheConfig>,
     /// What to do with unreadable or undecodable images.
     pub on_corrupt: OnCorrupt,
     /// Keep a deterministic subset of this many images: class-balanced by the reference rule
@@ -91,7 +93,7 @@ pub struct ImageFolder {
     labels: Vec<Option<u32>>,
     scan_counts: ScanCounts,
     on_corrupt: OnCorrupt,
-    cache: Option<Vec<OnceLock<Result<RgbImage, LoadFailure>>>>,
+    cache: Option<ResizedCache>,
     corrupt: Mutex<BTreeMap<usize, PathBuf>>,
 }
 
@@ -292,10 +294,7 @@ impl ImageFolder {
             classes = classes.len(),
             "opened image folder"
         );
-        let cache = config
-            .cache_decoded
-            .then(|| (0..paths.len()).map(|_| OnceLock::new()).collect());
-        Ok(Self {
+        let mut folder = Self {
             root,
             classes,
             paths,
@@ -303,9 +302,67 @@ impl ImageFolder {
             labels,
             scan_counts,
             on_corrupt: config.on_corrupt,
-            cache,
+            cache: None,
             corrupt: Mutex::new(BTreeMap::new()),
-        })
+        };
+        if let Some(cache) = &config.resized_cache {
+            let side = cache.side;
+            let path = cache
+                .dir
+                .join(format!("{:016x}.images", folder.cache_key(side)));
+            let built = ResizedCache::open_or_build(
+                &path,
+                folder.paths.len(),
+                side,
+                cache.threads,
+                &folder.root.display().to_string(),
+                |i| {
+                    let image = folder.decode(i, &|w, h| size_for_side(w, h, side))?;
+                    Ok(shrink_to_side(image, side))
+                },
+            )?;
+            tracing::info!(cache = %built.path().display(), "reading resized images from the cache");
+            folder.cache = Some(built);
+        }
+        Ok(folder)
+    }
+
+    /// The name of this folder's cache at `side`: a hash of the side and of every image's path,
+    /// size and modification time (for shards: each shard file's, and each member's place).
+    fn cache_key(&self, side: u32) -> u64 {
+        let mut h = Fnv::new();
+        h.write(b"resized-v1");
+        h.write(&side.to_le_bytes());
+        let mut stamp = |path: &Path| {
+            h.write(path.as_os_str().as_encoded_bytes());
+            if let Ok(meta) = std::fs::metadata(path) {
+                h.write(&meta.len().to_le_bytes());
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                h.write(&modified.to_le_bytes());
+            }
+        };
+        match &self.shards {
+            Some((files, members)) => {
+                for file in files {
+                    stamp(file);
+                }
+                for (path, m) in self.paths.iter().zip(members) {
+                    h.write(path.as_os_str().as_encoded_bytes());
+                    h.write(&m.shard.to_le_bytes());
+                    h.write(&m.offset.to_le_bytes());
+                }
+            }
+            None => {
+                for path in &self.paths {
+                    stamp(path);
+                }
+            }
+        }
+        h.finish()
     }
 
     /// Checks that at least one image loads, trying them in order: a dataset whose every file
@@ -381,9 +438,7 @@ impl ImageFolder {
 
     fn load(&self, index: usize, want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
         match &self.cache {
-            Some(cache) => cache[index]
-                .get_or_init(|| self.decode(index, &full_size))
-                .clone(),
+            Some(cache) => cache.get(index),
             None => self.decode(index, want),
         }
     }

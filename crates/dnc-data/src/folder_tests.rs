@@ -186,23 +186,110 @@ fn corrupt_image_is_skipped_and_counted_once() {
     assert!(skipped[0].1.ends_with("a/1.jpg"));
 }
 
-#[test]
-fn cache_serves_decoded_images_after_the_file_is_gone() {
-    let tmp = class_tree();
-    let config = ImageFolderConfig {
-        cache_decoded: true,
+fn cached(dir: &Path, side: u32) -> ImageFolderConfig {
+    ImageFolderConfig {
+        resized_cache: Some(ResizedCacheConfig {
+            dir: dir.to_path_buf(),
+            side,
+            threads: 2,
+        }),
+        on_corrupt: OnCorrupt::Skip,
         ..Default::default()
-    };
-    let f = ImageFolder::open(tmp.path(), &config).unwrap();
-    let first = f.get(0).unwrap();
-    fs::remove_file(f.path(0).unwrap()).unwrap();
-    fs::remove_file(f.path(6).unwrap()).unwrap();
-    assert_eq!(f.get(0).unwrap(), first);
-    assert_eq!(first.image, pattern(1));
-    // Never decoded before removal: a read error naming the file.
-    match f.get(6) {
-        Err(DataError::Io { path, .. }) => assert!(path.ends_with("emu/2.png")),
-        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+fn cache_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".images"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_resized_cache_serves_images_after_the_files_are_gone() {
+    let tmp = class_tree();
+    let cache = tempfile::tempdir().unwrap();
+    let plain = ImageFolder::open(tmp.path(), &ImageFolderConfig::default()).unwrap();
+    let f = ImageFolder::open(tmp.path(), &cached(cache.path(), 8)).unwrap();
+    // Images no larger than the side are kept as they are.
+    for i in 0..f.len() {
+        assert_eq!(f.get(i).unwrap(), plain.get(i).unwrap());
+    }
+    assert_eq!(cache_files(cache.path()).len(), 1);
+    // A second opening reuses the file.
+    let again = ImageFolder::open(tmp.path(), &cached(cache.path(), 8)).unwrap();
+    assert_eq!(cache_files(cache.path()).len(), 1);
+    for i in 0..f.len() {
+        fs::remove_file(f.path(i).unwrap()).unwrap();
+    }
+    assert_eq!(f.get(0).unwrap().image, pattern(1));
+    assert_eq!(again.get(7).unwrap().image, pattern(12));
+}
+
+#[test]
+fn the_resized_cache_shrinks_large_images_and_keeps_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    RgbImage::from_fn(40, 20, |x, _| Rgb([(x * 6) as u8, 0, 0]))
+        .save(r.join("a.png"))
+        .unwrap();
+    RgbImage::from_fn(9, 30, |_, y| Rgb([0, (y * 8) as u8, 0]))
+        .save(r.join("b.png"))
+        .unwrap();
+    fs::write(r.join("c.jpg"), b"\xFF\xD8 not really").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let f = ImageFolder::open(r, &cached(cache.path(), 10)).unwrap();
+    assert_eq!(f.get(0).unwrap().image.dimensions(), (20, 10));
+    // Its shorter side is already below 10.
+    assert_eq!(f.get(1).unwrap().image.dimensions(), (9, 30));
+    // Red rises from left to right in the shrunk image too.
+    let row: Vec<u8> = (0..20)
+        .map(|x| f.get(0).unwrap().image.get_pixel(x, 5)[0])
+        .collect();
+    assert!(
+        row.windows(2).all(|w| w[0] <= w[1]) && row[19] > 200,
+        "{row:?}"
+    );
+    match f.get(2) {
+        Err(DataError::Skipped { path, message, .. }) => {
+            assert!(path.ends_with("c.jpg"));
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected Skipped, got {other:?}"),
+    }
+    assert_eq!(f.corrupt_count(), 1);
+    // Another side, or a changed file, is another cache.
+    ImageFolder::open(r, &cached(cache.path(), 12)).unwrap();
+    assert_eq!(cache_files(cache.path()).len(), 2);
+    RgbImage::new(50, 50).save(r.join("a.png")).unwrap();
+    let changed = ImageFolder::open(r, &cached(cache.path(), 10)).unwrap();
+    assert_eq!(cache_files(cache.path()).len(), 3);
+    assert_eq!(changed.get(0).unwrap().image.dimensions(), (10, 10));
+}
+
+#[test]
+fn processes_opening_one_cache_together_build_it_once() {
+    let tmp = class_tree();
+    let cache = tempfile::tempdir().unwrap();
+    let config = cached(cache.path(), 8);
+    let opened: Vec<ImageFolder> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| ImageFolder::open(tmp.path(), &config).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(cache_files(cache.path()).len(), 1);
+    let leftovers: Vec<_> = fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for f in &opened {
+        assert_eq!(f.get(0).unwrap().image, pattern(1));
     }
 }
 
@@ -279,7 +366,7 @@ fn config_reads_from_toml_and_rejects_unknown_keys() {
     let c: ImageFolderConfig = toml::from_str("on_corrupt = \"skip\"\nlimit = 100").unwrap();
     assert_eq!(c.on_corrupt, OnCorrupt::Skip);
     assert_eq!(c.limit, Some(100));
-    assert!(!c.cache_decoded);
+    assert!(c.resized_cache.is_none());
     assert!(toml::from_str::<ImageFolderConfig>("cache = true").is_err());
     let back: ImageFolderConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);

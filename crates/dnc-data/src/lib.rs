@@ -4,8 +4,10 @@
 //!   (what an expert trains on) and keeps the original indices;
 //! - [`ImageFolder`]: images in class folders, in one flat folder, in a tree of any depth, in a
 //!   list file or in WebDataset tar shards ([`shards`], [`write_shards`]), with an optional
-//!   decoded-image cache, a policy for corrupt files ([`OnCorrupt`]) and the reference
-//!   class-balanced subset ([`balanced_subset`]);
+//!   cache of images resized to the training resolution in a memory-mapped file
+//!   ([`ResizedCacheConfig`]), JPEG decoding at reduced scale when the consumer needs less
+//!   ([`Dataset::get_sized`], [`Mapper::decode_size`]), a policy for corrupt files
+//!   ([`OnCorrupt`]) and the reference class-balanced subset ([`balanced_subset`]);
 //! - [`Mapper`]: the per-item transform (augmentation) run on worker threads, with randomness
 //!   derived from `(seed, epoch, index)`;
 //! - [`Loader`]: seeded shuffling, batching, parallel loading and exact resumption: the batch
@@ -13,6 +15,7 @@
 //! - [`stack_chw`]: per-item CHW buffers to a `[B, C, H, W]` tensor.
 
 mod balanced;
+mod cache;
 mod dataset;
 mod decode;
 mod error;
@@ -25,6 +28,7 @@ mod stack;
 mod subset;
 
 pub use balanced::{balanced_counts, balanced_subset};
+pub use cache::ResizedCacheConfig;
 pub use dataset::{Dataset, InMemory};
 pub use decode::{SizeRequest, full_size};
 pub use error::{BoxError, DataError};

@@ -51,11 +51,7 @@ impl<D: Dataset> Dataset for Subset<D> {
         self.inner.get(inner_index)
     }
 
-    fn get_sized(
-        &self,
-        index: usize,
-        want: crate::SizeRequest<'_>,
-    ) -> Result<D::Item, DataError> {
+    fn get_sized(&self, index: usize, want: crate::SizeRequest<'_>) -> Result<D::Item, DataError> {
         let &inner_index = self.indices.get(index).ok_or(DataError::IndexOutOfRange {
             index,
             len: self.indices.len(),

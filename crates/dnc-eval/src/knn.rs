@@ -111,10 +111,17 @@ impl StreamingKnn {
     /// Adds the next bank items: `chunk` (`[B, D]`) with their labels.
     pub fn add(&mut self, chunk: &Tensor, labels: &[u32]) -> Result<(), EvalError> {
         let (b, d) = feature_dims(chunk, "bank features")?;
-        same_dim(("bank features", d), ("query features", self.queries.dim(1)?))?;
+        same_dim(
+            ("bank features", d),
+            ("query features", self.queries.dim(1)?),
+        )?;
         check_labels(labels, b, self.num_classes, "bank labels")?;
-        let bank_t = l2_normalize(&chunk.to_dtype(DType::F32)?.to_device(self.queries.device())?)?
-            .t()?;
+        let bank_t = l2_normalize(
+            &chunk
+                .to_dtype(DType::F32)?
+                .to_device(self.queries.device())?,
+        )?
+        .t()?;
         let k = self.config.k;
         let base = self.seen as u32;
         let n_query = self.best.len();
@@ -183,7 +190,12 @@ impl StreamingKnn {
 
     /// Top-1 and per-class accuracy against the queries' labels.
     pub fn evaluate(&self, query_labels: &[u32]) -> Result<Accuracy, EvalError> {
-        check_labels(query_labels, self.best.len(), self.num_classes, "query labels")?;
+        check_labels(
+            query_labels,
+            self.best.len(),
+            self.num_classes,
+            "query labels",
+        )?;
         score(&self.predict()?, query_labels, self.num_classes)
     }
 }

@@ -214,7 +214,9 @@ fn a_bank_streamed_in_chunks_votes_as_the_whole_bank() {
     for i in 0..40 {
         bank[300 + i] = bank[i].clone();
     }
-    let labels: Vec<u32> = (0..n_bank as u32).map(|i| (i * 7 + i / 5) % classes).collect();
+    let labels: Vec<u32> = (0..n_bank as u32)
+        .map(|i| (i * 7 + i / 5) % classes)
+        .collect();
     let queries = random_rows(&mut rng, n_query, d);
     for k in [1, 20, 600] {
         let cfg = config(k, 0.07, 17);
@@ -237,7 +239,12 @@ fn streaming_knn_checks_its_input() {
     let q = matrix(&[vec![1.0, 0.0]]);
     let cfg = config(3, 0.1, 8);
     let mut knn = StreamingKnn::new(&q, 2, &cfg).unwrap();
-    assert!(knn.predict().unwrap_err().to_string().contains("bank features"));
+    assert!(
+        knn.predict()
+            .unwrap_err()
+            .to_string()
+            .contains("bank features")
+    );
     let wide = matrix(&[vec![1.0, 0.0, 0.0]]);
     assert!(matches!(
         knn.add(&wide, &[0]),

@@ -77,8 +77,12 @@ pub struct DataConfig {
     pub eval_bank_limit: usize,
     /// `skip` (count and report) or `fail` on an undecodable image.
     pub on_corrupt: dnc_data::OnCorrupt,
-    /// Keep decoded images in memory (right for CIFAR-sized data).
-    pub cache_decoded: bool,
+    /// Decode every image once, shrunk so that its shorter side is the views' size, into a
+    /// memory-mapped file in `<run>/cache/` that every stage reads (right for data read for
+    /// many epochs; no decoded image is held in memory either way). Run folders written before
+    /// it existed say `cache_decoded`, read as this.
+    #[serde(alias = "cache_decoded")]
+    pub cache_resized: bool,
     /// Decode/augment threads (0 = on the training thread).
     pub workers: usize,
     /// Batches decoded ahead of training.
@@ -95,7 +99,7 @@ impl Default for DataConfig {
             eval_bank: None,
             eval_bank_limit: 0,
             on_corrupt: dnc_data::OnCorrupt::Skip,
-            cache_decoded: true,
+            cache_resized: false,
             workers: 1,
             prefetch_batches: 2,
         }

@@ -1,9 +1,9 @@
 //! Opening the run's train and test splits.
 
-use crate::config::{DataConfig, RunConfig};
+use crate::config::RunConfig;
 use crate::error::PipelineError;
 use crate::run::Run;
-use dnc_data::{ImageFolder, ImageFolderConfig};
+use dnc_data::{ImageFolder, ImageFolderConfig, ResizedCacheConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,29 +23,42 @@ impl Split {
     }
 }
 
-fn folder_config(cfg: &DataConfig, limit: usize) -> ImageFolderConfig {
+fn folder_config(run: &Run, limit: usize) -> ImageFolderConfig {
+    let cfg = &run.cfg.data;
     ImageFolderConfig {
-        cache_decoded: cfg.cache_decoded,
+        resized_cache: cfg.cache_resized.then(|| resized_cache(run)),
         on_corrupt: cfg.on_corrupt,
         limit: (limit > 0).then_some(limit),
+    }
+}
+
+/// `data.cache_resized`: images shrunk to the views' size (the larger of the two, which the
+/// evaluation transform also uses) in `<run>/cache/`, built on every core.
+fn resized_cache(run: &Run) -> ResizedCacheConfig {
+    let augment = &run.cfg.augment;
+    ResizedCacheConfig {
+        dir: run.dir.root().join("cache"),
+        side: augment.view1.size.max(augment.view2.size),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }
 
 /// Opens a split with the configured subset, cache and corrupt-image policy: the training
 /// images (`data.train`: a folder tree, a list file or WebDataset shards; else `<root>/train`)
 /// or `<root>/test`.
-pub fn open_split(cfg: &DataConfig, split: Split) -> Result<Arc<ImageFolder>, PipelineError> {
+pub fn open_split(run: &Run, split: Split) -> Result<Arc<ImageFolder>, PipelineError> {
+    let cfg = &run.cfg.data;
     let folder = match (split, &cfg.train) {
         (Split::Train, Some(tree)) => {
-            ImageFolder::open_unlabelled(tree, &folder_config(cfg, cfg.train_limit))?
+            ImageFolder::open_unlabelled(tree, &folder_config(run, cfg.train_limit))?
         }
         (Split::Train, None) => ImageFolder::open(
             cfg.root.join(split.folder()),
-            &folder_config(cfg, cfg.train_limit),
+            &folder_config(run, cfg.train_limit),
         )?,
         (Split::Test, _) => ImageFolder::open(
             cfg.root.join(split.folder()),
-            &folder_config(cfg, cfg.test_limit),
+            &folder_config(run, cfg.test_limit),
         )?,
     };
     folder.check_readable()?;
@@ -72,7 +85,8 @@ pub(crate) struct EvalSplits {
 /// The labelled images evaluation uses: the k-NN bank and probe training set (`data.eval_bank`
 /// when set, else the evaluation folder's `train/`) and the test split; `None` without labelled
 /// data.
-pub(crate) fn open_eval_splits(cfg: &RunConfig) -> Result<Option<EvalSplits>, PipelineError> {
+pub(crate) fn open_eval_splits(run: &Run) -> Result<Option<EvalSplits>, PipelineError> {
+    let cfg = &run.cfg;
     let Some(root) = eval_root(cfg) else {
         return Ok(None);
     };
@@ -80,15 +94,15 @@ pub(crate) fn open_eval_splits(cfg: &RunConfig) -> Result<Option<EvalSplits>, Pi
     // The run's own train split keeps its subset; another folder is read whole.
     let trains_here = data.train.is_none() && root == data.root;
     let bank = match &data.eval_bank {
-        Some(bank) => ImageFolder::open(bank, &folder_config(data, data.eval_bank_limit))?,
+        Some(bank) => ImageFolder::open(bank, &folder_config(run, data.eval_bank_limit))?,
         None => ImageFolder::open(
             root.join(Split::Train.folder()),
-            &folder_config(data, if trains_here { data.train_limit } else { 0 }),
+            &folder_config(run, if trains_here { data.train_limit } else { 0 }),
         )?,
     };
     let test = ImageFolder::open(
         root.join(Split::Test.folder()),
-        &folder_config(data, data.test_limit),
+        &folder_config(run, data.test_limit),
     )?;
     bank.check_readable()?;
     test.check_readable()?;

@@ -53,7 +53,11 @@ fn header(elem: Elem, rows: usize, cols: Option<usize>) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
     out.extend_from_slice(dict.as_bytes());
-    assert_eq!(out.len(), HEADER_BYTES, "the shape fits the reserved header");
+    assert_eq!(
+        out.len(),
+        HEADER_BYTES,
+        "the shape fits the reserved header"
+    );
     out
 }
 
@@ -67,7 +71,12 @@ struct Column {
 }
 
 impl Column {
-    fn create(dir: &Path, name: &str, elem: Elem, cols: Option<usize>) -> Result<Self, PipelineError> {
+    fn create(
+        dir: &Path,
+        name: &str,
+        elem: Elem,
+        cols: Option<usize>,
+    ) -> Result<Self, PipelineError> {
         let path = dir.join(format!("{name}.npy"));
         let file = File::create(&path).map_err(|e| PipelineError::io(&path, e))?;
         let mut file = BufWriter::new(file);
@@ -272,9 +281,8 @@ impl FeatureReader {
             )));
         }
         let (rows, cols) = read_header(&path, Elem::F32)?;
-        let cols = cols.ok_or_else(|| {
-            PipelineError::Other(format!("{}: not a matrix", path.display()))
-        })?;
+        let cols =
+            cols.ok_or_else(|| PipelineError::Other(format!("{}: not a matrix", path.display())))?;
         if rows != self.rows {
             return Err(PipelineError::Other(format!(
                 "{}: {rows} rows where the index has {}",
@@ -385,7 +393,9 @@ fn read_header(path: &Path, elem: Elem) -> Result<(usize, Option<usize>), Pipeli
         .map_err(|e| PipelineError::io(path, e))?
         .len();
     if len != expected {
-        return Err(bad(&format!("{len} bytes where its shape needs {expected}")));
+        return Err(bad(&format!(
+            "{len} bytes where its shape needs {expected}"
+        )));
     }
     Ok((rows, cols))
 }
@@ -424,7 +434,10 @@ mod tests {
         assert_eq!(mid, vec![vec![9.0, 10.0, 11.0], vec![12.0, 13.0, 14.0]]);
         let picked = a.gather(&[7, 0], &dev).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(picked, vec![vec![21.0, 22.0, 23.0], vec![0.0, 1.0, 2.0]]);
-        assert_eq!(a.chunks(3).collect::<Vec<_>>(), vec![(0, 3), (3, 3), (6, 2)]);
+        assert_eq!(
+            a.chunks(3).collect::<Vec<_>>(),
+            vec![(0, 3), (3, 3), (6, 2)]
+        );
         let err = r.matrix("c").err().unwrap().to_string();
         assert!(err.contains("no \"c\" matrix"), "{err}");
     }
@@ -451,6 +464,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("x.npy") && err.contains("bytes where its shape needs"), "{err}");
+        assert!(
+            err.contains("x.npy") && err.contains("bytes where its shape needs"),
+            "{err}"
+        );
     }
 }

@@ -119,10 +119,7 @@ where
             (3, size, size),
             device,
         )?;
-        let outputs = embed(&images)?
-            .into_iter()
-            .map(|t| t.detach())
-            .collect();
+        let outputs = embed(&images)?.into_iter().map(|t| t.detach()).collect();
         sink(EmbeddedBatch {
             outputs,
             indices: batch.indices.clone(),

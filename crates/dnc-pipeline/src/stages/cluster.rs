@@ -17,10 +17,10 @@
 //! rows at a time. With no more images than the sample, it fits on all of them at once.
 
 use super::embed::{NO_LABEL, features_dir};
-use crate::feature_store::{FeatureMatrix, FeatureReader};
 use crate::config::{ClusterLayer, Partition, SmallCluster};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
+use crate::feature_store::{FeatureMatrix, FeatureReader};
 use crate::run::Run;
 use candle_core::{Device, Tensor};
 use dnc_cluster::{
@@ -205,9 +205,11 @@ fn resolve_small_clusters(
             .copied()
             .filter(|&c| c != small)
             .max_by(|&a, &b| {
-                similarity(&centroids[small], &centroids[a], fit.metric).total_cmp(
-                    &similarity(&centroids[small], &centroids[b], fit.metric),
-                )
+                similarity(&centroids[small], &centroids[a], fit.metric).total_cmp(&similarity(
+                    &centroids[small],
+                    &centroids[b],
+                    fit.metric,
+                ))
             })
             .expect("another cluster exists");
         for l in labels.iter_mut().filter(|l| **l as usize == small) {
@@ -249,7 +251,7 @@ fn describe(
     inertia: f64,
 ) -> Result<ClusterInfo, PipelineError> {
     let k = assignments.n_clusters();
-    let class_names = open_split(&run.cfg.data, Split::Train)?.classes().to_vec();
+    let class_names = open_split(run, Split::Train)?.classes().to_vec();
     let labelled: Vec<(u32, u32)> = labels
         .iter()
         .zip(&assignments.labels)
@@ -345,8 +347,12 @@ mod tests {
         for start in (0..n).step_by(37) {
             let len = 37.min(n - start);
             let ids: Vec<u32> = (start as u32..(start + len) as u32).collect();
-            w.append(&[data.narrow(0, start, len).unwrap()], &ids, &truth[start..start + len])
-                .unwrap();
+            w.append(
+                &[data.narrow(0, start, len).unwrap()],
+                &ids,
+                &truth[start..start + len],
+            )
+            .unwrap();
         }
         w.finish().unwrap();
         (FeatureReader::open(&dest).unwrap(), truth)

@@ -75,7 +75,7 @@ fn merge_experts(
 
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let cfg = &run.cfg;
-    let train = open_split(&cfg.data, Split::Train)?;
+    let train = open_split(run, Split::Train)?;
     let clusters = load_assignments(run, train.len())?;
     let k = cluster_count(&clusters);
     let base_path = run.dir.root().join("base/model.safetensors");

@@ -30,7 +30,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         &run.dir.root().join("base").join("model.safetensors"),
         &run.device,
     )?;
-    let train = open_split(&run.cfg.data, Split::Train)?;
+    let train = open_split(run, Split::Train)?;
     let dir = features_dir(run);
     run.dir.stage_dir("embed")?;
     let mut writer = FeatureWriter::create(&dir, &MATRICES)?;
@@ -46,11 +46,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         },
         |batch| {
             let indices: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
-            let labels: Vec<u32> = batch
-                .labels
-                .iter()
-                .map(|l| l.unwrap_or(NO_LABEL))
-                .collect();
+            let labels: Vec<u32> = batch.labels.iter().map(|l| l.unwrap_or(NO_LABEL)).collect();
             n += indices.len();
             writer.append(&batch.outputs, &indices, &labels)
         },

@@ -40,7 +40,7 @@ fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
-    let Some(EvalSplits { bank: train, test }) = open_eval_splits(&run.cfg)? else {
+    let Some(EvalSplits { bank: train, test }) = open_eval_splits(run)? else {
         tracing::warn!(
             "no labelled data to evaluate on (data.train is an unlabelled tree and eval.data is \
              not set): no accuracy is measured"
@@ -79,7 +79,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     let mut read = vec![train.clone(), test.clone()];
     if run.cfg.eval.bn_adapted_floor {
         let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
-        let images = open_split(&run.cfg.data, Split::Train)?;
+        let images = open_split(run, Split::Train)?;
         adapt_batch_norm(run, &encoder, images.clone())?;
         read.push(images);
         models.push(("untrained-bn".into(), encoder));

@@ -114,7 +114,7 @@ fn record_plans(run: &Run, plans: &[ExpertPlan], train: &ImageFolder) -> Result<
 }
 
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
-    let train = open_split(&run.cfg.data, Split::Train)?;
+    let train = open_split(run, Split::Train)?;
     let plans = plans(run, &train)?;
     // A configured list, even of one device, replaces the run's device.
     let devices: Vec<Device> = if run.cfg.experts.devices.is_empty() {
@@ -195,7 +195,7 @@ pub(crate) fn run_selected(
     selection: ExpertSelection,
     resume: bool,
 ) -> Result<bool, PipelineError> {
-    let train = open_split(&run.cfg.data, Split::Train)?;
+    let train = open_split(run, Split::Train)?;
     let plans = plans(run, &train)?;
     if let ExpertSelection::One(k) = selection
         && k >= plans.len()

@@ -49,7 +49,7 @@ fn train_all_data(
     init: Option<&candle_nn::VarMap>,
     resume: bool,
 ) -> Result<(), PipelineError> {
-    let train = open_split(&run.cfg.data, Split::Train)?;
+    let train = open_split(run, Split::Train)?;
     let dir = run.dir.stage_dir(name)?;
     let mut metrics = run.metrics()?;
     let job = MoclrJob {

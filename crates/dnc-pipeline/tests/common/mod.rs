@@ -21,7 +21,7 @@ baseline = true
 root = "{root}"
 train_limit = 200
 test_limit = 100
-cache_decoded = true
+cache_resized = true
 workers = 1
 
 [model.backbone]
