@@ -173,3 +173,41 @@ fn tiny_huge_and_extreme_aspect_images_give_views_of_the_configured_size() {
         assert_eq!(out.image.len(), 3 * 32 * 32, "{w}x{h}");
     }
 }
+
+#[test]
+fn decode_sizes_keep_every_crop_at_the_output_resolution() {
+    use crate::ops::sample_crop_box;
+    let m = TwoViewMapper::new(TwoViewConfig::cifar(), 9).unwrap();
+    let (w, h) = (500u32, 375u32);
+    let mut reduced = 0;
+    for i in 0..200 {
+        let c = ctx(1, i);
+        let (dw, dh) = m.decode_size(c, w, h);
+        assert!(dw <= w && dh <= h, "{dw}x{dh}");
+        // Same aspect ratio, rounded up.
+        assert!((f64::from(dw) / f64::from(dh) - 500.0 / 375.0).abs() < 0.05);
+        reduced += usize::from(dw < w);
+        for v in 0..2u64 {
+            let mut rng = SeededRng::derive(9, &[1, i as u64, v]);
+            let crop = sample_crop_box(w, h, [0.08, 1.0], [0.75, 4.0 / 3.0], &mut rng);
+            let scale = f64::from(dw) / f64::from(w);
+            assert!(
+                f64::from(crop.width) * scale >= 32.0 - 1e-9
+                    && f64::from(crop.height) * scale >= 32.0 - 1e-9,
+                "view {v} of item {i}: crop {crop:?} at scale {scale}"
+            );
+        }
+    }
+    assert!(
+        reduced > 150,
+        "only {reduced} of 200 could be decoded smaller"
+    );
+    // An image no larger than its views is needed whole.
+    assert_eq!(m.decode_size(ctx(0, 0), 32, 32), (32, 32));
+    assert_eq!(m.decode_size(ctx(0, 0), 20, 40), (20, 40));
+
+    let e = EvalMapper::new(EvalConfig::cifar()).unwrap();
+    assert_eq!(e.decode_size(ctx(0, 0), 500, 375), (43, 32));
+    assert_eq!(e.decode_size(ctx(0, 0), 375, 500), (32, 43));
+    assert_eq!(e.decode_size(ctx(0, 0), 16, 16), (16, 16));
+}

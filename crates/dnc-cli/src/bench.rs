@@ -257,10 +257,10 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     // A MoCLR step per image: forward and backward (about twice the forward) of both views
     // through the online network, and the target's forward of both: 8 forwards, 2 FLOP each.
     let gflops = 16.0 * forward_macs as f64 * imgs_per_s / 1e9;
-    let peak = crate::machine::peak_gflops(a.threads);
+    let peak = dnc_kernels::machine::peak_gflops(a.threads);
     Ok(serde_json::json!({
         "model": a.model, "batch_size": a.batch, "precision": a.precision, "device": format!("{device:?}"), "timed_steps": times.len(),
-        "cpu": crate::machine::cpu_model(), "simd": crate::machine::simd_level(),
+        "cpu": dnc_kernels::machine::cpu_model(), "simd": dnc_kernels::machine::simd_level(),
         "forward_mmacs_per_image": round(forward_macs as f64 / 1e6),
         "gflops": round(gflops),
         "peak_gflops": peak.as_ref().map(|p| round(p.0)),

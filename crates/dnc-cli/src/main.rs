@@ -11,7 +11,6 @@ mod bench;
 mod commands;
 mod device_check;
 mod logging;
-mod machine;
 
 use clap::{Parser, Subcommand};
 

@@ -29,6 +29,7 @@ mod batch_norm;
 mod conv;
 mod error;
 mod float;
+pub mod machine;
 mod matmul;
 mod op3;
 mod pool;

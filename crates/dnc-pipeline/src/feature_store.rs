@@ -309,19 +309,29 @@ impl FeatureMatrix {
         self.cols
     }
 
-    /// Rows `start..start + count` as a `[count, D]` tensor on `device`.
+    /// Rows `start..start + count` as a `[count, D]` tensor on `device`, read in pieces of about
+    /// a megabyte so that only the values themselves are held.
     pub(crate) fn range(
         &self,
         start: usize,
         count: usize,
         device: &Device,
     ) -> Result<Tensor, PipelineError> {
-        let mut bytes = vec![0u8; count * self.cols * 4];
-        let offset = (HEADER_BYTES + start * self.cols * 4) as u64;
-        self.file
-            .read_exact_at(&mut bytes, offset)
-            .map_err(|e| PipelineError::io(&self.path, e))?;
-        Ok(Tensor::from_vec(f32s(&bytes), (count, self.cols), device)?)
+        let width = self.cols * 4;
+        let rows_per_read = ((1 << 20) / width.max(1)).max(1);
+        let mut values = Vec::with_capacity(count * self.cols);
+        let mut bytes = Vec::new();
+        let mut row = start;
+        while row < start + count {
+            let rows = rows_per_read.min(start + count - row);
+            bytes.resize(rows * width, 0);
+            self.file
+                .read_exact_at(&mut bytes, (HEADER_BYTES + row * width) as u64)
+                .map_err(|e| PipelineError::io(&self.path, e))?;
+            values.extend(f32s(&bytes));
+            row += rows;
+        }
+        Ok(Tensor::from_vec(values, (count, self.cols), device)?)
     }
 
     /// The chosen rows (in the order given) as a `[rows.len(), D]` tensor on `device`.
@@ -345,11 +355,10 @@ impl FeatureMatrix {
     }
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
+fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 /// The shape of an `.npy` file written by [`FeatureWriter`]: rows and, for a matrix, columns.

@@ -312,3 +312,60 @@ fn subsets_report_original_indices() {
     assert_eq!(sources, vec![15, 3, 8, 11, 0]);
     assert_eq!(items, sources);
 }
+
+/// Items of a 1000 × 600 "image" that report the size they were asked to decode at.
+struct Sized;
+
+impl Dataset for Sized {
+    type Item = (u32, u32);
+    fn len(&self) -> usize {
+        6
+    }
+    fn get(&self, _: usize) -> Result<(u32, u32), DataError> {
+        Ok((1000, 600))
+    }
+    fn get_sized(&self, _: usize, want: crate::SizeRequest<'_>) -> Result<(u32, u32), DataError> {
+        Ok(want(1000, 600))
+    }
+}
+
+/// A mapper that needs a tenth of the image in epoch 0 and a fifth in the others, plus the index.
+struct NeedsLess;
+
+impl Mapper<(u32, u32)> for NeedsLess {
+    type Output = (u32, u32);
+    fn map(&self, item: (u32, u32), _: ItemContext) -> Result<(u32, u32), DataError> {
+        Ok(item)
+    }
+    fn decode_size(&self, ctx: ItemContext, width: u32, height: u32) -> (u32, u32) {
+        let d = if ctx.epoch == 0 { 10 } else { 5 };
+        (width / d + ctx.index as u32, height / d)
+    }
+}
+
+#[test]
+fn the_loader_asks_the_dataset_for_the_mappers_decode_size() {
+    for workers in [0, 2] {
+        let cfg = LoaderConfig {
+            batch_size: 3,
+            workers,
+            shuffle: false,
+            ..Default::default()
+        };
+        let loader = Loader::new(
+            Arc::new(Subset::new(Arc::new(Sized), vec![5, 1, 0, 2, 3, 4]).unwrap()),
+            Arc::new(NeedsLess),
+            cfg,
+        )
+        .unwrap();
+        for epoch in [0u64, 1] {
+            let items: Vec<(u32, u32)> = loader
+                .epoch(epoch, 0)
+                .flat_map(|b| b.unwrap().items)
+                .collect();
+            let d = if epoch == 0 { 10 } else { 5 };
+            let expected: Vec<(u32, u32)> = (0..6).map(|i| (1000 / d + i, 600 / d)).collect();
+            assert_eq!(items, expected, "{workers} workers, epoch {epoch}");
+        }
+    }
+}

@@ -61,8 +61,25 @@ pub(crate) fn rand(seed: u64, dims: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(DType::F32)
 }
 
-/// Few, short samples: the slowest candle baselines take seconds per iteration.
+/// Few, short samples: the slowest candle baselines take seconds per iteration. The first call
+/// prints the CPU, the kernels' SIMD level and the machine's peak, against which the
+/// convolutions' throughputs (`elem/s`, one element per FLOP) read as a fraction.
 pub(crate) fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    static MACHINE: std::sync::Once = std::sync::Once::new();
+    MACHINE.call_once(|| {
+        use dnc_kernels::machine::{cpu_model, peak_gflops, simd_level};
+        let threads = rayon::current_num_threads();
+        let peak = peak_gflops(threads)
+            .map(|(g, basis)| format!("peak {g:.1} GFLOP/s = {basis}"))
+            .unwrap_or_else(|| "peak unknown (no clock in /proc/cpuinfo)".into());
+        eprintln!(
+            "{} | kernels {} | {threads} threads | {peak}\n\
+             conv throughputs count FLOPs (1 elem = 1 FLOP), to read against the peak; \
+             batch-norm ones count tensor elements, tiny_net ones images",
+            cpu_model(),
+            simd_level()
+        );
+    });
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

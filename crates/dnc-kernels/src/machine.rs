@@ -1,10 +1,11 @@
 //! What a benchmark ran on: the CPU model, the SIMD level the kernels use, and the machine's
-//! peak single-precision FLOP/s, with how that peak was found.
+//! peak single-precision FLOP/s, with how that peak was found (used by `dnc bench train` and
+//! printed by this crate's criterion benches, whose throughputs are FLOP/s).
 
 /// The SIMD level of the matrix-product and convolution kernels in this build on this CPU:
-/// `avx512` (needs the `avx512` feature, on by default, and a CPU with AVX-512F), `avx2+fma`,
-/// or `baseline`.
-pub(crate) fn simd_level() -> &'static str {
+/// `avx512` (needs this crate's `avx512` feature and a CPU with AVX-512F), `avx2+fma`, or
+/// `baseline`.
+pub fn simd_level() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if cfg!(feature = "avx512") && std::is_x86_feature_detected!("avx512f") {
@@ -26,7 +27,7 @@ fn cpuinfo_field(name: &str) -> Option<String> {
 }
 
 /// The CPU's model name (`/proc/cpuinfo`), or `unknown`.
-pub(crate) fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     cpuinfo_field("model name").unwrap_or_else(|| "unknown".into())
 }
 
@@ -35,7 +36,7 @@ pub(crate) fn cpu_model() -> String {
 /// from Zen 5 (family 26), 8 for AVX2 and for AVX-512 on Zen 4, which runs 512-bit FMAs on
 /// 256-bit pipes. Clock: `cpu MHz` of `/proc/cpuinfo` (the nominal clock on most virtual
 /// machines; turbo can exceed it). `None` without a clock.
-pub(crate) fn peak_gflops(threads: usize) -> Option<(f64, String)> {
+pub fn peak_gflops(threads: usize) -> Option<(f64, String)> {
     let mhz: f64 = cpuinfo_field("cpu MHz")?.parse().ok()?;
     let vendor = cpuinfo_field("vendor_id").unwrap_or_default();
     let family: u32 = cpuinfo_field("cpu family")
