@@ -71,9 +71,10 @@ pub fn eval_decode_size(width: u32, height: u32, resize: u32) -> (u32, u32) {
     scaled_at_least(width, height, scale)
 }
 
-/// `width × height` scaled by `scale` (at most 1), rounded up.
+/// `width × height` scaled by `scale` (at most 1), rounded up; the whole size for a scale of 1
+/// or more (or NaN, from an empty crop).
 fn scaled_at_least(width: u32, height: u32, scale: f64) -> (u32, u32) {
-    if !(scale < 1.0) {
+    if scale.is_nan() || scale >= 1.0 {
         return (width, height);
     }
     let up = |x: u32| ((f64::from(x) * scale).ceil() as u32).clamp(1, x.max(1));

@@ -26,6 +26,14 @@ pub trait Dataset: Send + Sync {
         self.get(index)
     }
 
+    /// The group item `index` is best read with, in index order: the samples of one tar shard,
+    /// which a [`LoaderConfig::shuffle_buffer`](crate::LoaderConfig::shuffle_buffer) then reads
+    /// near-sequentially. `None` (the default): the item stands alone.
+    fn read_group(&self, index: usize) -> Option<u32> {
+        let _ = index;
+        None
+    }
+
     /// Whether the dataset has no items.
     fn is_empty(&self) -> bool {
         self.len() == 0

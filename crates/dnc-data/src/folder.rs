@@ -491,6 +491,14 @@ impl Dataset for ImageFolder {
         self.get_sized(index, &full_size)
     }
 
+    /// The shard of a sample read from WebDataset shards.
+    fn read_group(&self, index: usize) -> Option<u32> {
+        self.shards
+            .as_ref()
+            .and_then(|(_, members)| members.get(index))
+            .map(|m| m.shard)
+    }
+
     fn get_sized(&self, index: usize, want: SizeRequest<'_>) -> Result<ImageItem, DataError> {
         if index >= self.paths.len() {
             return Err(DataError::IndexOutOfRange {

@@ -723,6 +723,11 @@ fn written_shards_read_back_as_the_same_images() {
     for i in 0..tree.len() {
         assert_eq!(shards.get(i).unwrap().image, tree.get(i).unwrap().image);
     }
+    // Three images per shard: each sample's read group is its shard; files have none.
+    let groups: Vec<Option<u32>> = (0..shards.len()).map(|i| shards.read_group(i)).collect();
+    let expected: Vec<Option<u32>> = (0..8).map(|i| Some(i / 3)).collect();
+    assert_eq!(groups, expected);
+    assert_eq!(tree.read_group(0), None);
     // The same images give the same bytes.
     let again = crate::write_shards(&files, &tmp.path().join("again"), 3).unwrap();
     for (a, b) in written.shards.iter().zip(&again.shards) {

@@ -62,6 +62,10 @@ impl<D: Dataset> Dataset for Subset<D> {
     fn source_index(&self, index: usize) -> usize {
         self.inner.source_index(self.indices[index])
     }
+
+    fn read_group(&self, index: usize) -> Option<u32> {
+        self.inner.read_group(self.indices[index])
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,10 @@ pub struct DataConfig {
     /// it existed say `cache_decoded`, read as this.
     #[serde(alias = "cache_decoded")]
     pub cache_resized: bool,
+    /// Training order: 0 shuffles all images at once (random reads); N > 0 reads WebDataset
+    /// shards whole, in a seeded random order, through a shuffle buffer of N images (near
+    /// sequential reads). Files outside shards are shuffled alike either way.
+    pub shuffle_buffer: usize,
     /// Decode/augment threads (0 = on the training thread).
     pub workers: usize,
     /// Batches decoded ahead of training.
@@ -100,6 +104,7 @@ impl Default for DataConfig {
             eval_bank_limit: 0,
             on_corrupt: dnc_data::OnCorrupt::Skip,
             cache_resized: false,
+            shuffle_buffer: 0,
             workers: 1,
             prefetch_batches: 2,
         }

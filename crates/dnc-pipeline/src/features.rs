@@ -100,6 +100,7 @@ where
     let loader_cfg = LoaderConfig {
         batch_size: run.eval.batch_size,
         shuffle: false,
+        shuffle_buffer: 0,
         drop_last: false,
         seed: 0,
         workers: run.data.workers,

@@ -298,6 +298,7 @@ mod tests {
 
     fn loader_config() -> LoaderConfig {
         LoaderConfig {
+            shuffle_buffer: 0,
             batch_size: 3,
             shuffle: false,
             drop_last: true,

@@ -33,6 +33,7 @@ pub(crate) fn train_loader_config(run: &RunConfig, batch_size: usize, seed: u64)
     LoaderConfig {
         batch_size,
         shuffle: true,
+        shuffle_buffer: run.data.shuffle_buffer,
         drop_last: true,
         seed,
         workers: run.data.workers,

@@ -544,12 +544,21 @@ fn a_list_file_and_shards_of_the_same_images_train_the_same_base() {
     .unwrap();
 
     let mut weights = Vec::new();
-    for (name, train) in [("list", &list), ("shards", &pattern), ("sorted", &sorted)] {
+    for (name, train, buffer) in [
+        ("list", &list, 0),
+        ("shards", &pattern, 0),
+        ("sorted", &sorted, 0),
+        ("buffered", &pattern, 16),
+        ("buffered-again", &pattern, 16),
+    ] {
         let text = common::tiny_config_toml()
             .replace("train_limit = 200", "train_limit = 0")
             .replace(
                 "[data]\n",
-                &format!("[data]\ntrain = {:?}\n", train.display().to_string()),
+                &format!(
+                    "[data]\ntrain = {:?}\nshuffle_buffer = {buffer}\n",
+                    train.display().to_string()
+                ),
             );
         let out = dir.path().join(name);
         let run = Run::create(RunConfig::from_toml(&text).unwrap(), &out).unwrap();
@@ -564,6 +573,8 @@ fn a_list_file_and_shards_of_the_same_images_train_the_same_base() {
         weights[0] != weights[2],
         "another order trains another base"
     );
+    // Shards read through a shuffle buffer: another order, the same one every time.
+    assert!(weights[3] != weights[1] && weights[3] == weights[4]);
 }
 
 #[test]

@@ -12,6 +12,12 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Visit the items in a random order, a new one each epoch, derived from `(seed, epoch)`.
     pub shuffle: bool,
+    /// 0: shuffle all items at once. N > 0: read the dataset's groups (the samples of one tar
+    /// shard, [`Dataset::read_group`](crate::Dataset::read_group)) whole, in index order, the
+    /// groups in a seeded random order, through a shuffle buffer of N items (each item out is
+    /// drawn at random from the N held, as WebDataset does), so that reads move through a few
+    /// shards at a time instead of seeking across all of them.
+    pub shuffle_buffer: usize,
     /// Leave out the last, incomplete batch of an epoch (contrastive losses want full batches).
     pub drop_last: bool,
     /// Seed of the shuffling order.
@@ -27,6 +33,7 @@ impl Default for LoaderConfig {
         Self {
             batch_size: 256,
             shuffle: true,
+            shuffle_buffer: 0,
             drop_last: true,
             seed: 0,
             workers: 2,

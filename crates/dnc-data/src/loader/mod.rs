@@ -23,6 +23,48 @@ use crate::{DataError, Dataset, Mapper};
 /// derived from the same seed.
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4531;
 
+/// The order of [`LoaderConfig::shuffle_buffer`]: the dataset's read groups (an item without one
+/// is a group of its own) in a random order, each group's items in index order, streamed
+/// through a buffer of `buffer` items from which each next item is drawn at random.
+fn buffered_order<D: Dataset + ?Sized>(
+    dataset: &D,
+    buffer: usize,
+    rng: &mut SeededRng,
+) -> Vec<usize> {
+    let n = dataset.len();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut slot_of: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for i in 0..n {
+        match dataset.read_group(i) {
+            Some(g) => {
+                let slot = *slot_of.entry(g).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[slot].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    let stream = rng
+        .permutation(groups.len())
+        .into_iter()
+        .flat_map(|g| std::mem::take(&mut groups[g]));
+    let mut held: Vec<usize> = Vec::with_capacity(buffer.min(n));
+    let mut order = Vec::with_capacity(n);
+    for i in stream {
+        if held.len() < buffer {
+            held.push(i);
+        } else {
+            let j = rng.below(buffer as u64) as usize;
+            order.push(std::mem::replace(&mut held[j], i));
+        }
+    }
+    rng.shuffle(&mut held);
+    order.extend(held);
+    order
+}
+
 /// One batch of mapped items, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch<T> {
@@ -115,10 +157,11 @@ where
     /// The order in which epoch `epoch` visits the dataset (before dropping the last batch).
     pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
         let n = self.dataset.len();
-        if self.config.shuffle {
-            SeededRng::derive(self.config.seed, &[SHUFFLE_STREAM, epoch]).permutation(n)
-        } else {
-            (0..n).collect()
+        let mut rng = SeededRng::derive(self.config.seed, &[SHUFFLE_STREAM, epoch]);
+        match (self.config.shuffle, self.config.shuffle_buffer) {
+            (false, _) => (0..n).collect(),
+            (true, 0) => rng.permutation(n),
+            (true, buffer) => buffered_order(&*self.dataset, buffer, &mut rng),
         }
     }
 

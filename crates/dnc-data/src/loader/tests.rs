@@ -60,6 +60,7 @@ fn config(batch_size: usize, workers: usize) -> LoaderConfig {
     LoaderConfig {
         batch_size,
         shuffle: true,
+        shuffle_buffer: 0,
         drop_last: false,
         seed: 11,
         workers,
@@ -368,4 +369,65 @@ fn the_loader_asks_the_dataset_for_the_mappers_decode_size() {
             assert_eq!(items, expected, "{workers} workers, epoch {epoch}");
         }
     }
+}
+
+/// 1,000 items in read groups of 50 consecutive items (20 shards).
+struct Sharded;
+
+impl Dataset for Sharded {
+    type Item = usize;
+    fn len(&self) -> usize {
+        1000
+    }
+    fn get(&self, index: usize) -> Result<usize, DataError> {
+        Ok(index)
+    }
+    fn read_group(&self, index: usize) -> Option<u32> {
+        Some(index as u32 / 50)
+    }
+}
+
+#[test]
+fn a_shuffle_buffer_reads_shards_whole_in_a_seeded_order() {
+    let order = |buffer: usize, seed: u64, epoch: u64| {
+        let cfg = LoaderConfig {
+            shuffle_buffer: buffer,
+            seed,
+            ..config(10, 0)
+        };
+        Loader::new(Arc::new(Sharded), Arc::new(crate::Identity), cfg)
+            .unwrap()
+            .epoch_order(epoch)
+    };
+    let a = order(100, 3, 0);
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..1000).collect::<Vec<_>>(), "a permutation");
+    assert_eq!(a, order(100, 3, 0), "seeded");
+    assert_ne!(a, order(100, 3, 1), "a new order each epoch");
+    assert_ne!(a, order(100, 4, 0));
+    assert_ne!(a, order(0, 3, 0));
+    // Locality: 100 consecutive items mostly come from a handful of shards (items can linger
+    // in the buffer, and its last 100 leave together), where a global shuffle touches nearly
+    // all 20 every time.
+    let shards_in = |o: &[usize]| {
+        let mut counts: Vec<usize> = o
+            .chunks(100)
+            .map(|w| {
+                let mut s: Vec<usize> = w.iter().map(|i| i / 50).collect();
+                s.sort_unstable();
+                s.dedup();
+                s.len()
+            })
+            .collect();
+        counts.sort_unstable();
+        counts[counts.len() / 2]
+    };
+    assert!(shards_in(&a) <= 10, "median {}", shards_in(&a));
+    assert!(shards_in(&order(0, 3, 0)) >= 15);
+    // Within a shard, items leave in random order, not in the shard's own order.
+    assert!(a.windows(2).filter(|w| w[1] == w[0] + 1).count() < 100);
+    // A subset keeps the groups of the items it picks.
+    let subset = Arc::new(Subset::new(Arc::new(Sharded), (0..1000).rev().collect()).unwrap());
+    assert_eq!(subset.read_group(0), Some(19));
 }
