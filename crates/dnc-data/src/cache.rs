@@ -3,7 +3,8 @@
 //!
 //! Epochs after the first then read a few kilobytes per image instead of decoding a JPEG, and
 //! the decoded dataset is never held in the process's own memory: the OS pages the file in and
-//! out. The file is built once, by several threads, into a temporary file that is renamed into
+//! out. The file is built once, by several threads (in index order, so that its bytes do not
+//! depend on their number), into a temporary file that is renamed into
 //! place; a second process that needs the same cache waits on a lock file and then opens it.
 //! Its name is a hash of the side and of every image's path, size and modification time, so a
 //! changed dataset gets a new cache.
@@ -304,26 +305,32 @@ where
             });
         }
         drop(tx);
-        let mut done = 0;
+        // Written in index order (results that arrive early wait; workers take indices in
+        // order, so few do), which makes the file the same for any number of threads.
+        let mut pending: BTreeMap<usize, Result<RgbImage, LoadFailure>> = BTreeMap::new();
+        let mut next_out = 0;
         for (i, result) in rx {
-            match result {
-                Ok(image) => {
-                    let (width, height) = image.dimensions();
-                    out.write_all(image.as_raw()).map_err(io)?;
-                    entries[i] = Entry {
-                        offset,
-                        width,
-                        height,
-                    };
-                    offset += image.as_raw().len() as u64;
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&next_out) {
+                match result {
+                    Ok(image) => {
+                        let (width, height) = image.dimensions();
+                        out.write_all(image.as_raw()).map_err(io)?;
+                        entries[next_out] = Entry {
+                            offset,
+                            width,
+                            height,
+                        };
+                        offset += image.as_raw().len() as u64;
+                    }
+                    Err(failure) => {
+                        failures.insert(next_out, failure.message);
+                    }
                 }
-                Err(failure) => {
-                    failures.insert(i, failure.message);
+                next_out += 1;
+                if next_out % (count / 10).max(1) == 0 {
+                    tracing::info!("cached {next_out} of {count} images of {label}");
                 }
-            }
-            done += 1;
-            if done % (count / 10).max(1) == 0 {
-                tracing::info!("cached {done} of {count} images of {label}");
             }
         }
         Ok(())

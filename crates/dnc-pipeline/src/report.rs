@@ -136,6 +136,12 @@ fn cluster_section(info: &ClusterInfo) -> String {
     if info.nmi.is_some() {
         md.push_str("\n![cluster composition by class](cluster/composition.png)\n");
     }
+    if !info.examples.is_empty() {
+        md.push_str(
+            "\nExample images, one row per cluster (the nearest to its centroid):\n\n\
+             ![example images of each cluster](cluster/examples.png)\n",
+        );
+    }
     md
 }
 

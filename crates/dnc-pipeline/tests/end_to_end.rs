@@ -38,6 +38,7 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         "cluster/assignments.safetensors",
         "cluster/sizes.json",
         "cluster/composition.png",
+        "cluster/examples.png",
         "experts/expert-0/model.safetensors",
         "experts/expert-1/model.safetensors",
         "distill/model.safetensors",
@@ -496,6 +497,22 @@ fn an_unlabelled_tree_trains_to_the_end_and_evaluates_on_eval_data() {
     assert_eq!(sizes, 100);
     let report = std::fs::read_to_string(dir.path().join("a/report.md")).unwrap();
     assert!(report.contains("No accuracy"), "{report}");
+    // Without labels the report shows each cluster's images instead: up to 10 per cluster,
+    // every one a member of its cluster, in a grid with a row per cluster.
+    assert!(report.contains("cluster/examples.png"), "{report}");
+    let examples = summary.info["cluster"]["examples"].as_array().unwrap();
+    let k = summary.info["cluster"]["k"].as_u64().unwrap() as usize;
+    assert_eq!(examples.len(), k);
+    assert!(
+        examples
+            .iter()
+            .all(|e| (1..=10).contains(&e.as_array().unwrap().len()))
+    );
+    let grid = image::open(dir.path().join("a/cluster/examples.png")).unwrap();
+    assert_eq!(
+        (grid.width(), grid.height()),
+        (10 * 50 + 2, k as u32 * 50 + 2)
+    );
 
     let with_eval = base.replace(
         "[eval]\n",

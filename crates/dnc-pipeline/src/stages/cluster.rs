@@ -47,6 +47,10 @@ pub struct ClusterInfo {
     pub class_names: Vec<String>,
     /// Final k-means inertia.
     pub inertia: f64,
+    /// Per cluster, the training images shown in `cluster/examples.png` (dataset indices): the
+    /// nearest to the centroid (with a random partition, the first by index).
+    #[serde(default)]
+    pub examples: Vec<Vec<u64>>,
 }
 
 pub(crate) fn assignments_path(run: &Run) -> PathBuf {
@@ -65,9 +69,11 @@ pub(crate) fn default_sample_size(n_clusters: usize) -> usize {
     n_clusters.saturating_mul(1000).max(25_000)
 }
 
-/// Every image's cluster, the centroids and the inertia over all images.
+/// Every image's cluster and squared distance to its centroid, the centroids and the inertia
+/// over all images.
 struct Clustering {
     labels: Vec<u32>,
+    distances: Vec<f32>,
     centroids: Tensor,
     metric: Metric,
     inertia: f64,
@@ -101,16 +107,21 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         tracing::info!("random partition with the k-means cluster sizes");
     }
     let ids: Vec<u64> = store.indices()?.into_iter().map(u64::from).collect();
+    let nearness =
+        (run.cfg.experts.partition != Partition::Random).then_some(clustering.distances.as_slice());
+    let examples = pick_examples(&ids, &labels, nearness, centroids.dim(0)?);
     let assignments = ClusterAssignments::new(ids, labels, centroids, metric)?;
     run.dir.stage_dir("cluster")?;
     assignments.save(&assignments_path(run))?;
-    let info = describe(
+    let mut info = describe(
         run,
         &assignments,
         &store.labels()?,
         merged,
         clustering.inertia,
     )?;
+    write_examples(run, &examples)?;
+    info.examples = examples;
     let sizes_path = run.dir.root().join("cluster").join("sizes.json");
     let json = serde_json::to_string_pretty(&info).expect("cluster info serialises");
     crate::run_dir::write_atomic(&sizes_path, json.as_bytes())?;
@@ -140,6 +151,7 @@ fn cluster(
         let fit = dnc_cluster::fit(&data.range(0, n, device)?, &kmeans)?;
         return Ok(Clustering {
             inertia: fit.distances.iter().map(|&d| f64::from(d)).sum(),
+            distances: fit.distances,
             labels: fit.assignments,
             centroids: fit.model.centroids,
             metric: fit.model.metric,
@@ -155,14 +167,17 @@ fn cluster(
     let rows = dnc_cluster::sample_rows(n, sample, kmeans.seed);
     tracing::info!("k-means on a sample of {sample} of {n} images, then assigning every image");
     let model = dnc_cluster::fit(&data.gather(&rows, device)?, &kmeans)?.model;
-    let (mut labels, mut inertia) = (Vec::with_capacity(n), 0.0);
+    let (mut labels, mut distances, mut inertia) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), 0.0);
     for (start, count) in data.chunks(ASSIGN_CHUNK_ROWS) {
         let a = model.predict_with_distances(&data.range(start, count, device)?)?;
         inertia += a.distances.iter().map(|&d| f64::from(d)).sum::<f64>();
         labels.extend(a.labels);
+        distances.extend(a.distances);
     }
     Ok(Clustering {
         labels,
+        distances,
         centroids: model.centroids,
         metric: model.metric,
         inertia,
@@ -288,7 +303,77 @@ fn describe(
         composition,
         class_names,
         inertia,
+        examples: Vec::new(),
     })
+}
+
+/// Images per cluster in `cluster/examples.png`, and the side of each thumbnail.
+const EXAMPLES_PER_CLUSTER: usize = 10;
+const THUMBNAIL: u32 = 48;
+
+/// Per cluster, the dataset indices of up to [`EXAMPLES_PER_CLUSTER`] members: the nearest to
+/// the centroid when `distances` are given, else the first by position.
+fn pick_examples(
+    ids: &[u64],
+    labels: &[u32],
+    distances: Option<&[f32]>,
+    k: usize,
+) -> Vec<Vec<u64>> {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (row, &label) in labels.iter().enumerate() {
+        members[label as usize].push(row);
+    }
+    members
+        .into_iter()
+        .map(|mut rows| {
+            if let Some(d) = distances {
+                rows.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+            }
+            rows.iter()
+                .take(EXAMPLES_PER_CLUSTER)
+                .map(|&r| ids[r])
+                .collect()
+        })
+        .collect()
+}
+
+/// `cluster/examples.png`: one row per cluster of its example images, each cut to its centred
+/// square and shrunk to a thumbnail. An image that no longer loads is left blank.
+fn write_examples(run: &Run, examples: &[Vec<u64>]) -> Result<(), PipelineError> {
+    use dnc_data::Dataset;
+    let train = open_split(run, Split::Train)?;
+    let cell = THUMBNAIL + 2;
+    let mut canvas = image::RgbImage::from_pixel(
+        EXAMPLES_PER_CLUSTER as u32 * cell + 2,
+        (examples.len() as u32).max(1) * cell + 2,
+        image::Rgb([40, 40, 40]),
+    );
+    for (row, ids) in examples.iter().enumerate() {
+        for (col, &id) in ids.iter().enumerate() {
+            let Ok(item) = train.get(id as usize) else {
+                continue;
+            };
+            let (w, h) = item.image.dimensions();
+            let side = w.min(h);
+            let square =
+                image::imageops::crop_imm(&item.image, (w - side) / 2, (h - side) / 2, side, side)
+                    .to_image();
+            let thumb = image::imageops::resize(
+                &square,
+                THUMBNAIL,
+                THUMBNAIL,
+                image::imageops::FilterType::Triangle,
+            );
+            let (x, y) = (2 + col as u32 * cell, 2 + row as u32 * cell);
+            image::imageops::replace(&mut canvas, &thumb, i64::from(x), i64::from(y));
+        }
+    }
+    let path = run.dir.root().join("cluster").join("examples.png");
+    let mut png = Vec::new();
+    canvas
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| PipelineError::Other(format!("{}: {e}", path.display())))?;
+    crate::run_dir::write_atomic(&path, &png)
 }
 
 fn plot_composition(run: &Run, info: &ClusterInfo) -> Result<(), PipelineError> {
@@ -386,6 +471,28 @@ mod tests {
         cfg.sample_size = None;
         let fit = dnc_cluster::fit(&all, &cfg).unwrap();
         assert_eq!(whole.labels, fit.assignments);
+    }
+
+    #[test]
+    fn examples_are_the_nearest_members_of_each_cluster() {
+        let ids = [10u64, 11, 12, 13, 14, 15];
+        let labels = [0u32, 1, 0, 0, 1, 0];
+        let d = [0.5f32, 0.1, 0.2, 0.2, 0.0, 0.9];
+        // Ties keep the dataset order; cluster 2 is empty.
+        assert_eq!(
+            pick_examples(&ids, &labels, Some(&d), 3),
+            vec![vec![12, 13, 10, 15], vec![14, 11], vec![]]
+        );
+        assert_eq!(
+            pick_examples(&ids, &labels, None, 2),
+            vec![vec![10, 12, 13, 15], vec![11, 14]]
+        );
+        let many: Vec<u32> = vec![0; 25];
+        let ids: Vec<u64> = (0..25).collect();
+        assert_eq!(
+            pick_examples(&ids, &many, None, 1)[0].len(),
+            EXAMPLES_PER_CLUSTER
+        );
     }
 
     #[test]
