@@ -35,7 +35,8 @@ def main():
     _, assign = km.index.search(x, 1)
     inertia = float(((x - km.centroids[assign[:, 0]]) ** 2).sum())
     print(json.dumps({"seconds": round(seconds, 4), "inertia": inertia, "k": args.k, "n": n,
-                      "d": d, "iters": args.iters, "threads": args.threads}))
+                      "d": d, "iters": args.iters, "threads": args.threads,
+                      "faiss_simd_level": int(faiss.SIMDConfig.get_level())}))
 
 
 if __name__ == "__main__":

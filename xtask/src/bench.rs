@@ -97,7 +97,7 @@ enum BenchKind {
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(default_data);
-    if let BenchKind::Train = args.what {
+    if let BenchKind::Train | BenchKind::Kmeans = args.what {
         let mut builds = Vec::new();
         if args.simd != SimdChoice::Avx2 {
             builds.push(SimdBuild {
@@ -114,16 +114,20 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                     ("ATEN_CPU_CAPABILITY", "avx2"),
                     ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
                     ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+                    // faiss-cpu's dynamic dispatch picks its AVX2 kernels.
+                    ("FAISS_SIMD_LEVEL", "AVX2"),
                 ],
             });
         }
-        return bench_train(&builds, &data, &args);
+        return match args.what {
+            BenchKind::Train => bench_train(&builds, &data, &args),
+            _ => bench_kmeans(&builds, &args),
+        };
     }
     let dnc = build_dnc(&args.features)?;
     match args.what {
-        BenchKind::Train => unreachable!("handled above"),
+        BenchKind::Train | BenchKind::Kmeans => unreachable!("handled above"),
         BenchKind::Data => bench_data(&dnc, &data, &args),
-        BenchKind::Kmeans => bench_kmeans(&dnc, &args),
         BenchKind::Scale => bench_scale(&dnc, &args),
     }
 }
@@ -446,46 +450,57 @@ fn bench_photos_vs_torch(dnc: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench_kmeans(dnc: &Path, args: &BenchArgs) -> Result<()> {
+fn bench_kmeans(builds: &[SimdBuild], args: &BenchArgs) -> Result<()> {
     let dir = workspace_root().join("target/bench-kmeans");
     std::fs::create_dir_all(&dir)?;
     println!(
-        "k-means, N = 50000, 20 iterations, {} threads",
-        args.threads
+        "k-means, N = 50000, 20 iterations, {} threads, medians of {} alternating rounds",
+        args.threads, args.rounds
     );
-    println!("| D | K | dnc s | faiss s | faiss/dnc |");
-    println!("|---|---|---|---|---|");
-    for d in [128usize, 4096] {
-        let file = dir.join(format!("data-{d}.npy"));
-        for k in [10usize, 100] {
-            let ours = json_of(
-                Command::new(dnc)
-                    .env("RAYON_NUM_THREADS", args.threads.to_string())
-                    .args(["bench", "kmeans", "--n", "50000", "--d", &d.to_string()])
-                    .args(["--k", &k.to_string(), "--iters", "20"])
-                    .args(["--threads", &args.threads.to_string()])
-                    .arg("--save-data")
-                    .arg(&file),
-            )?;
-            let theirs = if args.vs_torch {
-                let script = workspace_root().join("scripts/bench_kmeans_faiss.py");
-                Some(json_of(
-                    Command::new(python()?)
-                        .arg(script)
-                        .arg(&file)
-                        .args(["--k", &k.to_string(), "--iters", "20"])
-                        .args(["--threads", &args.threads.to_string()]),
-                )?)
-            } else {
-                None
-            };
-            let o = num(&ours, "seconds");
-            let t = theirs.as_ref().map_or(f64::NAN, |t| num(t, "seconds"));
-            println!(
-                "| {d} | {k} | {o:.3} | {} | {} |",
-                fmt_opt(t, 3),
-                fmt_opt(t / o, 2)
-            );
+    println!("| kernels | D | K | dnc s | faiss s | faiss/dnc |");
+    println!("|---|---|---|---|---|---|");
+    for build in builds {
+        for d in [128usize, 4096] {
+            let file = dir.join(format!("data-{d}.npy"));
+            for k in [10usize, 100] {
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                for _ in 0..args.rounds.max(1) {
+                    let o = json_of(
+                        Command::new(&build.dnc)
+                            .env("RAYON_NUM_THREADS", args.threads.to_string())
+                            .args(["bench", "kmeans", "--n", "50000", "--d", &d.to_string()])
+                            .args(["--k", &k.to_string(), "--iters", "20"])
+                            .args(["--threads", &args.threads.to_string()])
+                            .arg("--save-data")
+                            .arg(&file),
+                    )?;
+                    ours.push(num(&o, "seconds"));
+                    if args.vs_torch {
+                        let script = workspace_root().join("scripts/bench_kmeans_faiss.py");
+                        let t = json_of(
+                            Command::new(python()?)
+                                .envs(build.torch_env.iter().copied())
+                                .arg(script)
+                                .arg(&file)
+                                .args(["--k", &k.to_string(), "--iters", "20"])
+                                .args(["--threads", &args.threads.to_string()]),
+                        )?;
+                        theirs.push(num(&t, "seconds"));
+                    }
+                }
+                let o = median(ours);
+                let t = if theirs.is_empty() {
+                    f64::NAN
+                } else {
+                    median(theirs)
+                };
+                println!(
+                    "| {} | {d} | {k} | {o:.3} | {} | {} |",
+                    build.label,
+                    fmt_opt(t, 3),
+                    fmt_opt(t / o, 2)
+                );
+            }
         }
     }
     Ok(())
