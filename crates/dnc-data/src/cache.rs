@@ -12,7 +12,8 @@
 //! Layout (little-endian): a 64-byte header (`DNCIMG01`, side, image count, offset of the
 //! table, offset and length of the failures), the pixels, a table of `(offset u64, width u32,
 //! height u32)` per image (width 0: the image could not be read), then the failures as JSON
-//! (`{"index": "message"}`).
+//! (`{"index": {"message": …, "io": …}}`; an image whose file could not be read is read again
+//! from the file when it is asked for, rather than failing until the cache is rebuilt).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -51,12 +52,21 @@ struct Entry {
     height: u32,
 }
 
+/// Why an image is not in a cache: the message, and whether reading the file failed (worth
+/// trying again when the image is read) rather than decoding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Failure {
+    message: String,
+    io: bool,
+}
+
 /// A built cache, memory-mapped.
 pub(crate) struct ResizedCache {
     path: PathBuf,
+    side: u32,
     map: Mmap,
     entries: Vec<Entry>,
-    failures: BTreeMap<usize, String>,
+    failures: BTreeMap<usize, Failure>,
 }
 
 impl std::fmt::Debug for ResizedCache {
@@ -206,28 +216,31 @@ impl ResizedCache {
         {
             return Err(bad("an image lies outside the pixels".into()));
         }
-        let failures: BTreeMap<usize, String> =
+        let failures: BTreeMap<usize, Failure> =
             serde_json::from_slice(&map[fail_at..]).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             path: path.to_path_buf(),
+            side,
             map,
             entries,
             failures,
         })
     }
 
-    /// Image `index`, or why it could not be read when the cache was built.
+    /// Image `index`, or why it could not be read when the cache was built (with an I/O error
+    /// kind when reading the file failed: the caller may try again).
     pub(crate) fn get(&self, index: usize) -> Result<RgbImage, LoadFailure> {
         let e = self.entries[index];
         if e.width == 0 {
-            let message = self
-                .failures
-                .get(&index)
-                .cloned()
-                .unwrap_or_else(|| "could not be read when the cache was built".into());
+            let failure = self.failures.get(&index);
             return Err(LoadFailure {
-                io_kind: None,
-                message,
+                io_kind: failure
+                    .is_some_and(|f| f.io)
+                    .then_some(std::io::ErrorKind::Other),
+                message: failure.map_or_else(
+                    || "could not be read when the cache was built".into(),
+                    |f| f.message.clone(),
+                ),
             });
         }
         let len = e.width as usize * e.height as usize * 3;
@@ -239,6 +252,11 @@ impl ResizedCache {
     /// The cache file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The shorter side of the cached images.
+    pub(crate) fn side(&self) -> u32 {
+        self.side
     }
 }
 
@@ -269,6 +287,45 @@ where
     F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
 {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let built = write_cache(path, &tmp, count, side, threads, label, load);
+    if built.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    built
+}
+
+/// `load(i)`, with a panic turned into a failure of that image.
+fn load_caught<F>(load: &F, i: usize) -> Result<RgbImage, LoadFailure>
+where
+    F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(i))).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(LoadFailure {
+            io_kind: None,
+            message: format!("the decoder panicked: {message}"),
+        })
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_cache<F>(
+    path: &Path,
+    tmp: &Path,
+    count: usize,
+    side: u32,
+    threads: usize,
+    label: &str,
+    load: &F,
+) -> Result<(), DataError>
+where
+    F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
+{
+    let tmp = tmp.to_path_buf();
     let io = |source| DataError::Io {
         path: tmp.clone(),
         source,
@@ -288,7 +345,7 @@ where
         };
         count
     ];
-    let mut failures: BTreeMap<usize, String> = BTreeMap::new();
+    let mut failures: BTreeMap<usize, Failure> = BTreeMap::new();
     let mut offset = HEADER_BYTES;
     let next = AtomicUsize::new(0);
     let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<RgbImage, LoadFailure>)>(64);
@@ -298,7 +355,7 @@ where
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= count || tx.send((i, load(i))).is_err() {
+                    if i >= count || tx.send((i, load_caught(load, i))).is_err() {
                         break;
                     }
                 }
@@ -324,7 +381,9 @@ where
                         offset += image.as_raw().len() as u64;
                     }
                     Err(failure) => {
-                        failures.insert(next_out, failure.message);
+                        let io = failure.io_kind.is_some();
+                        let message = failure.message;
+                        failures.insert(next_out, Failure { message, io });
                     }
                 }
                 next_out += 1;

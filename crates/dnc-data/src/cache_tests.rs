@@ -30,6 +30,7 @@ fn a_damaged_cache_file_is_rebuilt() {
     let cache = ResizedCache::open_or_build(&path, 3, 8, 2, "test", image).unwrap();
     assert_eq!(cache.get(2).unwrap(), image(2).unwrap());
     assert_eq!(cache.get(1).unwrap_err().message, "bad file");
+    assert!(cache.get(1).unwrap_err().io_kind.is_none());
     let bytes = std::fs::read(&path).unwrap();
     // Cut short: refused on opening, then built again.
     std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
@@ -40,4 +41,34 @@ fn a_damaged_cache_file_is_rebuilt() {
     // Another count or side does not match.
     assert!(ResizedCache::open(&path, 4, 8).is_err());
     assert!(ResizedCache::open(&path, 3, 9).is_err());
+}
+
+#[test]
+fn a_panicking_decoder_fails_its_image_only_and_read_errors_are_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.images");
+    let load = |i: usize| -> Result<RgbImage, LoadFailure> {
+        match i {
+            2 => panic!("broken codec"),
+            4 => Err(LoadFailure::io(&std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "denied",
+            ))),
+            _ => Ok(RgbImage::from_pixel(2, 2, Rgb([i as u8, 0, 0]))),
+        }
+    };
+    let cache = ResizedCache::open_or_build(&path, 6, 8, 2, "test", load).unwrap();
+    let panicked = cache.get(2).unwrap_err();
+    assert!(
+        panicked.message.contains("broken codec"),
+        "{}",
+        panicked.message
+    );
+    assert!(cache.get(4).unwrap_err().io_kind.is_some());
+    assert_eq!(
+        cache.get(5).unwrap(),
+        RgbImage::from_pixel(2, 2, Rgb([5, 0, 0]))
+    );
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 2, "the cache and its lock file only");
 }

@@ -56,19 +56,18 @@ pub(crate) fn decode(bytes: &[u8], want: SizeRequest<'_>) -> Result<RgbImage, Lo
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(LoadFailure::decode)?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        if !jpeg_is_complete(bytes) {
-            // The JPEG decoder fills a cut-off scan with grey rather than failing.
-            return Err(LoadFailure::decode(
-                "truncated JPEG: no end-of-image marker after the last scan",
-            ));
-        }
-        if let Some(image) = decode_jpeg_reduced(bytes, want)? {
-            return Ok(image);
-        }
+    let jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
+    if jpeg && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey rather than failing.
+        return Err(LoadFailure::decode(
+            "truncated JPEG: no end-of-image marker after the last scan",
+        ));
     }
     let mut decoder = reader.into_decoder().map_err(LoadFailure::decode)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    if jpeg && let Some(image) = decode_jpeg_reduced(bytes, want, orientation) {
+        return Ok(image);
+    }
     let mut image = DynamicImage::from_decoder(decoder).map_err(LoadFailure::decode)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
@@ -105,25 +104,21 @@ const MIN_REDUCTION: u32 = 4;
 /// slower to load than decoding them whole.
 const MAX_REDUCED_WIDTH: u32 = 128;
 
-/// A JPEG decoded at a reduced DCT scale (1/4 or 1/8, at most [`MAX_REDUCED_WIDTH`] wide), or
-/// `None` when the whole decode is the faster one (or the colour mode is one that the full
-/// decoder converts: CMYK, 16-bit).
+/// A JPEG decoded at a reduced DCT scale (1/4 or 1/8, at most [`MAX_REDUCED_WIDTH`] wide) and
+/// turned by `orientation` (read by the full decoder, which sees every segment before the scan),
+/// or `None` when the whole decode is the faster one, or the colour mode is one that the full
+/// decoder converts (CMYK, 16-bit), or this decoder does not read the file as the full one
+/// would (an error, another size): the full decoder then has the last word.
 fn decode_jpeg_reduced(
     bytes: &[u8],
     want: SizeRequest<'_>,
-) -> Result<Option<RgbImage>, LoadFailure> {
+    orientation: Orientation,
+) -> Option<RgbImage> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
-    decoder.read_info().map_err(LoadFailure::decode)?;
-    let Some(info) = decoder.info() else {
-        return Ok(None);
-    };
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
     let (width, height) = (u32::from(info.width), u32::from(info.height));
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
-    let swapped = swaps_axes(orientation);
-    let (need_w, need_h) = if swapped {
+    let (need_w, need_h) = if swaps_axes(orientation) {
         let (w, h) = want(height, width);
         (h, w)
     } else {
@@ -137,28 +132,22 @@ fn decode_jpeg_reduced(
             jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
         )
     {
-        return Ok(None);
+        return None;
     }
     let (w, h) = (width.div_ceil(reduction), height.div_ceil(reduction));
     // Both sides fit in u16: they are at most the JPEG's own, which are u16.
-    let (w, h) = decoder
-        .scale(w as u16, h as u16)
-        .map_err(LoadFailure::decode)?;
-    let (w, h) = (u32::from(w), u32::from(h));
-    let pixels = decoder.decode().map_err(LoadFailure::decode)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| LoadFailure::decode("JPEG header vanished after decoding"))?;
-    let rgb = match info.pixel_format {
+    let scaled = decoder.scale(w as u16, h as u16).ok()?;
+    if (u32::from(scaled.0), u32::from(scaled.1)) != (w, h) {
+        return None;
+    }
+    let pixels = decoder.decode().ok()?;
+    let rgb = match decoder.info()?.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
         _ => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
     };
-    let image = RgbImage::from_raw(w, h, rgb).ok_or_else(|| {
-        LoadFailure::decode(format!("JPEG decoded to the wrong size for {w}x{h}"))
-    })?;
-    let mut image = DynamicImage::ImageRgb8(image);
+    let mut image = DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, rgb)?);
     image.apply_orientation(orientation);
-    Ok(Some(image.into_rgb8()))
+    Some(image.into_rgb8())
 }
 
 /// Whether a JPEG stream ends its last scan: an end-of-image marker (`FF D9`) after the last

@@ -438,7 +438,15 @@ impl ImageFolder {
 
     fn load(&self, index: usize, want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
         match &self.cache {
-            Some(cache) => cache.get(index),
+            Some(cache) => match cache.get(index) {
+                // Reading the file failed when the cache was built: try it again now.
+                Err(failure) if failure.io_kind.is_some() => {
+                    let side = cache.side();
+                    let image = self.decode(index, &|w, h| size_for_side(w, h, side))?;
+                    Ok(shrink_to_side(image, side))
+                }
+                cached => cached,
+            },
             None => self.decode(index, want),
         }
     }

@@ -78,7 +78,9 @@ pub fn knn_evaluate(
 /// Weighted k-NN over a bank that arrives in chunks (e.g. embedded a batch at a time), so that
 /// the bank is never held whole: each query keeps only its `k` most similar bank items so far.
 /// [`predict`](Self::predict) gives the same classes as [`knn_predict`] on the concatenated
-/// bank, ties included (equal similarities go to the lower bank position).
+/// bank when the similarities come out the same (equal similarities go to the lower bank
+/// position, and both sum the votes in the same order); the matrix products of a chunk and of
+/// the whole bank may round differently on some devices.
 ///
 /// Memory: the normalised queries and `k` (similarity, label, position) triples per query.
 pub struct StreamingKnn {
@@ -178,9 +180,12 @@ impl StreamingKnn {
             .best
             .iter()
             .map(|top| {
+                // The same summation order as `knn_predict`'s vote.
+                let mut top = top.clone();
+                top.sort_unstable_by(|a, c| c.0.total_cmp(&a.0).then(a.1.cmp(&c.1)));
                 let best = top.iter().map(|t| t.0).fold(f32::NEG_INFINITY, f32::max);
                 votes.iter_mut().for_each(|v| *v = 0.0);
-                for &(sim, _, label) in top {
+                for &(sim, _, label) in &top {
                     votes[label as usize] += ((f64::from(sim) - f64::from(best)) / tau).exp();
                 }
                 argmax_first(&votes)
@@ -229,7 +234,11 @@ impl Voter {
         if k < self.order.len() {
             self.order.select_nth_unstable_by(k - 1, by_similarity);
         }
-        let top = &self.order[..k];
+        let top = &mut self.order[..k];
+        // Votes are summed in (similarity, index) order, so that the f64 sums, and with them a
+        // tie between classes, do not depend on where the selection left the items.
+        top.sort_unstable_by(by_similarity);
+        let top = &*top;
         let best = top
             .iter()
             .map(|&i| sim[i as usize])

@@ -97,23 +97,41 @@ impl<D: Dataset> Dataset for Audited<D> {
     }
 
     fn get(&self, index: usize) -> Result<D::Item, DataError> {
-        let source = self.inner.source_index(index);
-        {
-            let mut record = self.record.lock().expect("audit lock poisoned");
-            if record.served.insert(source) {
-                let written = writeln!(record.journal, "{source}");
-                if let Err(e) = written
-                    && record.failed.is_none()
-                {
-                    record.failed = Some(e);
-                }
-            }
-        }
+        self.note(index);
         self.inner.get(index)
+    }
+
+    fn get_sized(
+        &self,
+        index: usize,
+        want: dnc_data::SizeRequest<'_>,
+    ) -> Result<D::Item, DataError> {
+        self.note(index);
+        self.inner.get_sized(index, want)
     }
 
     fn source_index(&self, index: usize) -> usize {
         self.inner.source_index(index)
+    }
+
+    fn read_group(&self, index: usize) -> Option<u32> {
+        self.inner.read_group(index)
+    }
+}
+
+impl<D: Dataset> Audited<D> {
+    /// Records item `index` as served (once), in memory and in the journal.
+    fn note(&self, index: usize) {
+        let source = self.inner.source_index(index);
+        let mut record = self.record.lock().expect("audit lock poisoned");
+        if record.served.insert(source) {
+            let written = writeln!(record.journal, "{source}");
+            if let Err(e) = written
+                && record.failed.is_none()
+            {
+                record.failed = Some(e);
+            }
+        }
     }
 }
 
@@ -151,5 +169,40 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
         assert_eq!(json["count"], 1);
+    }
+
+    /// Items in read groups of 3 that report the size they were asked to decode at.
+    struct Grouped;
+
+    impl Dataset for Grouped {
+        type Item = (u32, u32);
+        fn len(&self) -> usize {
+            6
+        }
+        fn get(&self, _: usize) -> Result<(u32, u32), DataError> {
+            Ok((100, 80))
+        }
+        fn get_sized(
+            &self,
+            _: usize,
+            want: dnc_data::SizeRequest<'_>,
+        ) -> Result<(u32, u32), DataError> {
+            Ok(want(100, 80))
+        }
+        fn read_group(&self, index: usize) -> Option<u32> {
+            Some(index as u32 / 3)
+        }
+    }
+
+    #[test]
+    fn sized_reads_are_recorded_and_groups_pass_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let audited = Audited::new(Grouped, &dir.path().join("served.log"), false).unwrap();
+        assert_eq!(
+            audited.get_sized(4, &|w, h| (w / 4, h / 4)).unwrap(),
+            (25, 20)
+        );
+        assert_eq!(audited.served(), [4]);
+        assert_eq!(audited.read_group(4), Some(1));
     }
 }

@@ -79,8 +79,11 @@ pub struct DataConfig {
     pub on_corrupt: dnc_data::OnCorrupt,
     /// Decode every image once, shrunk so that its shorter side is the views' size, into a
     /// memory-mapped file in `<run>/cache/` that every stage reads (right for data read for
-    /// many epochs; no decoded image is held in memory either way). Run folders written before
-    /// it existed say `cache_decoded`, read as this.
+    /// many epochs; no decoded image is held in memory either way). The trade-off: a small
+    /// random crop of a large image is then cut from the shrunk image and enlarged, where
+    /// without the cache it keeps the photo's own detail; images no larger than the views (CIFAR)
+    /// are cached as they are. Run folders written before it existed say `cache_decoded` (a
+    /// full-resolution cache in memory), read as this.
     #[serde(alias = "cache_decoded")]
     pub cache_resized: bool,
     /// Training order: 0 shuffles all images at once (random reads); N > 0 reads WebDataset

@@ -11,9 +11,15 @@
 use crate::error::PipelineError;
 use candle_core::{Device, Tensor};
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+/// Fills `buf` from `file` at byte `offset`.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
 
 /// The bytes reserved for an `.npy` header (magic, version, length and the padded dict), so that
 /// the final shape can be written over the placeholder in place.
@@ -241,7 +247,15 @@ pub(crate) struct FeatureMatrix {
 impl FeatureReader {
     /// Opens the store at `dir`, checking that its index file is there.
     pub(crate) fn open(dir: &Path) -> Result<Self, PipelineError> {
-        let (rows, _) = read_header(&dir.join("indices.npy"), Elem::U32)?;
+        let index = dir.join("indices.npy");
+        if !index.is_file() {
+            return Err(PipelineError::Other(format!(
+                "{} is missing: the features were not written (or by an older dnc, as \
+                 embed/features.safetensors); run `dnc stage embed` again",
+                index.display()
+            )));
+        }
+        let (rows, _) = read_header(&index, Elem::U32)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             rows,
@@ -263,8 +277,7 @@ impl FeatureReader {
         let (rows, _) = read_header(&path, Elem::U32)?;
         let file = File::open(&path).map_err(|e| PipelineError::io(&path, e))?;
         let mut bytes = vec![0u8; rows * 4];
-        file.read_exact_at(&mut bytes, HEADER_BYTES as u64)
-            .map_err(|e| PipelineError::io(&path, e))?;
+        read_at(&file, &mut bytes, HEADER_BYTES as u64).map_err(|e| PipelineError::io(&path, e))?;
         Ok(bytes
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -325,8 +338,7 @@ impl FeatureMatrix {
         while row < start + count {
             let rows = rows_per_read.min(start + count - row);
             bytes.resize(rows * width, 0);
-            self.file
-                .read_exact_at(&mut bytes, (HEADER_BYTES + row * width) as u64)
+            read_at(&self.file, &mut bytes, (HEADER_BYTES + row * width) as u64)
                 .map_err(|e| PipelineError::io(&self.path, e))?;
             values.extend(f32s(&bytes));
             row += rows;
@@ -340,8 +352,7 @@ impl FeatureMatrix {
         let mut values = Vec::with_capacity(rows.len() * self.cols);
         let mut row = vec![0u8; width];
         for &r in rows {
-            self.file
-                .read_exact_at(&mut row, (HEADER_BYTES + r * width) as u64)
+            read_at(&self.file, &mut row, (HEADER_BYTES + r * width) as u64)
                 .map_err(|e| PipelineError::io(&self.path, e))?;
             values.extend(f32s(&row));
         }
@@ -371,8 +382,7 @@ fn read_header(path: &Path, elem: Elem) -> Result<(usize, Option<usize>), Pipeli
     };
     let file = File::open(path).map_err(|e| PipelineError::io(path, e))?;
     let mut head = [0u8; HEADER_BYTES];
-    file.read_exact_at(&mut head, 0)
-        .map_err(|e| PipelineError::io(path, e))?;
+    read_at(&file, &mut head, 0).map_err(|e| PipelineError::io(path, e))?;
     if &head[..MAGIC.len()] != MAGIC {
         return Err(bad("no .npy 1.0 magic"));
     }

@@ -138,7 +138,7 @@ fn cluster_section(info: &ClusterInfo) -> String {
     }
     if !info.examples.is_empty() {
         md.push_str(
-            "\nExample images, one row per cluster (the nearest to its centroid):\n\n\
+            "\nExample images, one row per cluster (the nearest to their k-means centroid):\n\n\
              ![example images of each cluster](cluster/examples.png)\n",
         );
     }

@@ -48,7 +48,8 @@ pub struct ClusterInfo {
     /// Final k-means inertia.
     pub inertia: f64,
     /// Per cluster, the training images shown in `cluster/examples.png` (dataset indices): the
-    /// nearest to the centroid (with a random partition, the first by index).
+    /// nearest to the k-means centroid they were assigned to (for a cluster merged into another,
+    /// its own former centroid; with a random partition, the first by index).
     #[serde(default)]
     pub examples: Vec<Vec<u64>>,
 }
