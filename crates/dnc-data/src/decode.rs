@@ -65,8 +65,13 @@ pub(crate) fn decode(bytes: &[u8], want: SizeRequest<'_>) -> Result<RgbImage, Lo
     }
     let mut decoder = reader.into_decoder().map_err(LoadFailure::decode)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    if jpeg && let Some(image) = decode_jpeg_reduced(bytes, want, orientation) {
-        return Ok(image);
+    if jpeg {
+        let size = decoder.dimensions();
+        if let Some(reduction) = worth_reducing(size.0, size.1, orientation, want)
+            && let Some(image) = decode_jpeg_reduced(bytes, size, reduction, orientation)
+        {
+            return Ok(image);
+        }
     }
     let mut image = DynamicImage::from_decoder(decoder).map_err(LoadFailure::decode)?;
     image.apply_orientation(orientation);
@@ -104,20 +109,15 @@ const MIN_REDUCTION: u32 = 4;
 /// slower to load than decoding them whole.
 const MAX_REDUCED_WIDTH: u32 = 128;
 
-/// A JPEG decoded at a reduced DCT scale (1/4 or 1/8, at most [`MAX_REDUCED_WIDTH`] wide) and
-/// turned by `orientation` (read by the full decoder, which sees every segment before the scan),
-/// or `None` when the whole decode is the faster one, or the colour mode is one that the full
-/// decoder converts (CMYK, 16-bit), or this decoder does not read the file as the full one
-/// would (an error, another size): the full decoder then has the last word.
-fn decode_jpeg_reduced(
-    bytes: &[u8],
-    want: SizeRequest<'_>,
+/// The DCT reduction (4 or 8) worth decoding a `width × height` JPEG (its stored size) at, for
+/// a consumer that needs `want` of the image as `orientation` turns it, or `None` when the whole
+/// decode is the faster one.
+fn worth_reducing(
+    width: u32,
+    height: u32,
     orientation: Orientation,
-) -> Option<RgbImage> {
-    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
-    decoder.read_info().ok()?;
-    let info = decoder.info()?;
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    want: SizeRequest<'_>,
+) -> Option<u32> {
     let (need_w, need_h) = if swaps_axes(orientation) {
         let (w, h) = want(height, width);
         (h, w)
@@ -125,8 +125,25 @@ fn decode_jpeg_reduced(
         want(width, height)
     };
     let reduction = jpeg_reduction(width, height, need_w, need_h);
-    if reduction < MIN_REDUCTION
-        || width.div_ceil(reduction) > MAX_REDUCED_WIDTH
+    (reduction >= MIN_REDUCTION && width.div_ceil(reduction) <= MAX_REDUCED_WIDTH)
+        .then_some(reduction)
+}
+
+/// A `width × height` JPEG decoded at 1/`reduction` of its size and turned by `orientation`
+/// (both read by the full decoder, which sees every segment before the scan), or `None` when the
+/// colour mode is one that the full decoder converts (CMYK, 16-bit), or this decoder does not
+/// read the file as the full one does (an error, another size): the full decoder then has the
+/// last word.
+fn decode_jpeg_reduced(
+    bytes: &[u8],
+    (width, height): (u32, u32),
+    reduction: u32,
+    orientation: Orientation,
+) -> Option<RgbImage> {
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    if (u32::from(info.width), u32::from(info.height)) != (width, height)
         || !matches!(
             info.pixel_format,
             jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
