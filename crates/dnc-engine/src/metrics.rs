@@ -155,12 +155,14 @@ impl MetricsWriter {
         let _lock = self.lock()?;
         let text =
             std::fs::read_to_string(&self.path).map_err(|e| EngineError::io(&self.path, e))?;
-        let later = |line: &str| {
+        // A line that is not a JSON object (one cut short by a kill mid-write) goes too.
+        let keep = |line: &str| {
             serde_json::from_str::<Value>(line).is_ok_and(|v| {
-                v["stage"] == stage && v["step"].as_u64().is_some_and(|s| s > step as u64)
+                v.is_object()
+                    && !(v["stage"] == stage && v["step"].as_u64().is_some_and(|s| s > step as u64))
             })
         };
-        let kept: Vec<&str> = text.lines().filter(|l| !later(l)).collect();
+        let kept: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
         let removed = text.lines().count() - kept.len();
         if removed > 0 {
             let tmp = self.path.with_file_name(format!(
@@ -168,8 +170,7 @@ impl MetricsWriter {
                 self.path.file_name().unwrap_or_default().to_string_lossy(),
                 std::process::id()
             ));
-            let mut body = kept.join("\n");
-            body.push('\n');
+            let body: String = kept.iter().map(|l| format!("{l}\n")).collect();
             std::fs::write(&tmp, body).map_err(|e| EngineError::io(&tmp, e))?;
             std::fs::rename(&tmp, &self.path).map_err(|e| EngineError::io(&self.path, e))?;
         }
@@ -284,5 +285,35 @@ mod tests {
         assert_eq!(of("expert-0"), [1, 2]);
         assert_eq!(of("expert-1"), [1, 2, 3, 4, 5]);
         assert_eq!(a.drop_after("expert-0", 2).unwrap(), 0);
+    }
+
+    #[test]
+    fn dropping_every_record_leaves_an_empty_file_and_torn_lines_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut w = MetricsWriter::open(&path).unwrap();
+        let record = MetricsRecord {
+            stage: "base".into(),
+            kind: RecordKind::Step,
+            epoch: 0,
+            step: 3,
+            loss: 1.0,
+            lr: 0.1,
+            images_per_s: 1.0,
+            metrics: BTreeMap::new(),
+        };
+        w.write(&record).unwrap();
+        // A kill before the first checkpoint: every record goes, and no empty line is left.
+        assert_eq!(w.drop_after("base", 0).unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // A line cut short by a kill mid-write is removed with the records after the step.
+        w.write(&record).unwrap();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"stage\": \"ba").unwrap();
+        assert_eq!(w.drop_after("base", 5).unwrap(), 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.ends_with('\n'));
+        serde_json::from_str::<Value>(text.trim_end()).unwrap();
     }
 }
