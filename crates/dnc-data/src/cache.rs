@@ -274,7 +274,38 @@ fn remove_abandoned_builds(path: &Path) {
     }
 }
 
-/// Decodes every image on `threads` threads and writes the cache file through a temporary one.
+/// Removes a temporary file when dropped, unless the file was renamed into place.
+struct TempFile<'a> {
+    path: &'a Path,
+    kept: bool,
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+}
+
+/// `load(i)`, with a panic turned into a failure of that image.
+fn load_caught<F>(load: &F, i: usize) -> Result<RgbImage, LoadFailure>
+where
+    F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(i))).map_err(|payload| {
+        LoadFailure {
+            io_kind: None,
+            message: format!(
+                "the decoder panicked: {}",
+                crate::loader::panic_message(payload.as_ref())
+            ),
+        }
+    })?
+}
+
+/// Decodes every image on `threads` threads and writes the cache file through a temporary one,
+/// which an error removes.
 fn build<F>(
     path: &Path,
     count: usize,
@@ -287,45 +318,10 @@ where
     F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
 {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let built = write_cache(path, &tmp, count, side, threads, label, load);
-    if built.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    built
-}
-
-/// `load(i)`, with a panic turned into a failure of that image.
-fn load_caught<F>(load: &F, i: usize) -> Result<RgbImage, LoadFailure>
-where
-    F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
-{
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(i))).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(LoadFailure {
-            io_kind: None,
-            message: format!("the decoder panicked: {message}"),
-        })
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_cache<F>(
-    path: &Path,
-    tmp: &Path,
-    count: usize,
-    side: u32,
-    threads: usize,
-    label: &str,
-    load: &F,
-) -> Result<(), DataError>
-where
-    F: Fn(usize) -> Result<RgbImage, LoadFailure> + Sync,
-{
-    let tmp = tmp.to_path_buf();
+    let mut guard = TempFile {
+        path: &tmp,
+        kept: false,
+    };
     let io = |source| DataError::Io {
         path: tmp.clone(),
         source,
@@ -418,6 +414,7 @@ where
         path: path.to_path_buf(),
         source,
     })?;
+    guard.kept = true;
     tracing::info!(
         "cached {count} images of {label} ({:.0} MiB, {} unreadable) in {:.1} s",
         table as f64 / (1 << 20) as f64,

@@ -16,6 +16,7 @@ use dnc_core::SeededRng;
 
 pub use config::LoaderConfig;
 pub use epoch::EpochIter;
+pub(crate) use pool::panic_message;
 
 use crate::{DataError, Dataset, Mapper};
 

@@ -44,7 +44,8 @@ where
     })
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
