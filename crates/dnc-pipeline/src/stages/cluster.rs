@@ -114,14 +114,15 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     let assignments = ClusterAssignments::new(ids, labels, centroids, metric)?;
     run.dir.stage_dir("cluster")?;
     assignments.save(&assignments_path(run))?;
+    let train = open_split(run, Split::Train)?;
     let mut info = describe(
-        run,
+        train.classes(),
         &assignments,
         &store.labels()?,
         merged,
         clustering.inertia,
     )?;
-    write_examples(run, &examples)?;
+    write_examples(run, &train, &examples)?;
     info.examples = examples;
     let sizes_path = run.dir.root().join("cluster").join("sizes.json");
     let json = serde_json::to_string_pretty(&info).expect("cluster info serialises");
@@ -260,14 +261,14 @@ fn similarity(a: &[f32], b: &[f32], metric: Metric) -> f64 {
 }
 
 fn describe(
-    run: &Run,
+    class_names: &[String],
     assignments: &ClusterAssignments,
     labels: &[u32],
     merged: Vec<String>,
     inertia: f64,
 ) -> Result<ClusterInfo, PipelineError> {
     let k = assignments.n_clusters();
-    let class_names = open_split(run, Split::Train)?.classes().to_vec();
+    let class_names = class_names.to_vec();
     let labelled: Vec<(u32, u32)> = labels
         .iter()
         .zip(&assignments.labels)
@@ -340,9 +341,12 @@ fn pick_examples(
 
 /// `cluster/examples.png`: one row per cluster of its example images, each cut to its centred
 /// square and shrunk to a thumbnail. An image that no longer loads is left blank.
-fn write_examples(run: &Run, examples: &[Vec<u64>]) -> Result<(), PipelineError> {
+fn write_examples(
+    run: &Run,
+    train: &dnc_data::ImageFolder,
+    examples: &[Vec<u64>],
+) -> Result<(), PipelineError> {
     use dnc_data::Dataset;
-    let train = open_split(run, Split::Train)?;
     let cell = THUMBNAIL + 2;
     let mut canvas = image::RgbImage::from_pixel(
         EXAMPLES_PER_CLUSTER as u32 * cell + 2,
