@@ -67,8 +67,7 @@ pub fn view_decode_size(
 /// The smallest image, of a `width × height` one's aspect ratio, whose shorter side is still
 /// `resize` (what [`eval_transform`] resizes to).
 pub fn eval_decode_size(width: u32, height: u32, resize: u32) -> (u32, u32) {
-    let scale = f64::from(resize) / f64::from(width.min(height).max(1));
-    scaled_at_least(width, height, scale)
+    dnc_data::size_for_side(width, height, resize)
 }
 
 /// `width × height` scaled by `scale` (at most 1), rounded up; the whole size for a scale of 1

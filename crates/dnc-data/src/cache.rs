@@ -100,18 +100,6 @@ pub(crate) fn shrink_to_side(image: RgbImage, side: u32) -> RgbImage {
     image::imageops::resize(&image, nw, nh, image::imageops::FilterType::Triangle)
 }
 
-/// The smallest size, of `width × height`'s aspect ratio, whose shorter side is still `side`
-/// (what a decoder needs to produce before [`shrink_to_side`]).
-pub(crate) fn size_for_side(width: u32, height: u32, side: u32) -> (u32, u32) {
-    let shorter = width.min(height).max(1);
-    if shorter <= side {
-        return (width, height);
-    }
-    let scale = f64::from(side) / f64::from(shorter);
-    let up = |x: u32| ((f64::from(x) * scale).ceil() as u32).clamp(1, x);
-    (up(width), up(height))
-}
-
 /// FNV-1a, 64 bits: a stable hash for cache file names.
 pub(crate) struct Fnv(u64);
 

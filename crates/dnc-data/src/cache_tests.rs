@@ -1,6 +1,7 @@
 use image::Rgb;
 
 use super::*;
+use crate::decode::size_for_side;
 
 #[test]
 fn sizes_for_a_side_keep_the_aspect_ratio() {

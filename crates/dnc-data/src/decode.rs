@@ -40,6 +40,18 @@ impl LoadFailure {
 /// its consumer needs. Returning the size itself asks for the whole image.
 pub type SizeRequest<'a> = &'a dyn Fn(u32, u32) -> (u32, u32);
 
+/// The smallest size, of `width × height`'s aspect ratio, whose shorter side is still `side`
+/// (what a resize to that shorter side, or the resized-image cache, needs from a decoder).
+pub fn size_for_side(width: u32, height: u32, side: u32) -> (u32, u32) {
+    let shorter = width.min(height).max(1);
+    if shorter <= side {
+        return (width, height);
+    }
+    let scale = f64::from(side) / f64::from(shorter);
+    let up = |x: u32| ((f64::from(x) * scale).ceil() as u32).clamp(1, x);
+    (up(width), up(height))
+}
+
 /// Asks for the whole image.
 pub fn full_size(width: u32, height: u32) -> (u32, u32) {
     (width, height)

@@ -15,8 +15,8 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
-use crate::cache::{Fnv, ResizedCache, ResizedCacheConfig, shrink_to_side, size_for_side};
-use crate::decode::{LoadFailure, SizeRequest, decode, full_size};
+use crate::cache::{Fnv, ResizedCache, ResizedCacheConfig, shrink_to_side};
+use crate::decode::{LoadFailure, SizeRequest, decode, full_size, size_for_side};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
 use crate::{DataError, Dataset};

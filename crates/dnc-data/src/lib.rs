@@ -30,7 +30,7 @@ mod subset;
 pub use balanced::{balanced_counts, balanced_subset};
 pub use cache::ResizedCacheConfig;
 pub use dataset::{Dataset, InMemory};
-pub use decode::{SizeRequest, full_size};
+pub use decode::{SizeRequest, full_size, size_for_side};
 pub use error::{BoxError, DataError};
 pub use folder::{ImageFolder, ImageFolderConfig, ImageItem, OnCorrupt, UNLABELLED_PREFIX};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};
