@@ -15,7 +15,6 @@ use dnc_data::{
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
 use dnc_models::{Arch, BackboneConfig, EncoderConfig, Precision, ProjectorConfig, Stem};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -377,7 +376,7 @@ fn bench_kmeans(a: KmeansBench) -> Result<serde_json::Value> {
     let mut rng = SeededRng::new(42);
     let values: Vec<f32> = (0..a.n * a.d).map(|_| rng.normal() as f32).collect();
     if let Some(path) = &a.save_data {
-        write_npy(path, &values, a.n, a.d)?;
+        dnc_pipeline::write_npy_f32(path, &values, a.n, a.d)?;
     }
     let data = Tensor::from_vec(values, (a.n, a.d), &Device::Cpu)?.to_dtype(DType::F32)?;
     let cfg = dnc_cluster::KMeansConfig {
@@ -396,23 +395,6 @@ fn bench_kmeans(a: KmeansBench) -> Result<serde_json::Value> {
         "seconds": round(seconds), "inertia": inertia, "n": a.n, "d": a.d, "k": a.k,
         "iters": a.iters, "threads": a.threads, "cpu_pressure_some": cpu_pressure(),
     }))
-}
-
-/// Writes a C-order float32 `.npy` file (format version 1.0).
-fn write_npy(path: &Path, values: &[f32], n: usize, d: usize) -> Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {d}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
-    for v in values {
-        f.write_all(&v.to_le_bytes())?;
-    }
-    Ok(f.flush()?)
 }
 
 fn round(x: f64) -> f64 {

@@ -67,6 +67,31 @@ fn header(elem: Elem, rows: usize, cols: Option<usize>) -> Vec<u8> {
     out
 }
 
+/// Writes `values` as a `float32 [rows, cols]` NumPy file, in the format of the feature files
+/// (e.g. for another library to read the same data: `numpy.load(path)`).
+pub fn write_npy_f32(
+    path: &Path,
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<(), PipelineError> {
+    if values.len() != rows * cols {
+        return Err(PipelineError::Other(format!(
+            "{}: {} values for a {rows}x{cols} matrix",
+            path.display(),
+            values.len()
+        )));
+    }
+    let io = |e| PipelineError::io(path, e);
+    let mut file = BufWriter::new(File::create(path).map_err(io)?);
+    file.write_all(&header(Elem::F32, rows, Some(cols)))
+        .map_err(io)?;
+    for v in values {
+        file.write_all(&v.to_le_bytes()).map_err(io)?;
+    }
+    file.flush().map_err(io)
+}
+
 /// One `.npy` file being appended to.
 struct Column {
     name: String,
