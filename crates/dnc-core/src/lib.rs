@@ -11,6 +11,7 @@
 //! - [`testing`]: finite-difference gradients and closeness assertions for tests.
 
 pub mod device;
+pub mod hash;
 pub mod init;
 pub mod names;
 pub mod rng;
@@ -18,6 +19,7 @@ pub mod tensor;
 pub mod testing;
 
 pub use device::{DeviceSpec, parse_device};
+pub use hash::{Fnv1a, fnv1a};
 pub use init::SeededVarMap;
 pub use names::{is_buffer, is_no_decay, trainable_parameters};
 pub use rng::SeededRng;

@@ -51,12 +51,7 @@ impl SeededRng {
     /// A stream derived from a string key, e.g. a variable name.
     pub fn derive_str(seed: u64, key: &str) -> Self {
         // FNV-1a over the bytes, then the usual derivation.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Self::derive(seed, &[h])
+        Self::derive(seed, &[crate::fnv1a(key.as_bytes())])
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -100,25 +100,6 @@ pub(crate) fn shrink_to_side(image: RgbImage, side: u32) -> RgbImage {
     image::imageops::resize(&image, nw, nh, image::imageops::FilterType::Triangle)
 }
 
-/// FNV-1a, 64 bits: a stable hash for cache file names.
-pub(crate) struct Fnv(u64);
-
-impl Fnv {
-    pub(crate) fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    pub(crate) fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 impl ResizedCache {
     /// Opens the cache at `path`, or builds it from `load(index)` (already resized to `side`)
     /// for `count` images on `threads` threads. Concurrent builders of the same path wait for

@@ -15,7 +15,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::balanced::balanced_subset_named;
-use crate::cache::{Fnv, ResizedCache, ResizedCacheConfig, shrink_to_side};
+use crate::cache::{ResizedCache, ResizedCacheConfig, shrink_to_side};
 use crate::decode::{LoadFailure, SizeRequest, decode, full_size, size_for_side};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
@@ -330,7 +330,7 @@ impl ImageFolder {
     /// The name of this folder's cache at `side`: a hash of the side and of every image's path,
     /// size and modification time (for shards: each shard file's, and each member's place).
     fn cache_key(&self, side: u32) -> u64 {
-        let mut h = Fnv::new();
+        let mut h = dnc_core::Fnv1a::new();
         h.write(b"resized-v1");
         h.write(&side.to_le_bytes());
         let mut stamp = |path: &Path| {

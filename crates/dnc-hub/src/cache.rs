@@ -79,8 +79,4 @@ fn link_or_copy(_relative_target: &Path, blob: &Path, link: &Path) -> Result<()>
 }
 
 /// 64-bit FNV-1a: a stable content name for blobs (not a security hash).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub(crate) use dnc_core::fnv1a;
