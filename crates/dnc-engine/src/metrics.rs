@@ -241,11 +241,9 @@ mod tests {
         assert!(lines[1]["loss"].is_null());
     }
 
-    #[test]
-    fn records_after_a_step_are_dropped_for_one_stage_and_every_writer_sees_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.jsonl");
-        let record = |stage: &str, step: usize| MetricsRecord {
+    /// A step record of `stage` at `step`.
+    fn record(stage: &str, step: usize) -> MetricsRecord {
+        MetricsRecord {
             stage: stage.into(),
             kind: RecordKind::Step,
             epoch: 0,
@@ -254,7 +252,13 @@ mod tests {
             lr: 0.1,
             images_per_s: 1.0,
             metrics: BTreeMap::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn records_after_a_step_are_dropped_for_one_stage_and_every_writer_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
         let mut a = MetricsWriter::open(&path).unwrap();
         let mut b = MetricsWriter::open(&path).unwrap();
         for step in 1..=4 {
@@ -292,16 +296,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
         let mut w = MetricsWriter::open(&path).unwrap();
-        let record = MetricsRecord {
-            stage: "base".into(),
-            kind: RecordKind::Step,
-            epoch: 0,
-            step: 3,
-            loss: 1.0,
-            lr: 0.1,
-            images_per_s: 1.0,
-            metrics: BTreeMap::new(),
-        };
+        let record = record("base", 3);
         w.write(&record).unwrap();
         // A kill before the first checkpoint: every record goes, and no empty line is left.
         assert_eq!(w.drop_after("base", 0).unwrap(), 1);
