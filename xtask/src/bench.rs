@@ -277,16 +277,7 @@ fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for &n in &args.sizes {
         let images = root.join(format!("images-{n}"));
-        let done = images.join(".complete");
-        if !done.exists() {
-            eprintln!("writing {n} synthetic images into {}", images.display());
-            json_of(
-                Command::new(dnc)
-                    .args(["bench", "synth", "--n", &n.to_string(), "--out"])
-                    .arg(&images),
-            )?;
-            std::fs::write(&done, b"")?;
-        }
+        synth_once(dnc, &images, n, (32, 32))?;
         let run = root.join(format!("run-{n}"));
         if run.exists() {
             std::fs::remove_dir_all(&run)?;
@@ -346,6 +337,33 @@ fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes `n` synthetic `width × height` JPEGs into `dir` with `dnc bench synth`, unless a
+/// finished set is already there (marked by `dir/.complete`).
+fn synth_once(dnc: &Path, dir: &Path, n: usize, (width, height): (u32, u32)) -> Result<()> {
+    let done = dir.join(".complete");
+    if done.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "writing {n} synthetic {width}x{height} JPEGs into {}",
+        dir.display()
+    );
+    json_of(
+        Command::new(dnc)
+            .args(["bench", "synth", "--n", &n.to_string()])
+            .args([
+                "--width",
+                &width.to_string(),
+                "--height",
+                &height.to_string(),
+            ])
+            .arg("--out")
+            .arg(dir),
+    )?;
+    std::fs::write(&done, b"")?;
+    Ok(())
+}
+
 fn fmt_opt(x: f64, digits: usize) -> String {
     if x.is_finite() {
         format!("{x:.digits$}")
@@ -396,20 +414,7 @@ fn bench_photos_vs_torch(dnc: &Path, args: &BenchArgs) -> Result<()> {
         Some(dir) => dir.clone(),
         None => {
             let dir = workspace_root().join(format!("target/bench-photos/{}", args.photo_count));
-            if !dir.join(".complete").exists() {
-                eprintln!(
-                    "writing {} synthetic 500x375 JPEGs into {}",
-                    args.photo_count,
-                    dir.display()
-                );
-                json_of(
-                    Command::new(dnc)
-                        .args(["bench", "synth", "--width", "500", "--height", "375"])
-                        .args(["--n", &args.photo_count.to_string(), "--out"])
-                        .arg(&dir),
-                )?;
-                std::fs::write(dir.join(".complete"), b"")?;
-            }
+            synth_once(dnc, &dir, args.photo_count, (500, 375))?;
             dir
         }
     };
