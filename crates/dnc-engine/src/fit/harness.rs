@@ -49,9 +49,20 @@ pub(super) fn train(
     cfg: &FitConfig,
     io: FitIo<'_>,
 ) -> Result<Outcome, EngineError> {
+    train_on(&ToySource::new(4), seed, opt, cfg, io)
+}
+
+/// [`train`] on the batches of `source`.
+pub(super) fn train_on(
+    source: &ToySource,
+    seed: u64,
+    opt: &OptimizerConfig,
+    cfg: &FitConfig,
+    io: FitIo<'_>,
+) -> Result<Outcome, EngineError> {
     let mut step = ToyStep::new(seed);
     let mut optimizer = opt.build()?;
-    let report = fit(&mut step, &ToySource::new(4), optimizer.as_mut(), cfg, io)?;
+    let report = fit(&mut step, source, optimizer.as_mut(), cfg, io)?;
     let buffers = optimizer
         .buffers()
         .names()

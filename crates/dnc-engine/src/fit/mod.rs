@@ -148,6 +148,8 @@ where
 }
 
 #[cfg(test)]
+mod distributed_tests;
+#[cfg(test)]
 mod harness;
 #[cfg(test)]
 mod resume_tests;

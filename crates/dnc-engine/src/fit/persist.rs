@@ -105,6 +105,10 @@ impl<T: TrainStep> Trainer<'_, T> {
         let Some(store) = &self.store else {
             return Ok(());
         };
+        if !self.group.is_leader() {
+            // Every rank holds the same weights; rank 0 writes them.
+            return Ok(());
+        }
         let done = self.pos.global_step;
         let every = self.cfg.checkpoint_every;
         let due = epoch_ended || done.checked_rem(every) == Some(0) || done >= self.plan.stop_at;

@@ -141,6 +141,9 @@ pub(super) struct ToySource {
     pub(super) fail_at: Option<(usize, usize)>,
     /// Positions `(epoch, batch)` left without a batch (every example unusable).
     pub(super) empty_at: Vec<(usize, usize)>,
+    /// `(rank, world_size)`: this rank's rows of every batch, as data-parallel training
+    /// splits them; `batch_size` stays the global batch's.
+    pub(super) share: (usize, usize),
 }
 
 impl ToySource {
@@ -151,6 +154,7 @@ impl ToySource {
             batch_size: 8,
             fail_at: None,
             empty_at: Vec::new(),
+            share: (0, 1),
         }
     }
 
@@ -169,7 +173,12 @@ impl ToySource {
         }
         let x = Tensor::from_vec(xs, (self.batch_size, IN), &Device::Cpu).unwrap();
         let y = Tensor::from_vec(ys, (self.batch_size, OUT), &Device::Cpu).unwrap();
-        (x, y)
+        let (rank, world) = self.share;
+        let rows = self.batch_size / world;
+        (
+            x.narrow(0, rank * rows, rows).unwrap(),
+            y.narrow(0, rank * rows, rows).unwrap(),
+        )
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor, Var};
 use dnc_core::is_buffer;
+use dnc_dist::Group;
 
 use super::{FitConfig, FitIo, Plan};
 use crate::checkpoint::CheckpointStore;
@@ -46,6 +47,9 @@ pub(super) struct Trainer<'a, T: TrainStep> {
     pub(super) resumed_from: Option<usize>,
     pub(super) progress: Progress,
     pub(super) started: Instant,
+    /// The ranks training together ([`dnc_dist::current`] when the run starts). Only rank 0
+    /// writes checkpoints, metrics and the progress bar.
+    pub(super) group: Group,
 }
 
 impl<'a, T: TrainStep> Trainer<'a, T> {
@@ -66,14 +70,16 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         let store = io
             .checkpoint_dir
             .map(|dir| CheckpointStore::new(dir, cfg.keep_last));
-        let progress = Progress::new(&io.stage, plan.total_steps, cfg.quiet);
+        let group = dnc_dist::current();
+        let leader = group.is_leader();
+        let progress = Progress::new(&io.stage, plan.total_steps, cfg.quiet || !leader);
         Self {
             step,
             optimizer,
             params,
             cfg,
             stage: io.stage,
-            metrics: io.metrics,
+            metrics: io.metrics.filter(|_| leader),
             store,
             stop_after: io.stop_after,
             plan,
@@ -87,6 +93,7 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             resumed_from: None,
             progress,
             started: Instant::now(),
+            group,
         }
     }
 
@@ -123,7 +130,8 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         let mut batches = source.epoch(epoch, self.pos.batch);
         let mut started = Instant::now();
         while self.pos.epoch == epoch {
-            let batch = match batches.next() {
+            let next = self.agree_on_batch(batches.next())?;
+            let batch = match next {
                 Some(Ok(Some(batch))) => batch,
                 Some(Ok(None)) => {
                     let ctx = self.skip_step();
@@ -149,6 +157,27 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             started = Instant::now();
         }
         Ok(None)
+    }
+
+    /// With several ranks, a position trains only when every rank has its share of the batch:
+    /// a rank left without one (all its images unreadable) makes every rank skip the step, so
+    /// that all of them make the same collective calls.
+    fn agree_on_batch<B, E>(
+        &self,
+        next: Option<Result<Option<B>, E>>,
+    ) -> Result<Option<Result<Option<B>, E>>, EngineError> {
+        if !self.group.is_distributed() {
+            return Ok(next);
+        }
+        let has_batch = matches!(next, Some(Ok(Some(_))));
+        let comm = self.group.comm();
+        let with_batch = dnc_dist::mean_over_ranks(&**comm, &[f64::from(u8::from(has_batch))])
+            .map_err(|e| self.data_error(Box::new(e)))?[0];
+        if has_batch && with_batch < 1.0 {
+            tracing::warn!(stage = %self.stage, epoch = self.pos.epoch, batch = self.pos.batch, "another rank has no usable examples at this position: every rank skips it");
+            return Ok(Some(Ok(None)));
+        }
+        Ok(next)
     }
 
     fn data_error(&self, source: Box<dyn std::error::Error + Send + Sync>) -> EngineError {
@@ -181,8 +210,11 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             step: ctx.step,
             source,
         };
-        let out = self.step.forward(batch, &ctx).map_err(at_step)?;
-        let loss = scalar_loss(&out.loss).map_err(at_step)?;
+        let mut out = self.step.forward(batch, &ctx).map_err(at_step)?;
+        let mut loss = scalar_loss(&out.loss).map_err(at_step)?;
+        if self.group.is_distributed() {
+            loss = self.reduce_over_ranks(loss, &mut out).map_err(at_step)?;
+        }
         if !loss.is_finite() {
             return Err(EngineError::NonFiniteLoss {
                 step: ctx.step,
@@ -194,6 +226,24 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         self.apply_update(&out.loss, &ctx).map_err(at_step)?;
         self.record(loss, &out, started.elapsed().as_secs_f64());
         Ok(ctx)
+    }
+
+    /// The loss and metrics as means over ranks and the batch size as their sum, so that every
+    /// rank logs (and checks) the global batch's values.
+    fn reduce_over_ranks(
+        &self,
+        loss: f64,
+        out: &mut StepOutput,
+    ) -> candle_core::Result<f64> {
+        let world = self.group.world_size() as f64;
+        let mut values = vec![loss, out.batch_size as f64];
+        values.extend(out.metrics.iter().map(|(_, v)| *v));
+        let means = dnc_dist::mean_over_ranks(&**self.group.comm(), &values)?;
+        out.batch_size = (means[1] * world).round() as usize;
+        for ((_, v), mean) in out.metrics.iter_mut().zip(&means[2..]) {
+            *v = *mean;
+        }
+        Ok(means[0])
     }
 
     /// A position the source left without a batch: the step counts, with no update.
@@ -213,7 +263,10 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
 
     /// Backward pass, optimiser update at the step's learning rate, then the step's hook.
     fn apply_update(&mut self, loss: &Tensor, ctx: &StepContext) -> candle_core::Result<()> {
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        if self.group.is_distributed() {
+            dnc_dist::average_gradients(&mut grads, &self.params, &**self.group.comm())?;
+        }
         self.optimizer.step(&self.params, &grads, ctx.lr)?;
         self.step.after_update(ctx)
     }

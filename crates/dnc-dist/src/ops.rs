@@ -1,0 +1,202 @@
+//! Collectives on values and on candle tensors, the tensor ones with a backward pass.
+//!
+//! In data-parallel training every rank back-propagates its own loss `L_r`. Where a value
+//! depends on every rank (a statistic summed over ranks, negatives gathered from all of them),
+//! the gradient of the total `Σ_s L_s` with respect to this rank's input sums what every rank
+//! sent back, so the backward pass of both collectives is itself an all-reduce. Summed (or
+//! averaged, [`average_gradients`]) over ranks, the parameters' gradients are then those of
+//! one process computing every rank's loss.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, Var};
+
+use crate::{Communicator, DistError};
+
+/// Sums `values` over ranks in place, in rank order (the same bits on every rank).
+pub fn all_reduce_sum_f32(comm: &dyn Communicator, values: &mut [f32]) -> Result<()> {
+    let world = comm.world_size();
+    if world == 1 {
+        return Ok(());
+    }
+    let all = comm.all_gather_f32(values)?;
+    sum_in_rank_order(&all, values);
+    Ok(())
+}
+
+/// As [`all_reduce_sum_f32`], in `f64`.
+pub fn all_reduce_sum_f64(comm: &dyn Communicator, values: &mut [f64]) -> Result<()> {
+    if comm.world_size() == 1 {
+        return Ok(());
+    }
+    let all = comm.all_gather_f64(values)?;
+    sum_in_rank_order(&all, values);
+    Ok(())
+}
+
+fn sum_in_rank_order<T: Copy + std::ops::Add<Output = T>>(all: &[T], out: &mut [T]) {
+    let n = out.len();
+    out.copy_from_slice(&all[..n]);
+    for part in all[n..].chunks_exact(n.max(1)) {
+        for (o, &v) in out.iter_mut().zip(part) {
+            *o = *o + v;
+        }
+    }
+}
+
+/// The mean of each of `values` over ranks.
+pub fn mean_over_ranks(comm: &dyn Communicator, values: &[f64]) -> Result<Vec<f64>> {
+    let mut sums = values.to_vec();
+    all_reduce_sum_f64(comm, &mut sums)?;
+    let world = comm.world_size() as f64;
+    Ok(sums.into_iter().map(|s| s / world).collect())
+}
+
+/// `Σ_ranks x`, element-wise, with a backward pass (the gradient reaching each rank's `x` is
+/// the sum of every rank's gradient of the result). `x` has the same shape on every rank and
+/// is `f32` or `f64`; on a GPU it goes through host memory.
+pub fn all_reduce_sum(x: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tensor> {
+    if comm.world_size() == 1 {
+        return Ok(x.clone());
+    }
+    through_host(x, |host| host.apply_op1(AllReduceSum { comm: comm.clone() }))
+}
+
+/// Every rank's `x` stacked along dimension 0 in rank order (`[W·B, ...]` from `[B, ...]`),
+/// with a backward pass (each rank's `x` gets its rows of the summed gradient). `x` has the
+/// same shape on every rank.
+pub fn all_gather_rows(x: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tensor> {
+    if comm.world_size() == 1 {
+        return Ok(x.clone());
+    }
+    through_host(x, |host| host.apply_op1(AllGatherRows { comm: comm.clone() }))
+}
+
+/// Runs `op` on a contiguous host copy of `x` and brings the result back to `x`'s device.
+fn through_host(x: &Tensor, op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let host = x.to_device(&Device::Cpu)?.contiguous()?;
+    op(&host)?.to_device(x.device())
+}
+
+/// The contiguous values of a host tensor.
+fn values<'a, T: candle_core::WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
+    let slice = storage.as_slice::<T>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&slice[start..end]),
+        None => candle_core::bail!("a collective needs a contiguous tensor"),
+    }
+}
+
+fn unsupported(op: &'static str, dtype: DType) -> candle_core::Error {
+    DistError::Unsupported {
+        op,
+        reason: format!("carries f32 and f64 tensors, got {dtype:?}"),
+    }
+    .into()
+}
+
+struct AllReduceSum {
+    comm: Arc<dyn Communicator>,
+}
+
+impl CustomOp1 for AllReduceSum {
+    fn name(&self) -> &'static str {
+        "all-reduce-sum"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let shape = layout.shape().clone();
+        let out = match storage.dtype() {
+            DType::F32 => {
+                let mut v = values::<f32>(storage, layout)?.to_vec();
+                all_reduce_sum_f32(&*self.comm, &mut v)?;
+                CpuStorage::F32(v)
+            }
+            DType::F64 => {
+                let mut v = values::<f64>(storage, layout)?.to_vec();
+                all_reduce_sum_f64(&*self.comm, &mut v)?;
+                CpuStorage::F64(v)
+            }
+            other => return Err(unsupported(self.name(), other)),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        all_reduce_sum(&grad_res.detach(), &self.comm).map(Some)
+    }
+}
+
+struct AllGatherRows {
+    comm: Arc<dyn Communicator>,
+}
+
+impl CustomOp1 for AllGatherRows {
+    fn name(&self) -> &'static str {
+        "all-gather-rows"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut dims = layout.dims().to_vec();
+        if dims.is_empty() {
+            candle_core::bail!("all_gather_rows needs a tensor with rows, got a scalar")
+        }
+        dims[0] *= self.comm.world_size();
+        let out = match storage.dtype() {
+            DType::F32 => CpuStorage::F32(self.comm.all_gather_f32(values(storage, layout)?)?),
+            DType::F64 => CpuStorage::F64(self.comm.all_gather_f64(values(storage, layout)?)?),
+            other => return Err(unsupported(self.name(), other)),
+        };
+        Ok((out, Shape::from(dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let rows = arg.dim(0)?;
+        let summed = all_reduce_sum(&grad_res.detach(), &self.comm)?;
+        summed.narrow(0, self.comm.rank() * rows, rows).map(Some)
+    }
+}
+
+/// Replaces each parameter's gradient in `grads` by its mean over ranks, in one collective.
+///
+/// Every rank passes the same parameters in the same order. A parameter without a gradient on
+/// this rank contributes zeros (and keeps no gradient here); ranks that run the same graph
+/// agree on which parameters have one.
+pub fn average_gradients(
+    grads: &mut GradStore,
+    params: &[(String, Var)],
+    comm: &dyn Communicator,
+) -> Result<()> {
+    let world = comm.world_size();
+    if world == 1 {
+        return Ok(());
+    }
+    let mut flat: Vec<f32> = Vec::new();
+    for (_, var) in params {
+        match grads.get(var.as_tensor()) {
+            Some(g) => flat.extend(g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+            None => flat.extend(std::iter::repeat_n(0f32, var.elem_count())),
+        }
+    }
+    all_reduce_sum_f32(comm, &mut flat)?;
+    let scale = 1.0 / world as f32;
+    let mut offset = 0;
+    for (_, var) in params {
+        let n = var.elem_count();
+        if let Some(g) = grads.get(var.as_tensor()) {
+            let mean: Vec<f32> = flat[offset..offset + n].iter().map(|v| v * scale).collect();
+            let mean = Tensor::from_vec(mean, g.shape(), &Device::Cpu)?
+                .to_dtype(g.dtype())?
+                .to_device(g.device())?;
+            grads.insert(var.as_tensor(), mean);
+        }
+        offset += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;
