@@ -122,12 +122,16 @@ impl TrainStep for MoclrStep {
             Some((target, _)) => Some(l2_normalize(&target.forward_t(&x, true)?.z)?.detach()),
             None => None,
         };
+        // In data-parallel training the batch is this rank's share, and the negatives come
+        // from every rank's share (`loss_over`).
+        let group = dnc_dist::current();
+        let objective = &self.cfg.objective;
         let loss = match &target {
             Some(k) => {
                 let (k1, k2) = (k.narrow(0, 0, b)?, k.narrow(0, b, b)?);
-                self.cfg.objective.loss((&q1, &q2), Some((&k1, &k2)))?
+                objective.loss_over((&q1, &q2), Some((&k1, &k2)), group.comm())?
             }
-            None => self.cfg.objective.loss((&q1, &q2), None)?,
+            None => objective.loss_over((&q1, &q2), None, group.comm())?,
         };
         // Mean cosine between the two views' online projections: a collapse/health signal.
         let pos_cos = (&q1 * &q2)?.sum_all()?.to_scalar::<f32>()? as f64 / b as f64;

@@ -6,12 +6,20 @@
 //! (biased variance) and update the running statistics (unbiased variance, momentum 0.1), exactly
 //! as `torch.nn.BatchNorm2d` does; in evaluation the running statistics are used.
 //!
+//! In data-parallel training with synchronised BatchNorm (`dnc_dist::Group`), the batch
+//! statistics are taken over every rank's share of the batch (`dnc_dist::all_reduce_sum`,
+//! which back-propagates), so that the ranks together normalise as one process with the whole
+//! batch would; that path uses composed candle ops rather than the fused kernels.
+//!
 //! candle's own `BatchNorm` transposes its input to channel-first layout and copies it before
 //! reducing; here the reductions run on a free `[N, C, L]` view, and all normalisation
 //! arithmetic lives in [`normalize`], the one place a fused kernel would replace.
 
+use std::sync::Arc;
+
 use crate::conv::Conv2d;
 use candle_core::{DType, Result, Tensor, Var, bail};
+use dnc_dist::Communicator;
 use candle_nn::{Init, VarBuilder};
 
 /// Hyper-parameters of a [`BatchNorm`] layer; the defaults are PyTorch's.
@@ -114,6 +122,9 @@ impl BatchNorm {
         residual: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
+        if let Some(comm) = synced(train) {
+            return (self.forward_synced(xs, &comm)? + residual)?.relu();
+        }
         if train {
             let count = self.check_train_input(xs)?;
             let (ys, mean, var) = dnc_kernels::batch_norm_add_relu_train(
@@ -136,7 +147,7 @@ impl BatchNorm {
     /// # Shapes
     /// `xs`: `[N, C, H, W]` with `C = num_features`, `H, W ≥ 2` → `[N, C, H/2, W/2]`.
     pub fn forward_relu_max_pool_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if train && dnc_kernels::has_cpu_kernel(xs) {
+        if train && dnc_kernels::has_cpu_kernel(xs) && synced(train).is_none() {
             let count = self.check_train_input(xs)?;
             let (ys, mean, var) = dnc_kernels::batch_norm_relu_max_pool2x2_train(
                 xs,
@@ -195,6 +206,7 @@ impl BatchNorm {
         let cfg = conv.config();
         // Where `Conv2d::forward` would cast to a lower precision, the fused op does not apply.
         let fused = train
+            && synced(train).is_none()
             && !cfg.bias
             && dnc_kernels::has_cpu_kernel(xs)
             && crate::precision::computes_in_input_dtype(xs);
@@ -261,6 +273,10 @@ impl BatchNorm {
     }
 
     fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if let Some(comm) = synced(train) {
+            let ys = self.forward_synced(xs, &comm)?;
+            return if relu { ys.relu() } else { Ok(ys) };
+        }
         if train {
             // Batch statistics through the fused kernel (composed candle ops off the CPU).
             let count = self.check_train_input(xs)?;
@@ -275,6 +291,41 @@ impl BatchNorm {
         self.check_channels(xs)?;
         let ys = self.normalize_eval(xs)?;
         if relu { ys.relu() } else { Ok(ys) }
+    }
+
+    /// Training-mode normalisation with the statistics of every rank's share of the batch:
+    /// the mean, then the biased variance around it, each summed over ranks with the value
+    /// counts. Updates the running statistics with them, so every rank's stay equal.
+    fn forward_synced(&self, xs: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tensor> {
+        let local_count = self.check_train_input(xs)?;
+        let dims = xs.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let l: usize = dims[2..].iter().product();
+        let in_dtype = xs.dtype();
+        let compute = match in_dtype {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        let x = xs.reshape((n, c, l))?.to_dtype(compute)?;
+        let dev = x.device();
+        // The value count travels with the sums, so that unequal shares are weighted right.
+        let count = Tensor::new(&[local_count as f64], dev)?.to_dtype(compute)?;
+        let sum_over_ranks = |per_channel: Tensor| -> Result<(Tensor, f64)> {
+            let both = Tensor::cat(&[&per_channel.flatten_all()?, &count], 0)?;
+            let both = dnc_dist::all_reduce_sum(&both, comm)?;
+            let total = both.narrow(0, c, 1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+            Ok((both.narrow(0, 0, c)?.reshape((1, c, 1))?, total))
+        };
+        let (sum, total) = sum_over_ranks(x.sum_keepdim(2)?.sum_keepdim(0)?)?;
+        let mean = sum.affine(1.0 / total, 0.0)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let (sq, _) = sum_over_ranks(centred.sqr()?.sum_keepdim(2)?.sum_keepdim(0)?)?;
+        let var = sq.affine(1.0 / total, 0.0)?;
+        let weight = self.weight.to_dtype(compute)?;
+        let bias = self.bias.to_dtype(compute)?;
+        let ys = normalize(&x, &mean, &var, &weight, &bias, self.eps)?;
+        self.update_running(&mean, &var, check_train_count(total as usize)?)?;
+        ys.to_dtype(in_dtype)?.reshape(dims)
     }
 
     /// Normalisation with the running statistics.
@@ -312,6 +363,15 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
+}
+
+/// The communicator to synchronise batch statistics over, in training with more than one rank
+/// and synchronisation on.
+fn synced(train: bool) -> Option<Arc<dyn Communicator>> {
+    if !train {
+        return None;
+    }
+    dnc_dist::current().batch_norm_comm().cloned()
 }
 
 /// What follows the batch norm in [`BatchNorm::forward_conv_impl`].

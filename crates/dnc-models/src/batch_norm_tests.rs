@@ -246,3 +246,74 @@ fn convolution_and_batch_norm_match_the_composed_layers_and_update_running_stati
         );
     }
 }
+
+/// One process with the whole batch, against two ranks (threads) with half of it each and
+/// synchronised statistics: the same outputs, running statistics and gradients (the ranks'
+/// parameter gradients summed, each input's gradient its rows of the whole one).
+#[test]
+fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
+    use dnc_dist::{Group, LocalGroup};
+    let x = randn((6, 3, 2, 2), DType::F32, 11).affine(2.0, 0.5).unwrap();
+    let residual = randn((6, 3, 2, 2), DType::F32, 12);
+    let weights = randn((6, 3, 2, 2), DType::F32, 13);
+    // What one rank computes on rows `rows` of the batch: outputs, the loss's gradients with
+    // respect to the input, γ and β, and the running statistics after the step.
+    let run = std::sync::Arc::new(move |rows: (usize, usize), add_relu: bool| {
+        let map = SeededVarMap::new(0);
+        let bn = layer(&map, 3, DType::F32);
+        let share = |t: &Tensor| t.narrow(0, rows.0, rows.1).unwrap();
+        let input = Var::from_tensor(&share(&x)).unwrap();
+        let ys = if add_relu {
+            bn.forward_add_relu_t(input.as_tensor(), &share(&residual), true)
+        } else {
+            bn.forward_t(input.as_tensor(), true)
+        }
+        .unwrap();
+        let loss = (&ys * share(&weights)).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g = |t: &Tensor| values(grads.get(t).unwrap());
+        (
+            values(&ys),
+            g(input.as_tensor()),
+            g(&bn.weight),
+            g(&bn.bias),
+            [values(bn.running_mean()), values(bn.running_var())].concat(),
+        )
+    });
+    for add_relu in [false, true] {
+        let whole = run((0, 6), add_relu);
+        let handles: Vec<_> = LocalGroup::new(2)
+            .into_iter()
+            .map(|comm| {
+                let run = run.clone();
+                std::thread::spawn(move || {
+                    let _group = dnc_dist::scoped(Group::new(comm.clone()));
+                    run((comm.rank() * 3, 3), add_relu)
+                })
+            })
+            .collect();
+        let ranks: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let close = |a: &[f64], b: &[f64], what: &str| {
+            assert_eq!(a.len(), b.len(), "{what}");
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+            }
+        };
+        let joined = |f: fn(&(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)) -> &Vec<f64>| {
+            [f(&ranks[0]).clone(), f(&ranks[1]).clone()].concat()
+        };
+        close(&joined(|r| &r.0), &whole.0, "outputs");
+        close(&joined(|r| &r.1), &whole.1, "input gradient");
+        let summed = |i: usize| -> Vec<f64> {
+            let pick = |r: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
+                if i == 2 { r.2.clone() } else { r.3.clone() }
+            };
+            pick(&ranks[0]).iter().zip(pick(&ranks[1])).map(|(a, b)| a + b).collect()
+        };
+        close(&summed(2), &whole.2, "weight gradient");
+        close(&summed(3), &whole.3, "bias gradient");
+        for rank in &ranks {
+            close(&rank.4, &whole.4, "running statistics");
+        }
+    }
+}

@@ -43,6 +43,41 @@ pub(crate) fn same_matrix(
     Ok(da)
 }
 
+/// `share` (`[b, D]`) is rows `first..first + b` of `whole` (`[N, D]`): same `D` and dtype,
+/// inside it. Returns `(b, N)`.
+pub(crate) fn share_of(
+    share: &Tensor,
+    whole: &Tensor,
+    first: usize,
+    op: &str,
+    names: (&str, &str),
+) -> Result<(usize, usize)> {
+    let (ns, nw) = names;
+    let (Ok((b, ds)), Ok((n, dw))) = (share.dims2(), whole.dims2()) else {
+        bail!(
+            "{op}: {ns} and {nw} must be [B, D] matrices, got {ns} {:?} and {nw} {:?}",
+            share.dims(),
+            whole.dims()
+        )
+    };
+    if ds != dw || share.dtype() != whole.dtype() {
+        bail!(
+            "{op}: {ns} and {nw} must have the same width and dtype, got {ns} {:?} {:?} and {nw} {:?} {:?}",
+            share.dims(),
+            share.dtype(),
+            whole.dims(),
+            whole.dtype()
+        )
+    }
+    if first + b > n {
+        bail!(
+            "{op}: the positives of {ns} would be rows {first}..{} of {nw}, which has {n} rows",
+            first + b
+        )
+    }
+    Ok((b, n))
+}
+
 /// A contrastive batch needs at least one negative, i.e. two rows.
 pub(crate) fn contrastive_batch(b: usize, op: &str) -> Result<()> {
     if b < 2 {

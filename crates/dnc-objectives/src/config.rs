@@ -1,6 +1,9 @@
 //! Which contrastive objective to train with, and its temperature.
 
+use std::sync::Arc;
+
 use candle_core::{Result, Tensor, bail};
+use dnc_dist::{Communicator, all_gather_rows};
 use serde::{Deserialize, Serialize};
 
 /// The contrastive objective of the base model and the experts.
@@ -79,6 +82,40 @@ impl ObjectiveConfig {
             (Objective::Simclr, _) => crate::nt_xent(online.0, online.1, self.temperature),
         }
     }
+
+    /// [`loss`](Self::loss) of this rank's share of a data-parallel batch.
+    ///
+    /// The negatives are gathered from every rank of `comm` (MoCLR's target keys, SimCLR's
+    /// projections, the latter with their gradient), so each rank contrasts its images with
+    /// the whole global batch; the mean over ranks is the loss of one process with the whole
+    /// batch. Every rank's share has the same size. With one rank this is [`loss`](Self::loss).
+    ///
+    /// # Shapes
+    /// every tensor: `[b, D]` (this rank's share) → scalar.
+    pub fn loss_over(
+        &self,
+        online: (&Tensor, &Tensor),
+        target: Option<(&Tensor, &Tensor)>,
+        comm: &Arc<dyn Communicator>,
+    ) -> Result<Tensor> {
+        if comm.world_size() == 1 {
+            return self.loss(online, target);
+        }
+        let first = comm.rank() * online.0.dim(0)?;
+        let tau = self.temperature;
+        match (self.kind, target) {
+            (Objective::Moclr, Some((k1, k2))) => {
+                let (all1, all2) = (all_gather_rows(k1, comm)?, all_gather_rows(k2, comm)?);
+                crate::moclr_loss_in(online.0, online.1, &all1, &all2, first, tau)
+            }
+            (Objective::Moclr, None) => self.loss(online, None),
+            (Objective::Simclr, _) => {
+                let all1 = all_gather_rows(online.0, comm)?;
+                let all2 = all_gather_rows(online.1, comm)?;
+                crate::nt_xent_in(online.0, online.1, &all1, &all2, first, tau)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +149,64 @@ mod tests {
             };
             let msg = cfg.validate().unwrap_err().to_string();
             assert!(msg.contains(&bad.to_string()), "{msg}");
+        }
+    }
+
+    /// Every rank's loss on its share, averaged, against the loss of the whole batch; and the
+    /// gradients of the online projections, summed over ranks, against the whole batch's.
+    #[test]
+    fn the_loss_over_ranks_is_the_whole_batch_loss_with_its_gradients() {
+        use candle_core::Var;
+        use dnc_core::{SeededRng, l2_normalize};
+        let unit = |seed: u64| {
+            let mut rng = SeededRng::new(seed);
+            let v: Vec<f32> = (0..8 * 3).map(|_| rng.normal() as f32).collect();
+            l2_normalize(&Tensor::from_vec(v, (8, 3), &Device::Cpu).unwrap()).unwrap()
+        };
+        let views: Arc<Vec<Tensor>> = Arc::new((0..4).map(unit).collect());
+        for kind in [Objective::Moclr, Objective::Simclr] {
+            let cfg = ObjectiveConfig {
+                kind,
+                temperature: 0.2,
+            };
+            // Whole batch, one process.
+            let (q1, q2) = (Var::from_tensor(&views[0]).unwrap(), Var::from_tensor(&views[1]).unwrap());
+            let whole = cfg
+                .loss((q1.as_tensor(), q2.as_tensor()), Some((&views[2], &views[3])))
+                .unwrap();
+            let grads = whole.backward().unwrap();
+            let g_whole = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+            let whole = whole.to_scalar::<f32>().unwrap();
+            // Two ranks, four rows each.
+            let handles: Vec<_> = dnc_dist::LocalGroup::new(2)
+                .into_iter()
+                .map(|comm| {
+                    let (views, cfg) = (views.clone(), cfg.clone());
+                    std::thread::spawn(move || {
+                        let share = |t: &Tensor| t.narrow(0, comm.rank() * 4, 4).unwrap();
+                        let q1 = Var::from_tensor(&share(&views[0])).unwrap();
+                        let q2 = Var::from_tensor(&share(&views[1])).unwrap();
+                        let (k1, k2) = (share(&views[2]), share(&views[3]));
+                        let loss = cfg
+                            .loss_over((q1.as_tensor(), q2.as_tensor()), Some((&k1, &k2)), &comm)
+                            .unwrap();
+                        let grads = loss.backward().unwrap();
+                        let g = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+                        (loss.to_scalar::<f32>().unwrap(), g)
+                    })
+                })
+                .collect();
+            let ranks: Vec<(f32, Vec<Vec<f32>>)> =
+                handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let mean = (ranks[0].0 + ranks[1].0) / 2.0;
+            assert!((mean - whole).abs() < 1e-5, "{kind:?}: {mean} vs {whole}");
+            // d(mean loss)/dq1 of the whole batch = (1/2) · (rank r's gradient of its rows).
+            let stacked: Vec<Vec<f32>> = ranks.iter().flat_map(|(_, g)| g.clone()).collect();
+            for (row_w, row_r) in g_whole.iter().zip(&stacked) {
+                for (w, r) in row_w.iter().zip(row_r) {
+                    assert!((w - r / 2.0).abs() < 1e-5, "{kind:?}: {w} vs {}", r / 2.0);
+                }
+            }
         }
     }
 

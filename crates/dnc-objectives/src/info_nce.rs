@@ -18,12 +18,24 @@ use candle_core::{D, Result, Tensor};
 /// # Shapes
 /// `q`, `k`: `[B, D]` with `B ≥ 2` → scalar.
 pub fn info_nce(q: &Tensor, k: &Tensor, tau: f64) -> Result<Tensor> {
+    check::same_matrix(q, k, "info_nce", ("q", "k"))?;
+    info_nce_in(q, k, 0, tau)
+}
+
+/// InfoNCE of a share of a larger batch: row `i` of `q` has its positive at row `first + i`
+/// of `k`, and every other row of `k` is a negative. With `k` gathered from every rank of a
+/// data-parallel group and `first` this rank's offset, the mean over ranks equals
+/// [`info_nce`] on the whole batch.
+///
+/// # Shapes
+/// `q`: `[b, D]`, `k`: `[N, D]` with `first + b ≤ N` and `N ≥ 2` → scalar.
+pub fn info_nce_in(q: &Tensor, k: &Tensor, first: usize, tau: f64) -> Result<Tensor> {
     check::temperature(tau, "info_nce")?;
-    let (b, _) = check::same_matrix(q, k, "info_nce", ("q", "k"))?;
-    check::contrastive_batch(b, "info_nce")?;
+    let (b, n) = check::share_of(q, k, first, "info_nce", ("q", "k"))?;
+    check::contrastive_batch(n, "info_nce")?;
     let logits = q.matmul(&k.t()?)?.affine(1.0 / tau, 0.0)?;
     let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = Tensor::arange(0u32, b as u32, q.device())?;
+    let targets = Tensor::arange(first as u32, (first + b) as u32, q.device())?;
     check::mean_nll(&log_p, &targets)
 }
 
@@ -36,6 +48,22 @@ pub fn info_nce(q: &Tensor, k: &Tensor, tau: f64) -> Result<Tensor> {
 /// `q1`, `q2`, `k1`, `k2`: `[B, D]` with `B ≥ 2` → scalar.
 pub fn moclr_loss(q1: &Tensor, q2: &Tensor, k1: &Tensor, k2: &Tensor, tau: f64) -> Result<Tensor> {
     info_nce(q1, k2, tau)? + info_nce(q2, k1, tau)?
+}
+
+/// [`moclr_loss`] of a share of a larger batch ([`info_nce_in`]): the keys `k1`, `k2` hold the
+/// whole batch, the share's images at rows `first..first + b`.
+///
+/// # Shapes
+/// `q1`, `q2`: `[b, D]`; `k1`, `k2`: `[N, D]` → scalar.
+pub fn moclr_loss_in(
+    q1: &Tensor,
+    q2: &Tensor,
+    k1: &Tensor,
+    k2: &Tensor,
+    first: usize,
+    tau: f64,
+) -> Result<Tensor> {
+    info_nce_in(q1, k2, first, tau)? + info_nce_in(q2, k1, first, tau)?
 }
 
 #[cfg(test)]
@@ -190,6 +218,23 @@ mod tests {
             let numeric = finite_difference_grad(f, &t[i], 1e-6).unwrap();
             assert_close(grads.get(vt[i]).unwrap(), &numeric, 1e-7);
         }
+    }
+
+    #[test]
+    fn shares_of_a_batch_average_to_the_whole_batch_loss() {
+        let (q1, q2) = (random_unit(6, 4, 30), random_unit(6, 4, 31));
+        let (k1, k2) = (random_unit(6, 4, 32), random_unit(6, 4, 33));
+        let whole = scalar(moclr_loss(&q1, &q2, &k1, &k2, 0.2).unwrap());
+        let shares: f64 = [(0, 2), (2, 2), (4, 2)]
+            .iter()
+            .map(|&(first, b)| {
+                let (s1, s2) = (q1.narrow(0, first, b).unwrap(), q2.narrow(0, first, b).unwrap());
+                scalar(moclr_loss_in(&s1, &s2, &k1, &k2, first, 0.2).unwrap())
+            })
+            .sum();
+        assert!((shares / 3.0 - whole).abs() < 1e-12, "{shares} vs {whole}");
+        let err = info_nce_in(&q1, &k1, 1, 0.2).unwrap_err().to_string();
+        assert!(err.contains("rows 1..7") && err.contains("6 rows"), "{err}");
     }
 
     #[test]

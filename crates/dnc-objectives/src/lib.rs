@@ -15,6 +15,6 @@ pub mod nt_xent;
 pub mod regression;
 
 pub use config::{Objective, ObjectiveConfig, ObjectiveError};
-pub use info_nce::{info_nce, moclr_loss};
-pub use nt_xent::nt_xent;
+pub use info_nce::{info_nce, info_nce_in, moclr_loss, moclr_loss_in};
+pub use nt_xent::{nt_xent, nt_xent_in};
 pub use regression::{masked_regression_loss, regression_loss};

@@ -27,20 +27,50 @@ fn self_mask_value(dtype: DType) -> f64 {
 /// # Shapes
 /// `z1`, `z2`: `[B, D]` with `B ≥ 2` → scalar.
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, tau: f64) -> Result<Tensor> {
+    check::same_matrix(z1, z2, "nt_xent", ("z1", "z2"))?;
+    nt_xent_in(z1, z2, z1, z2, 0, tau)
+}
+
+/// NT-Xent of a share of a larger batch: the anchors are the share's `[z1; z2]`, rows
+/// `first..first + b` of the whole batch's `all1` and `all2`, and the candidates are all `2N`
+/// projections of the whole batch (less the anchor itself). With `all1`, `all2` gathered from
+/// every rank of a data-parallel group, the mean over ranks equals [`nt_xent`] on the whole
+/// batch.
+///
+/// # Shapes
+/// `z1`, `z2`: `[b, D]`; `all1`, `all2`: `[N, D]` with `N ≥ 2` → scalar.
+pub fn nt_xent_in(
+    z1: &Tensor,
+    z2: &Tensor,
+    all1: &Tensor,
+    all2: &Tensor,
+    first: usize,
+    tau: f64,
+) -> Result<Tensor> {
     check::temperature(tau, "nt_xent")?;
-    let (b, _) = check::same_matrix(z1, z2, "nt_xent", ("z1", "z2"))?;
-    check::contrastive_batch(b, "nt_xent")?;
-    let n = 2 * b;
+    check::same_matrix(z1, z2, "nt_xent", ("z1", "z2"))?;
+    check::same_matrix(all1, all2, "nt_xent", ("all1", "all2"))?;
+    let (b, n) = check::share_of(z1, all1, first, "nt_xent", ("z1", "all1"))?;
+    check::contrastive_batch(n, "nt_xent")?;
     let dev = z1.device();
-    let z = Tensor::cat(&[z1, z2], 0)?;
-    let logits = z.matmul(&z.t()?)?.affine(1.0 / tau, 0.0)?;
-    let is_self = Tensor::eye(n, DType::U8, dev)?;
-    let fill = Tensor::full(self_mask_value(z.dtype()), (n, n), dev)?.to_dtype(z.dtype())?;
+    let anchors = Tensor::cat(&[z1, z2], 0)?;
+    let candidates = Tensor::cat(&[all1, all2], 0)?;
+    let logits = anchors.matmul(&candidates.t()?)?.affine(1.0 / tau, 0.0)?;
+    // Anchor i of view 1 is candidate first + i, its positive N + first + i; anchor i of view 2
+    // is candidate N + first + i, its positive first + i.
+    let own = |i: usize| if i < b { first + i } else { n + first + i - b };
+    let positive = |i: usize| if i < b { n + first + i } else { first + i - b };
+    let mut is_self = vec![0u8; 2 * b * 2 * n];
+    for i in 0..2 * b {
+        is_self[i * 2 * n + own(i)] = 1;
+    }
+    let is_self = Tensor::from_vec(is_self, (2 * b, 2 * n), dev)?;
+    let fill = Tensor::full(self_mask_value(z1.dtype()), (2 * b, 2 * n), dev)?
+        .to_dtype(z1.dtype())?;
     let logits = is_self.where_cond(&fill, &logits)?;
     let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    // Anchor i in the first view has its positive at i + B, and the other way round.
-    let positives: Vec<u32> = (0..n).map(|i| ((i + b) % n) as u32).collect();
-    let targets = Tensor::from_vec(positives, n, dev)?;
+    let targets: Vec<u32> = (0..2 * b).map(|i| positive(i) as u32).collect();
+    let targets = Tensor::from_vec(targets, 2 * b, dev)?;
     check::mean_nll(&log_p, &targets)
 }
 
@@ -73,6 +103,20 @@ mod tests {
             total += -sim(i, pos) + denom.ln();
         }
         total / n as f64
+    }
+
+    #[test]
+    fn shares_of_a_batch_average_to_the_whole_batch_loss() {
+        let (z1, z2) = (random_unit(6, 4, 40), random_unit(6, 4, 41));
+        let whole = scalar(nt_xent(&z1, &z2, 0.3).unwrap());
+        let shares: f64 = [0, 3]
+            .iter()
+            .map(|&first| {
+                let (s1, s2) = (z1.narrow(0, first, 3).unwrap(), z2.narrow(0, first, 3).unwrap());
+                scalar(nt_xent_in(&s1, &s2, &z1, &z2, first, 0.3).unwrap())
+            })
+            .sum();
+        assert!((shares / 2.0 - whole).abs() < 1e-12, "{shares} vs {whole}");
     }
 
     #[test]
