@@ -234,3 +234,122 @@ fn bf16_mixed_precision_trains_with_f32_weights_and_loss() {
         assert_eq!(var.dtype(), candle_core::DType::F32, "{name}");
     }
 }
+
+/// This rank's share of the batches `batch(100 + i, 8)`.
+struct Shares {
+    rank: usize,
+    world: usize,
+}
+
+impl dnc_engine::BatchSource for Shares {
+    type Batch = ViewPair;
+    type Error = std::io::Error;
+
+    fn batches_per_epoch(&self) -> usize {
+        4
+    }
+
+    fn batch_size(&self) -> usize {
+        8
+    }
+
+    fn epoch(
+        &self,
+        _epoch: usize,
+        skip: usize,
+    ) -> dnc_engine::EpochBatches<'_, ViewPair, std::io::Error> {
+        let rows = 8 / self.world;
+        Box::new((skip..4).map(move |i| {
+            let whole = batch(100 + i as u64, 8);
+            let share = |t: &Tensor| t.narrow(0, self.rank * rows, rows).unwrap();
+            Ok(Some(ViewPair {
+                view1: share(&whole.view1),
+                view2: share(&whole.view2),
+            }))
+        }))
+    }
+}
+
+/// Trains 4 steps through `dnc_engine::fit` on `world` ranks (threads); per rank, the last
+/// loss and every online variable (buffers included).
+fn train_data_parallel(world: usize, objective: Objective) -> Vec<(f64, Vec<(String, Vec<f32>)>)> {
+    let handles: Vec<_> = dnc_dist::LocalGroup::new(world)
+        .into_iter()
+        .enumerate()
+        .map(|(rank, comm)| {
+            std::thread::spawn(move || {
+                let _group = dnc_dist::scoped(dnc_dist::Group::new(comm));
+                let cfg = MoclrConfig {
+                    objective: dnc_objectives::ObjectiveConfig {
+                        kind: objective,
+                        temperature: 0.2,
+                    },
+                    ..MoclrConfig::default()
+                };
+                let mut step = MoclrStep::new(&small_model(), cfg, 5, &Device::Cpu).unwrap();
+                let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
+                    base_lr: 4.0,
+                    ..Default::default()
+                })
+                .build()
+                .unwrap();
+                let fit_cfg = dnc_engine::FitConfig {
+                    epochs: 1,
+                    warmup_epochs: 0.0,
+                    quiet: true,
+                    ..Default::default()
+                };
+                let io = dnc_engine::FitIo::new("base");
+                let report = dnc_engine::fit(
+                    &mut step,
+                    &Shares { rank, world },
+                    opt.as_mut(),
+                    &fit_cfg,
+                    io,
+                )
+                .unwrap();
+                let data = step.online_vars().data().lock().unwrap();
+                let mut vars: Vec<(String, Vec<f32>)> = data
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
+                    .collect();
+                vars.sort_by(|a, b| a.0.cmp(&b.0));
+                (report.last_loss, vars)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn two_ranks_with_half_batches_train_as_one_process_with_the_whole_batch() {
+    for objective in [Objective::Moclr, Objective::Simclr] {
+        let one = train_data_parallel(1, objective).remove(0);
+        let two = train_data_parallel(2, objective);
+        // The weights moved: the comparison below is not between two untrained networks.
+        let start = MoclrStep::new(&small_model(), MoclrConfig::default(), 5, &Device::Cpu)
+            .unwrap()
+            .online_vars()
+            .data()
+            .lock()
+            .unwrap()["projector.0.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let trained = &one.1.iter().find(|(n, _)| n == "projector.0.weight").unwrap().1;
+        let moved = start.iter().zip(trained).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(moved > 1e-3, "{objective:?}: the weights barely moved ({moved})");
+        for (loss, vars) in &two {
+            assert!((loss - one.0).abs() < 1e-4, "{objective:?}: loss {loss} vs {}", one.0);
+            for ((name, a), (_, b)) in vars.iter().zip(&one.1) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() < 2e-4 * (1.0 + y.abs()),
+                        "{objective:?} {name}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
