@@ -78,6 +78,10 @@ pub(crate) struct StageOnlyArgs {
     /// Experts stage only: train the experts k with k mod N = I, job I of N (e.g. `--shard 0/4`).
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Started as several processes (`mpirun -n N`, `srun`): normalise BatchNorm with each
+    /// process's own share of the batch instead of the statistics of the whole batch.
+    #[arg(long)]
+    per_rank_batch_norm: bool,
 }
 
 #[derive(Args)]
@@ -215,7 +219,29 @@ pub(crate) fn stage_only(name: &str, args: StageOnlyArgs) -> Result<()> {
 }
 
 fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
-    logging::init(Some(&args.run.join("log.txt")));
+    // Under a launcher every process is a rank of one data-parallel group; rank 0 writes the
+    // run's log, the others their own.
+    let rank = dnc_dist::LaunchEnv::detect()?.map_or(0, |env| env.rank);
+    let log = match rank {
+        0 => "log.txt".to_string(),
+        r => format!("log.rank-{r}.txt"),
+    };
+    logging::init(Some(&args.run.join(log)));
+    let launch = dnc_dist::launch(!args.per_rank_batch_norm)?;
+    let result = run_stage_command(stage, args);
+    if let Err(e) = &result
+        && launch.group().is_distributed()
+    {
+        // The other ranks wait on this one in a collective: leave at once (without the
+        // farewell barrier), so that the launcher ends them too.
+        eprintln!("error (rank {rank}): {e:#}");
+        std::process::exit(1);
+    }
+    drop(launch);
+    result
+}
+
+fn run_stage_command(stage: Stage, args: StageOnlyArgs) -> Result<()> {
     let run = Run::open(&args.run, args.device)?;
     if !run.stages().contains(&stage) {
         bail!(

@@ -132,7 +132,9 @@ mod tests {
         assert_eq!(current().world_size(), 1);
         // Another thread does not see this thread's scope.
         let _scope = scoped(Group::new(ranks[0].clone()));
-        let other = std::thread::spawn(|| current().world_size()).join().unwrap();
+        let other = std::thread::spawn(|| current().world_size())
+            .join()
+            .unwrap();
         assert_eq!(other, 1);
     }
 }

@@ -175,9 +175,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = env(&[("RANK", "x"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        let e = env(&[("RANK", "x"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RANK = \"x\""), "{e}");
-        let e = env(&[("RANK", "2"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        let e = env(&[("RANK", "2"), ("WORLD_SIZE", "2")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RANK = 2 and WORLD_SIZE = 2"), "{e}");
     }
 
@@ -190,6 +194,9 @@ mod tests {
             launcher: "torchrun",
         };
         let e = connect(&env).unwrap_err().to_string();
-        assert!(e.contains("--features mpi") && e.contains("2 processes"), "{e}");
+        assert!(
+            e.contains("--features mpi") && e.contains("2 processes"),
+            "{e}"
+        );
     }
 }

@@ -183,7 +183,9 @@ mod tests {
                 assert_eq!(got, &vec![0.0, r, 1.0, r, 2.0, r]);
             }
         }
-        let f64s = on_ranks(2, |c| c.all_gather_f64(&[c.rank() as f64 * 1e-300]).unwrap());
+        let f64s = on_ranks(2, |c| {
+            c.all_gather_f64(&[c.rank() as f64 * 1e-300]).unwrap()
+        });
         assert_eq!(f64s[0], vec![0.0, 1e-300]);
         assert_eq!(f64s[0], f64s[1]);
     }

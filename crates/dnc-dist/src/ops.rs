@@ -61,7 +61,9 @@ pub fn all_reduce_sum(x: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tensor
     if comm.world_size() == 1 {
         return Ok(x.clone());
     }
-    through_host(x, |host| host.apply_op1(AllReduceSum { comm: comm.clone() }))
+    through_host(x, |host| {
+        host.apply_op1(AllReduceSum { comm: comm.clone() })
+    })
 }
 
 /// Every rank's `x` stacked along dimension 0 in rank order (`[W·B, ...]` from `[B, ...]`),
@@ -71,7 +73,9 @@ pub fn all_gather_rows(x: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tenso
     if comm.world_size() == 1 {
         return Ok(x.clone());
     }
-    through_host(x, |host| host.apply_op1(AllGatherRows { comm: comm.clone() }))
+    through_host(x, |host| {
+        host.apply_op1(AllGatherRows { comm: comm.clone() })
+    })
 }
 
 /// Runs `op` on a contiguous host copy of `x` and brings the result back to `x`'s device.
@@ -81,7 +85,10 @@ fn through_host(x: &Tensor, op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Resul
 }
 
 /// The contiguous values of a host tensor.
-fn values<'a, T: candle_core::WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
+fn values<'a, T: candle_core::WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [T]> {
     let slice = storage.as_slice::<T>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&slice[start..end]),

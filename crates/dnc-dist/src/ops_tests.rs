@@ -38,7 +38,10 @@ fn all_reduce_sum_adds_every_rank_and_sends_every_gradient_back() {
     let out = on_ranks(world, move |comm| {
         let x = Var::from_tensor(&input(comm.rank(), 2)).unwrap();
         let y = all_reduce_sum(x.as_tensor(), &comm).unwrap();
-        let loss = (&y * weights(comm.rank(), y.dims())).unwrap().sum_all().unwrap();
+        let loss = (&y * weights(comm.rank(), y.dims()))
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
         (y.to_vec2::<f32>().unwrap(), g)
@@ -68,7 +71,10 @@ fn all_gather_rows_stacks_in_rank_order_and_returns_each_rank_its_rows() {
     let out = on_ranks(world, move |comm| {
         let x = Var::from_tensor(&input(comm.rank(), 3)).unwrap();
         let y = all_gather_rows(x.as_tensor(), &comm).unwrap();
-        let loss = (&y * weights(comm.rank(), y.dims())).unwrap().sum_all().unwrap();
+        let loss = (&y * weights(comm.rank(), y.dims()))
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
         (y.to_vec2::<f32>().unwrap(), g)
@@ -141,7 +147,10 @@ fn one_rank_is_the_identity() {
     let comm: Arc<dyn Communicator> = Arc::new(crate::Solo);
     let x = input(0, 2);
     assert_eq!(
-        all_gather_rows(&x, &comm).unwrap().to_vec2::<f32>().unwrap(),
+        all_gather_rows(&x, &comm)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap(),
         x.to_vec2::<f32>().unwrap()
     );
     assert_eq!(mean_over_ranks(&*comm, &[1.5]).unwrap(), vec![1.5]);

@@ -10,7 +10,7 @@ use dnc_models::{
     Encoder, EncoderConfig, RegressionHead, copy_vars, ema_update, frozen_tensors,
     momentum_schedule,
 };
-use dnc_objectives::{info_nce, moclr_loss};
+use dnc_objectives::{info_nce, moclr_loss_in};
 
 /// One augmented view per image and the cluster of each image, and a second view when the
 /// student trains with its own MoCLR term.
@@ -171,11 +171,17 @@ impl DistillStep {
         let out = self.student.forward_t(&x, true)?;
         let q = l2_normalize(&out.z)?;
         let k = l2_normalize(&target.encoder.forward_t(&x, true)?.z)?.detach();
-        let loss = moclr_loss(
+        // In data-parallel training the keys (the negatives) come from every rank's share.
+        let group = dnc_dist::current();
+        let comm = group.comm();
+        let k1 = dnc_dist::all_gather_rows(&k.narrow(0, 0, b)?, comm)?;
+        let k2 = dnc_dist::all_gather_rows(&k.narrow(0, b, b)?, comm)?;
+        let loss = moclr_loss_in(
             &q.narrow(0, 0, b)?,
             &q.narrow(0, b, b)?,
-            &k.narrow(0, 0, b)?,
-            &k.narrow(0, b, b)?,
+            &k1,
+            &k2,
+            comm.rank() * b,
             m.temperature,
         )?;
         Ok((layer.layer(&out).narrow(0, 0, b)?, Some(loss)))

@@ -337,11 +337,27 @@ fn two_ranks_with_half_batches_train_as_one_process_with_the_whole_batch() {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let trained = &one.1.iter().find(|(n, _)| n == "projector.0.weight").unwrap().1;
-        let moved = start.iter().zip(trained).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(moved > 1e-3, "{objective:?}: the weights barely moved ({moved})");
+        let trained = &one
+            .1
+            .iter()
+            .find(|(n, _)| n == "projector.0.weight")
+            .unwrap()
+            .1;
+        let moved = start
+            .iter()
+            .zip(trained)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            moved > 1e-3,
+            "{objective:?}: the weights barely moved ({moved})"
+        );
         for (loss, vars) in &two {
-            assert!((loss - one.0).abs() < 1e-4, "{objective:?}: loss {loss} vs {}", one.0);
+            assert!(
+                (loss - one.0).abs() < 1e-4,
+                "{objective:?}: loss {loss} vs {}",
+                one.0
+            );
             for ((name, a), (_, b)) in vars.iter().zip(&one.1) {
                 for (x, y) in a.iter().zip(b) {
                     assert!(

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use crate::conv::Conv2d;
 use candle_core::{DType, Result, Tensor, Var, bail};
-use dnc_dist::Communicator;
 use candle_nn::{Init, VarBuilder};
+use dnc_dist::Communicator;
 
 /// Hyper-parameters of a [`BatchNorm`] layer; the defaults are PyTorch's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -313,7 +313,10 @@ impl BatchNorm {
         let sum_over_ranks = |per_channel: Tensor| -> Result<(Tensor, f64)> {
             let both = Tensor::cat(&[&per_channel.flatten_all()?, &count], 0)?;
             let both = dnc_dist::all_reduce_sum(&both, comm)?;
-            let total = both.narrow(0, c, 1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0];
+            let total = both
+                .narrow(0, c, 1)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?[0];
             Ok((both.narrow(0, 0, c)?.reshape((1, c, 1))?, total))
         };
         let (sum, total) = sum_over_ranks(x.sum_keepdim(2)?.sum_keepdim(0)?)?;

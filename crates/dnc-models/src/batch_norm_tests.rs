@@ -253,7 +253,9 @@ fn convolution_and_batch_norm_match_the_composed_layers_and_update_running_stati
 #[test]
 fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
     use dnc_dist::{Group, LocalGroup};
-    let x = randn((6, 3, 2, 2), DType::F32, 11).affine(2.0, 0.5).unwrap();
+    let x = randn((6, 3, 2, 2), DType::F32, 11)
+        .affine(2.0, 0.5)
+        .unwrap();
     let residual = randn((6, 3, 2, 2), DType::F32, 12);
     let weights = randn((6, 3, 2, 2), DType::F32, 13);
     // What one rank computes on rows `rows` of the batch: outputs, the loss's gradients with
@@ -308,7 +310,11 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
             let pick = |r: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
                 if i == 2 { r.2.clone() } else { r.3.clone() }
             };
-            pick(&ranks[0]).iter().zip(pick(&ranks[1])).map(|(a, b)| a + b).collect()
+            pick(&ranks[0])
+                .iter()
+                .zip(pick(&ranks[1]))
+                .map(|(a, b)| a + b)
+                .collect()
         };
         close(&summed(2), &whole.2, "weight gradient");
         close(&summed(3), &whole.3, "bias gradient");

@@ -170,9 +170,15 @@ mod tests {
                 temperature: 0.2,
             };
             // Whole batch, one process.
-            let (q1, q2) = (Var::from_tensor(&views[0]).unwrap(), Var::from_tensor(&views[1]).unwrap());
+            let (q1, q2) = (
+                Var::from_tensor(&views[0]).unwrap(),
+                Var::from_tensor(&views[1]).unwrap(),
+            );
             let whole = cfg
-                .loss((q1.as_tensor(), q2.as_tensor()), Some((&views[2], &views[3])))
+                .loss(
+                    (q1.as_tensor(), q2.as_tensor()),
+                    Some((&views[2], &views[3])),
+                )
                 .unwrap();
             let grads = whole.backward().unwrap();
             let g_whole = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();

@@ -228,7 +228,10 @@ mod tests {
         let shares: f64 = [(0, 2), (2, 2), (4, 2)]
             .iter()
             .map(|&(first, b)| {
-                let (s1, s2) = (q1.narrow(0, first, b).unwrap(), q2.narrow(0, first, b).unwrap());
+                let (s1, s2) = (
+                    q1.narrow(0, first, b).unwrap(),
+                    q2.narrow(0, first, b).unwrap(),
+                );
                 scalar(moclr_loss_in(&s1, &s2, &k1, &k2, first, 0.2).unwrap())
             })
             .sum();

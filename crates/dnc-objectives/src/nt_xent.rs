@@ -65,8 +65,8 @@ pub fn nt_xent_in(
         is_self[i * 2 * n + own(i)] = 1;
     }
     let is_self = Tensor::from_vec(is_self, (2 * b, 2 * n), dev)?;
-    let fill = Tensor::full(self_mask_value(z1.dtype()), (2 * b, 2 * n), dev)?
-        .to_dtype(z1.dtype())?;
+    let fill =
+        Tensor::full(self_mask_value(z1.dtype()), (2 * b, 2 * n), dev)?.to_dtype(z1.dtype())?;
     let logits = is_self.where_cond(&fill, &logits)?;
     let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let targets: Vec<u32> = (0..2 * b).map(|i| positive(i) as u32).collect();
@@ -112,7 +112,10 @@ mod tests {
         let shares: f64 = [0, 3]
             .iter()
             .map(|&first| {
-                let (s1, s2) = (z1.narrow(0, first, 3).unwrap(), z2.narrow(0, first, 3).unwrap());
+                let (s1, s2) = (
+                    z1.narrow(0, first, 3).unwrap(),
+                    z2.narrow(0, first, 3).unwrap(),
+                );
                 scalar(nt_xent_in(&s1, &s2, &z1, &z2, first, 0.3).unwrap())
             })
             .sum();

@@ -66,8 +66,56 @@ impl Run {
     ///
     /// Without `resume` the stage starts from scratch (its folder is cleared first); with it, a
     /// stage interrupted earlier continues from its last checkpoint.
+    ///
+    /// Started by a launcher as several processes (`mpirun -n N dnc stage base ...`, see
+    /// `dnc_dist::launch`), a training stage (base, baseline, experts, distill) trains
+    /// data-parallel: rank 0 takes the lock and prepares the folder while the others wait, every
+    /// rank trains on its share of each batch, and rank 0 writes the results. The other stages
+    /// run in one process.
     pub fn run_stage(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
+        let group = dnc_dist::current();
+        if !group.is_distributed() {
+            return self.run_stage_alone(stage, resume);
+        }
+        if !stage.trains() {
+            return Err(PipelineError::Other(format!(
+                "stage {stage} runs in one process, and this one is rank {} of {}: start it \
+                 without mpirun/srun (only base, baseline, experts and distill train data-parallel)",
+                group.rank(),
+                group.world_size()
+            )));
+        }
+        let comm = group.comm();
+        let wait = |e: dnc_dist::DistError| PipelineError::Other(e.to_string());
+        if !group.is_leader() {
+            // Rank 0 checks, clears and marks the stage meanwhile; if it fails, it exits and
+            // the launcher ends this process too.
+            comm.barrier().map_err(wait)?;
+            crate::stages::run(self, stage, resume)?;
+            return comm.barrier().map_err(wait);
+        }
+        let lock = RunLock::acquire(self.dir.root())?;
+        let start = self.begin_stage(stage, resume)?;
+        comm.barrier().map_err(wait)?;
+        crate::stages::run(self, stage, resume)?;
+        // Every rank has finished (and rank 0 has written the results) before it is marked.
+        comm.barrier().map_err(wait)?;
+        self.end_stage(stage, start)?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// [`run_stage`](Self::run_stage) in a single process.
+    fn run_stage_alone(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
         let _lock = RunLock::acquire(self.dir.root())?;
+        let start = self.begin_stage(stage, resume)?;
+        crate::stages::run(self, stage, resume)?;
+        self.end_stage(stage, start)
+    }
+
+    /// Checks what `stage` needs, clears its folder (without `resume`) and marks it and the
+    /// stages after it not done; the time it starts.
+    fn begin_stage(&self, stage: Stage, resume: bool) -> Result<Instant, PipelineError> {
         let summary = self.dir.read_summary()?;
         self.check_needs(stage, &summary)?;
         let folder = self.dir.root().join(stage.name());
@@ -87,8 +135,11 @@ impl Run {
             );
         })?;
         tracing::info!("stage {stage}: start");
-        let start = Instant::now();
-        crate::stages::run(self, stage, resume)?;
+        Ok(Instant::now())
+    }
+
+    /// Marks `stage` done in the summary with its wall time since `start`.
+    fn end_stage(&self, stage: Stage, start: Instant) -> Result<(), PipelineError> {
         let seconds = start.elapsed().as_secs_f64();
         self.dir.update_summary(|s| {
             let entry = s.stages.entry(stage.name().into()).or_default();
@@ -138,6 +189,16 @@ impl Run {
         selection: ExpertSelection,
         resume: bool,
     ) -> Result<(), PipelineError> {
+        let group = dnc_dist::current();
+        if group.is_distributed() {
+            return Err(PipelineError::Other(format!(
+                "expert jobs ({selection:?}) run in one process each, and this one is rank {} of \
+                 {}: to train the experts data-parallel, start `dnc stage experts` under the \
+                 launcher without --expert/--shard",
+                group.rank(),
+                group.world_size()
+            )));
+        }
         if !Stage::plan(&self.cfg).contains(&Stage::Experts) {
             return Err(PipelineError::Other(format!(
                 "the run in {} has no experts stage (method = {:?})",

@@ -47,6 +47,14 @@ impl Stage {
         }
     }
 
+    /// Whether the stage trains networks (and so can train data-parallel over processes).
+    pub fn trains(self) -> bool {
+        matches!(
+            self,
+            Self::Base | Self::Baseline | Self::Experts | Self::Distill
+        )
+    }
+
     /// The stage whose output this one reads.
     pub fn needs(self) -> Option<Stage> {
         match self {

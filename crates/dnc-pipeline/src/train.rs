@@ -93,7 +93,9 @@ where
     } else {
         "base.batch_size"
     };
+    let group = dnc_dist::current();
     let loader = Loader::new(dataset, mapper, loader_cfg)
+        .and_then(|l| l.with_share(group.rank(), group.world_size()))
         .map_err(|e| name_batch_size(e, batch_key, &job.name))?;
     let source = ViewPairSource::new(loader, run.augment.view1.size, device.clone());
     let moclr = MoclrConfig {
@@ -121,6 +123,8 @@ where
         .with_metrics(metrics)
         .with_resume(resume);
     let report = fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
-    save_encoder(step.online_vars(), &job.dir.join("model.safetensors"))?;
+    if group.is_leader() {
+        save_encoder(step.online_vars(), &job.dir.join("model.safetensors"))?;
+    }
     Ok(report)
 }

@@ -102,6 +102,9 @@ pub struct Loader<D, M> {
     dataset: Arc<D>,
     mapper: Arc<M>,
     config: LoaderConfig,
+    /// `(rank, world_size)`: this process loads rows `rank·b .. (rank+1)·b` of every batch,
+    /// `b = batch_size / world_size` (data-parallel training).
+    share: (usize, usize),
 }
 
 impl<D: Dataset, M> std::fmt::Debug for Loader<D, M> {
@@ -137,7 +140,35 @@ where
             dataset,
             mapper,
             config,
+            share: (0, 1),
         })
+    }
+
+    /// Loads only this rank's share of every batch: of each batch of the plan (which depends
+    /// only on the seed and the epoch, not on the world size), the `batch_size / world_size`
+    /// items from position `rank · batch_size / world_size`. The ranks' shares, in rank order,
+    /// are the whole batch. Fails unless `world_size` divides the batch size and `drop_last`
+    /// is on (every batch full, so every share has the same size).
+    pub fn with_share(mut self, rank: usize, world_size: usize) -> Result<Self, DataError> {
+        if world_size == 0 || rank >= world_size {
+            return Err(DataError::invalid(
+                "rank",
+                rank,
+                format!("must be below the world size {world_size}"),
+            ));
+        }
+        if world_size > 1 && (self.config.batch_size % world_size != 0 || !self.config.drop_last) {
+            return Err(DataError::invalid(
+                "batch_size",
+                self.config.batch_size,
+                format!(
+                    "data-parallel training over {world_size} processes splits every batch into \
+                     equal shares: the batch size must be a multiple of {world_size}, with drop_last"
+                ),
+            ));
+        }
+        self.share = (rank, world_size);
+        Ok(self)
     }
 
     /// The settings.
@@ -166,13 +197,22 @@ where
         }
     }
 
-    /// The dataset indices of every batch of epoch `epoch`, without loading anything.
+    /// The dataset indices of every batch of epoch `epoch` (this rank's share of each, see
+    /// [`with_share`](Self::with_share)), without loading anything.
     pub fn batch_plan(&self, epoch: u64) -> Vec<Vec<usize>> {
         let order = self.epoch_order(epoch);
+        let (rank, world) = self.share;
+        let per_rank = self.config.batch_size / world;
         order
             .chunks(self.config.batch_size)
             .take(self.batches_per_epoch())
-            .map(<[usize]>::to_vec)
+            .map(|batch| {
+                if world == 1 {
+                    batch.to_vec()
+                } else {
+                    batch[rank * per_rank..(rank + 1) * per_rank].to_vec()
+                }
+            })
             .collect()
     }
 

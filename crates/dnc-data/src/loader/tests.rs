@@ -431,3 +431,42 @@ fn a_shuffle_buffer_reads_shards_whole_in_a_seeded_order() {
     let subset = Arc::new(Subset::new(Arc::new(Sharded), (0..1000).rev().collect()).unwrap());
     assert_eq!(subset.read_group(0), Some(19));
 }
+
+#[test]
+fn ranks_load_equal_shares_that_together_are_the_whole_batch() {
+    let mut cfg = config(6, 1);
+    cfg.drop_last = true;
+    let whole = Loader::new(Counting::new(20), noisy(5), cfg.clone()).unwrap();
+    let reference = collect(whole.epoch(2, 1));
+    let shares: Vec<Vec<Batch<(usize, u64)>>> = (0..3)
+        .map(|rank| {
+            let loader = Loader::new(Counting::new(20), noisy(5), cfg.clone())
+                .unwrap()
+                .with_share(rank, 3)
+                .unwrap();
+            assert_eq!(loader.batches_per_epoch(), 3);
+            collect(loader.epoch(2, 1))
+        })
+        .collect();
+    for (k, batch) in reference.iter().enumerate() {
+        let joined: Vec<(usize, u64)> = shares
+            .iter()
+            .flat_map(|rank| {
+                assert_eq!(rank[k].batch_index, batch.batch_index);
+                assert_eq!(rank[k].len(), 2);
+                rank[k].items.clone()
+            })
+            .collect();
+        // The same items with the same augmentation draws, split in order.
+        assert_eq!(joined, batch.items);
+    }
+    let refuse = |rank, world, drop_last| {
+        let mut cfg = config(6, 0);
+        cfg.drop_last = drop_last;
+        let loader = Loader::new(Counting::new(20), noisy(5), cfg).unwrap();
+        loader.with_share(rank, world).unwrap_err().to_string()
+    };
+    assert!(refuse(0, 4, true).contains("multiple of 4"));
+    assert!(refuse(0, 2, false).contains("drop_last"));
+    assert!(refuse(2, 2, true).contains("below the world size 2"));
+}

@@ -39,7 +39,10 @@ fn train_ranks(world: usize, opt: &OptimizerConfig, io: &RankIo) -> Vec<Outcome>
                     .filter(|(r, _, _)| *r == rank)
                     .map(|(_, e, b)| (*e, *b))
                     .collect();
-                let mut writer = io.metrics.as_deref().map(|p| MetricsWriter::open(p).unwrap());
+                let mut writer = io
+                    .metrics
+                    .as_deref()
+                    .map(|p| MetricsWriter::open(p).unwrap());
                 let mut fit_io = FitIo::new("base").with_resume(io.resume);
                 if let Some(dir) = &io.checkpoints {
                     fit_io = fit_io.with_checkpoints(dir);
@@ -117,7 +120,10 @@ fn only_rank_zero_writes_and_a_resume_at_another_world_size_continues_the_run() 
             ..RankIo::default()
         };
         let out = train_ranks(first, opt, &crashed);
-        assert!(out.iter().all(|o| o.report.outcome == FitOutcome::Interrupted));
+        assert!(
+            out.iter()
+                .all(|o| o.report.outcome == FitOutcome::Interrupted)
+        );
         assert_one_writer(&metrics, 7);
         let resumed = RankIo {
             checkpoints: Some(ckpt.clone()),

@@ -230,11 +230,7 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
 
     /// The loss and metrics as means over ranks and the batch size as their sum, so that every
     /// rank logs (and checks) the global batch's values.
-    fn reduce_over_ranks(
-        &self,
-        loss: f64,
-        out: &mut StepOutput,
-    ) -> candle_core::Result<f64> {
+    fn reduce_over_ranks(&self, loss: f64, out: &mut StepOutput) -> candle_core::Result<f64> {
         let world = self.group.world_size() as f64;
         let mut values = vec![loss, out.batch_size as f64];
         values.extend(out.metrics.iter().map(|(_, v)| *v));

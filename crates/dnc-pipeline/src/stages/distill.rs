@@ -133,11 +133,13 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         second_view,
         seed,
     ));
+    let group = dnc_dist::current();
     let loader = Loader::new(
         train.clone(),
         mapper,
         train_loader_config(cfg, cfg.distill.batch_size, seed),
     )
+    .and_then(|l| l.with_share(group.rank(), group.world_size()))
     .map_err(|e| crate::train::name_batch_size(e, "distill.batch_size", "distill"))?;
     let source = DistillSource::new(
         loader,
@@ -164,7 +166,16 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .with_checkpoints(dir.join("checkpoints"))
         .with_metrics(&mut metrics)
         .with_resume(resume);
-    fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+    {
+        // Each rank normalises the student's heads with its own share's statistics: the
+        // experts' heads see a different number of images on every rank (some none), which
+        // synchronised statistics cannot take.
+        let _per_rank_statistics = dnc_dist::scoped(group.clone().with_sync_batch_norm(false));
+        fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+    }
+    if !group.is_leader() {
+        return Ok(());
+    }
     save_vars(step.vars(), &dir.join("student.safetensors"), |_| true)?;
     // The merged experts the student started from, so evaluation can tell what the merge gave
     // from what distillation added; a re-run with another start leaves no stale file behind.

@@ -116,6 +116,18 @@ fn record_plans(run: &Run, plans: &[ExpertPlan], train: &ImageFolder) -> Result<
 pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let train = open_split(run, Split::Train)?;
     let plans = plans(run, &train)?;
+    let group = dnc_dist::current();
+    if group.is_distributed() {
+        // Data-parallel: every rank trains every expert, in order, on its share of the
+        // batches, on its own device.
+        let all: Vec<&ExpertPlan> = plans.iter().collect();
+        train_lane(run, &all, &train, &run.device, resume)?;
+        return if group.is_leader() {
+            record_plans(run, &plans, &train)
+        } else {
+            Ok(())
+        };
+    }
     // A configured list, even of one device, replaces the run's device.
     let devices: Vec<Device> = if run.cfg.experts.devices.is_empty() {
         vec![run.device.clone()]
@@ -301,7 +313,15 @@ fn train_expert(
     }
     std::fs::create_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
     let subset = Subset::new(train.clone(), plan.images.clone())?;
-    let audited = Arc::new(Audited::new(subset, &dir.join("served.log"), resume)?);
+    // In data-parallel training each rank records the images of its own shares.
+    let rank = dnc_dist::current().rank();
+    let suffix = if rank == 0 {
+        String::new()
+    } else {
+        format!(".rank-{rank}")
+    };
+    let journal = dir.join(format!("served{suffix}.log"));
+    let audited = Arc::new(Audited::new(subset, &journal, resume)?);
     let job = MoclrJob {
         name: format!("expert-{}", plan.cluster),
         train: run.cfg.expert_train(),
@@ -317,7 +337,7 @@ fn train_expert(
         plan.epochs
     );
     train_moclr(&run.cfg, job, audited.clone(), device, metrics, resume)?;
-    audited.write_served(&dir.join("served.json"))?;
+    audited.write_served(&dir.join(format!("served{suffix}.json")))?;
     Ok(())
 }
 

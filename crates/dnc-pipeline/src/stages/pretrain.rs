@@ -27,6 +27,9 @@ fn pretrained(run: &Run, spec: &str) -> Result<candle_nn::VarMap, PipelineError>
         report.naming,
         report.ignored
     );
+    if !dnc_dist::current().is_leader() {
+        return Ok(vars);
+    }
     run.dir.update_summary(|s| {
         s.info.insert(
             "init_from".into(),
@@ -68,6 +71,10 @@ fn train_all_data(
         &mut metrics,
         resume,
     )?;
+    let group = dnc_dist::current();
+    if !group.is_leader() {
+        return Ok(());
+    }
     let skipped = record_skipped(run, name, &[&train])?;
     run.dir.update_summary(|s| {
         s.info.insert(
@@ -77,6 +84,7 @@ fn train_all_data(
                 "steps": report.global_step,
                 "final_loss": report.last_loss,
                 "skipped_images": skipped,
+                "processes": group.world_size(),
             }),
         );
     })?;
