@@ -13,6 +13,10 @@
 //! - `scale`: one base epoch, embed and cluster on synthetic unlabelled trees of 25k to 200k
 //!   images: wall time and peak memory per stage, to see how they grow with the data.
 //!
+//! - `data-parallel`: one base epoch of the tiny net on CIFAR-10 in one process against two
+//!   MPI ranks (`mpirun -n 2`, a `dnc` built with `mpi`), the machine's threads split between
+//!   them: images/s and the share of a step spent in collectives.
+//!
 //! These machines' CPU time is unstable: only runs made back to back are compared, rounds
 //! alternate, and each result carries the CPU pressure (`/proc/pressure/cpu`) seen during it.
 
@@ -93,6 +97,7 @@ enum BenchKind {
     Data,
     Kmeans,
     Scale,
+    DataParallel,
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<()> {
@@ -124,9 +129,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             _ => bench_kmeans(&builds, &args),
         };
     }
+    if let BenchKind::DataParallel = args.what {
+        let mut features = args.features.clone();
+        features.push("mpi".into());
+        return bench_data_parallel(&build_dnc(&features)?, &data, &args);
+    }
     let dnc = build_dnc(&args.features)?;
     match args.what {
-        BenchKind::Train | BenchKind::Kmeans => unreachable!("handled above"),
+        BenchKind::Train | BenchKind::Kmeans | BenchKind::DataParallel => {
+            unreachable!("handled above")
+        }
         BenchKind::Data => bench_data(&dnc, &data, &args),
         BenchKind::Scale => bench_scale(&dnc, &args),
     }
@@ -335,6 +347,110 @@ fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One base epoch on `args.batch · args.steps` images of `data`, alternating one process
+/// (`args.threads` threads) and two MPI ranks (half the threads each), `args.rounds` times.
+fn bench_data_parallel(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+    let root = workspace_root().join("target/bench-data-parallel");
+    let config = workspace_root().join("configs/cifar10-tiny.toml");
+    let images = args.batch * args.steps;
+    let per_rank = (args.threads / 2).max(1);
+    println!(
+        "base epoch of the tiny net: {images} images of {}, batch {}, {} threads in all, {} rounds",
+        data.display(),
+        args.batch,
+        args.threads,
+        args.rounds
+    );
+    let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.rounds {
+        for (i, ranks) in [1usize, 2].into_iter().enumerate() {
+            let run = root.join(format!("run-{ranks}"));
+            if run.exists() {
+                std::fs::remove_dir_all(&run)?;
+            }
+            let status = Command::new(dnc)
+                .args(["init", "--config"])
+                .arg(&config)
+                .arg("--data")
+                .arg(data)
+                .arg("--out")
+                .arg(&run)
+                .args(["--set", "base.epochs=1", "--set", "base.log_every=1"])
+                .args(["--set", &format!("base.batch_size={}", args.batch)])
+                .args(["--set", &format!("data.train_limit={images}")])
+                .args(["--set", "data.workers=1"])
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("dnc init into {} failed", run.display());
+            }
+            let threads = if ranks == 1 { args.threads } else { per_rank };
+            let mut cmd = if ranks == 1 {
+                Command::new(dnc)
+            } else {
+                let mut c = Command::new("mpirun");
+                c.args(["-n", "2", "--oversubscribe", "-x", "RAYON_NUM_THREADS"])
+                    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+                    .arg(dnc);
+                c
+            };
+            let status = cmd
+                .env("RAYON_NUM_THREADS", threads.to_string())
+                .args(["stage", "base", "--run"])
+                .arg(&run)
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("{ranks}-process base stage failed (log: {})", run.display());
+            }
+            let (rate, comm) = base_epoch_rate(&run)?;
+            eprintln!(
+                "round {round}: {ranks} process(es): {rate:.1} img/s, communication {comm:.3}"
+            );
+            results[i].push((rate, comm));
+        }
+    }
+    let stat = |r: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(r.iter().map(f).collect());
+    let one = stat(&results[0], |r| r.0);
+    println!("| processes × threads | images/s | vs one process | communication share of a step |");
+    println!("|---|---|---|---|");
+    println!("| 1 × {} | {one:.1} | 1.00 | – |", args.threads);
+    let two = stat(&results[1], |r| r.0);
+    let comm = stat(&results[1], |r| r.1);
+    println!(
+        "| 2 × {per_rank} | {two:.1} | {:.2} | {:.1}% |",
+        two / one,
+        100.0 * comm
+    );
+    Ok(())
+}
+
+/// The base stage's images/s (its epoch record) and its steps' mean communication share (0
+/// in one process), from `run/metrics.jsonl`.
+fn base_epoch_rate(run: &Path) -> Result<(f64, f64)> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    let records: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let epoch = records
+        .iter()
+        .find(|r| r["stage"] == "base" && r["kind"] == "epoch")
+        .context("no base epoch record")?;
+    let comm: Vec<f64> = records
+        .iter()
+        .filter(|r| r["stage"] == "base" && r["kind"] == "step")
+        .filter_map(|r| r["comm_share"].as_f64())
+        .collect();
+    let comm = if comm.is_empty() {
+        0.0
+    } else {
+        comm.iter().sum::<f64>() / comm.len() as f64
+    };
+    Ok((num(epoch, "images_per_s"), comm))
 }
 
 /// Writes `n` synthetic `width × height` JPEGs into `dir` with `dnc bench synth`, unless a

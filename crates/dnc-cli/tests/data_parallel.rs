@@ -152,3 +152,66 @@ fn two_processes_train_the_base_model_of_one_and_resume_at_one() {
     );
     assert_eq!(base_steps(killed), base_steps(one));
 }
+
+#[test]
+fn experts_and_distillation_train_data_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let (one_s, two_s) = (one.display().to_string(), two.display().to_string());
+    dnc(&["init", "--config", &cfg, "--out", &one_s]);
+    for s in ["base", "embed", "cluster"] {
+        stage(&one_s, s, false);
+    }
+    copy_dir(&one, &two);
+    for s in ["experts", "distill"] {
+        stage(&one_s, s, false);
+        let out = mpirun(&["stage", s, "--run", &two_s]).output().unwrap();
+        checked(out, &format!("mpirun -n 2 dnc stage {s}"));
+    }
+    // Experts: synchronised statistics, so the models of one process within float tolerance.
+    for k in 0..2 {
+        let model = format!("experts/expert-{k}/model.safetensors");
+        assert_close_models(&one.join(&model), &two.join(&model), 1e-3);
+        // Each rank recorded the images of its own shares; together, those of one process.
+        let served = |run: &Path, file: &str| -> Vec<u64> {
+            let path = run.join(format!("experts/expert-{k}/{file}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let mut ids: Vec<u64> = v["indices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let mut both = [
+            served(&two, "served.json"),
+            served(&two, "served.rank-1.json"),
+        ]
+        .concat();
+        both.sort_unstable();
+        both.dedup();
+        assert_eq!(both, served(&one, "served.json"));
+    }
+    // Distillation (per-rank statistics) trains and writes its student once.
+    assert!(two.join("distill/model.safetensors").is_file());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stages"]["distill"]["done"], true);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -34,7 +34,7 @@ pub use local::LocalGroup;
 pub use mpi_backend::MpiCommunicator;
 pub use ops::{
     all_gather_rows, all_reduce_sum, all_reduce_sum_f32, all_reduce_sum_f64, average_gradients,
-    mean_over_ranks,
+    communication_seconds, mean_over_ranks,
 };
 
 use std::fmt::Debug;

@@ -8,6 +8,8 @@
 //! one process computing every rank's loss.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
@@ -15,13 +17,30 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, T
 
 use crate::{Communicator, DistError};
 
+/// Nanoseconds this process has spent in collectives, waiting for other ranks included.
+static COMMUNICATION_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Seconds this process has spent in collectives so far (sending, receiving and waiting for
+/// the other ranks): the difference over a step is the step's communication time.
+pub fn communication_seconds() -> f64 {
+    COMMUNICATION_NANOS.load(Ordering::Relaxed) as f64 * 1e-9
+}
+
+/// Runs one collective, adding its time to [`communication_seconds`].
+fn timed<T>(collective: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = collective();
+    COMMUNICATION_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    out
+}
+
 /// Sums `values` over ranks in place, in rank order (the same bits on every rank).
 pub fn all_reduce_sum_f32(comm: &dyn Communicator, values: &mut [f32]) -> Result<()> {
     let world = comm.world_size();
     if world == 1 {
         return Ok(());
     }
-    let all = comm.all_gather_f32(values)?;
+    let all = timed(|| comm.all_gather_f32(values))?;
     sum_in_rank_order(&all, values);
     Ok(())
 }
@@ -31,7 +50,7 @@ pub fn all_reduce_sum_f64(comm: &dyn Communicator, values: &mut [f64]) -> Result
     if comm.world_size() == 1 {
         return Ok(());
     }
-    let all = comm.all_gather_f64(values)?;
+    let all = timed(|| comm.all_gather_f64(values))?;
     sum_in_rank_order(&all, values);
     Ok(())
 }
@@ -152,8 +171,14 @@ impl CustomOp1 for AllGatherRows {
         }
         dims[0] *= self.comm.world_size();
         let out = match storage.dtype() {
-            DType::F32 => CpuStorage::F32(self.comm.all_gather_f32(values(storage, layout)?)?),
-            DType::F64 => CpuStorage::F64(self.comm.all_gather_f64(values(storage, layout)?)?),
+            DType::F32 => {
+                let local = values(storage, layout)?;
+                CpuStorage::F32(timed(|| self.comm.all_gather_f32(local))?)
+            }
+            DType::F64 => {
+                let local = values(storage, layout)?;
+                CpuStorage::F64(timed(|| self.comm.all_gather_f64(local))?)
+            }
             other => return Err(unsupported(self.name(), other)),
         };
         Ok((out, Shape::from(dims)))

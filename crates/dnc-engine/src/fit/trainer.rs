@@ -210,6 +210,7 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             step: ctx.step,
             source,
         };
+        let comm_before = dnc_dist::communication_seconds();
         let mut out = self.step.forward(batch, &ctx).map_err(at_step)?;
         let mut loss = scalar_loss(&out.loss).map_err(at_step)?;
         if self.group.is_distributed() {
@@ -224,7 +225,14 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             });
         }
         self.apply_update(&out.loss, &ctx).map_err(at_step)?;
-        self.record(loss, &out, started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        if self.group.is_distributed() {
+            // This rank's time in collectives (waiting for the others included) over the step.
+            let comm = dnc_dist::communication_seconds() - comm_before;
+            out.metrics
+                .push(("comm_share".into(), comm / seconds.max(1e-9)));
+        }
+        self.record(loss, &out, seconds);
         Ok(ctx)
     }
 
