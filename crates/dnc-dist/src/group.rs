@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn scoped_groups_nest_and_restore() {
         assert_eq!(current().world_size(), 1);
-        let ranks = LocalGroup::new(2);
+        let ranks = LocalGroup::ranks(2);
         {
             let _outer = scoped(Group::new(ranks[1].clone()));
             assert_eq!((current().rank(), current().world_size()), (1, 2));

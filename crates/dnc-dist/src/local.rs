@@ -18,7 +18,7 @@ pub struct LocalGroup;
 
 impl LocalGroup {
     /// The `world_size` ranks of a new group, rank `r` at index `r`.
-    pub fn new(world_size: usize) -> Vec<Arc<dyn Communicator>> {
+    pub fn ranks(world_size: usize) -> Vec<Arc<dyn Communicator>> {
         assert!(world_size >= 1, "a group needs at least one rank");
         let shared = Arc::new(Shared {
             world_size,
@@ -157,7 +157,7 @@ mod tests {
         f: impl Fn(&dyn Communicator) -> T + Send + Sync + 'static,
     ) -> Vec<T> {
         let f = Arc::new(f);
-        let handles: Vec<_> = LocalGroup::new(world)
+        let handles: Vec<_> = LocalGroup::ranks(world)
             .into_iter()
             .map(|comm| {
                 let f = f.clone();
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_single_rank_group_needs_nobody() {
-        let comm = &LocalGroup::new(1)[0];
+        let comm = &LocalGroup::ranks(1)[0];
         assert_eq!(comm.all_gather_f32(&[3.0]).unwrap(), vec![3.0]);
         comm.barrier().unwrap();
     }

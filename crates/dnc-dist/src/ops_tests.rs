@@ -7,7 +7,7 @@ fn on_ranks<T: Send + 'static>(
     f: impl Fn(Arc<dyn Communicator>) -> T + Send + Sync + 'static,
 ) -> Vec<T> {
     let f = Arc::new(f);
-    let handles: Vec<_> = LocalGroup::new(world)
+    let handles: Vec<_> = LocalGroup::ranks(world)
         .into_iter()
         .map(|comm| {
             let f = f.clone();

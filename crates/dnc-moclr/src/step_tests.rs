@@ -270,10 +270,13 @@ impl dnc_engine::BatchSource for Shares {
     }
 }
 
+/// Every variable of a map by name, sorted.
+type NamedValues = Vec<(String, Vec<f32>)>;
+
 /// Trains 4 steps through `dnc_engine::fit` on `world` ranks (threads); per rank, the last
 /// loss and every online variable (buffers included).
-fn train_data_parallel(world: usize, objective: Objective) -> Vec<(f64, Vec<(String, Vec<f32>)>)> {
-    let handles: Vec<_> = dnc_dist::LocalGroup::new(world)
+fn train_data_parallel(world: usize, objective: Objective) -> Vec<(f64, NamedValues)> {
+    let handles: Vec<_> = dnc_dist::LocalGroup::ranks(world)
         .into_iter()
         .enumerate()
         .map(|(rank, comm)| {
@@ -309,7 +312,7 @@ fn train_data_parallel(world: usize, objective: Objective) -> Vec<(f64, Vec<(Str
                 )
                 .unwrap();
                 let data = step.online_vars().data().lock().unwrap();
-                let mut vars: Vec<(String, Vec<f32>)> = data
+                let mut vars: NamedValues = data
                     .iter()
                     .map(|(n, v)| (n.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
                     .collect();

@@ -247,6 +247,23 @@ fn convolution_and_batch_norm_match_the_composed_layers_and_update_running_stati
     }
 }
 
+/// What one rank of the synchronised BatchNorm test computes on its rows.
+struct Share {
+    outputs: Vec<f64>,
+    input_grad: Vec<f64>,
+    weight_grad: Vec<f64>,
+    bias_grad: Vec<f64>,
+    running: Vec<f64>,
+}
+
+#[track_caller]
+fn assert_near(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+    }
+}
+
 /// One process with the whole batch, against two ranks (threads) with half of it each and
 /// synchronised statistics: the same outputs, running statistics and gradients (the ranks'
 /// parameter gradients summed, each input's gradient its rows of the whole one).
@@ -258,12 +275,12 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
         .unwrap();
     let residual = randn((6, 3, 2, 2), DType::F32, 12);
     let weights = randn((6, 3, 2, 2), DType::F32, 13);
-    // What one rank computes on rows `rows` of the batch: outputs, the loss's gradients with
-    // respect to the input, γ and β, and the running statistics after the step.
-    let run = std::sync::Arc::new(move |rows: (usize, usize), add_relu: bool| {
+    // Rows `first .. first + rows` of the batch through a fresh layer, and `Σ ys ⊙ weights`
+    // back-propagated.
+    let run = std::sync::Arc::new(move |(first, rows): (usize, usize), add_relu: bool| {
         let map = SeededVarMap::new(0);
         let bn = layer(&map, 3, DType::F32);
-        let share = |t: &Tensor| t.narrow(0, rows.0, rows.1).unwrap();
+        let share = |t: &Tensor| t.narrow(0, first, rows).unwrap();
         let input = Var::from_tensor(&share(&x)).unwrap();
         let ys = if add_relu {
             bn.forward_add_relu_t(input.as_tensor(), &share(&residual), true)
@@ -274,17 +291,17 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
         let loss = (&ys * share(&weights)).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         let g = |t: &Tensor| values(grads.get(t).unwrap());
-        (
-            values(&ys),
-            g(input.as_tensor()),
-            g(&bn.weight),
-            g(&bn.bias),
-            [values(bn.running_mean()), values(bn.running_var())].concat(),
-        )
+        Share {
+            outputs: values(&ys),
+            input_grad: g(input.as_tensor()),
+            weight_grad: g(&bn.weight),
+            bias_grad: g(&bn.bias),
+            running: [values(bn.running_mean()), values(bn.running_var())].concat(),
+        }
     });
     for add_relu in [false, true] {
         let whole = run((0, 6), add_relu);
-        let handles: Vec<_> = LocalGroup::new(2)
+        let handles: Vec<_> = LocalGroup::ranks(2)
             .into_iter()
             .map(|comm| {
                 let run = run.clone();
@@ -294,32 +311,30 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
                 })
             })
             .collect();
-        let ranks: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let close = |a: &[f64], b: &[f64], what: &str| {
-            assert_eq!(a.len(), b.len(), "{what}");
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
-            }
-        };
-        let joined = |f: fn(&(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)) -> &Vec<f64>| {
-            [f(&ranks[0]).clone(), f(&ranks[1]).clone()].concat()
-        };
-        close(&joined(|r| &r.0), &whole.0, "outputs");
-        close(&joined(|r| &r.1), &whole.1, "input gradient");
-        let summed = |i: usize| -> Vec<f64> {
-            let pick = |r: &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)| {
-                if i == 2 { r.2.clone() } else { r.3.clone() }
-            };
-            pick(&ranks[0])
+        let ranks: Vec<Share> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let joined =
+            |f: fn(&Share) -> &Vec<f64>| [f(&ranks[0]).clone(), f(&ranks[1]).clone()].concat();
+        let summed = |f: fn(&Share) -> &Vec<f64>| -> Vec<f64> {
+            f(&ranks[0])
                 .iter()
-                .zip(pick(&ranks[1]))
+                .zip(f(&ranks[1]))
                 .map(|(a, b)| a + b)
                 .collect()
         };
-        close(&summed(2), &whole.2, "weight gradient");
-        close(&summed(3), &whole.3, "bias gradient");
+        assert_near(&joined(|r| &r.outputs), &whole.outputs, "outputs");
+        assert_near(
+            &joined(|r| &r.input_grad),
+            &whole.input_grad,
+            "input gradient",
+        );
+        assert_near(
+            &summed(|r| &r.weight_grad),
+            &whole.weight_grad,
+            "weight gradient",
+        );
+        assert_near(&summed(|r| &r.bias_grad), &whole.bias_grad, "bias gradient");
         for rank in &ranks {
-            close(&rank.4, &whole.4, "running statistics");
+            assert_near(&rank.running, &whole.running, "running statistics");
         }
     }
 }

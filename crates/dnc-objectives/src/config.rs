@@ -184,7 +184,7 @@ mod tests {
             let g_whole = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
             let whole = whole.to_scalar::<f32>().unwrap();
             // Two ranks, four rows each.
-            let handles: Vec<_> = dnc_dist::LocalGroup::new(2)
+            let handles: Vec<_> = dnc_dist::LocalGroup::ranks(2)
                 .into_iter()
                 .map(|comm| {
                     let (views, cfg) = (views.clone(), cfg.clone());

@@ -157,7 +157,9 @@ where
                 format!("must be below the world size {world_size}"),
             ));
         }
-        if world_size > 1 && (self.config.batch_size % world_size != 0 || !self.config.drop_last) {
+        if world_size > 1
+            && (!self.config.batch_size.is_multiple_of(world_size) || !self.config.drop_last)
+        {
             return Err(DataError::invalid(
                 "batch_size",
                 self.config.batch_size,

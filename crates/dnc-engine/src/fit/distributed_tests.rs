@@ -24,7 +24,7 @@ struct RankIo {
 /// Trains the toy step on `world` ranks (threads), each on its share of every batch; the
 /// outcomes in rank order.
 fn train_ranks(world: usize, opt: &OptimizerConfig, io: &RankIo) -> Vec<Outcome> {
-    let handles: Vec<_> = LocalGroup::new(world)
+    let handles: Vec<_> = LocalGroup::ranks(world)
         .into_iter()
         .enumerate()
         .map(|(rank, comm)| {
