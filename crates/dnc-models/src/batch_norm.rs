@@ -122,11 +122,12 @@ impl BatchNorm {
         residual: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        if let Some(comm) = synced(train) {
+        if let Some(comm) = composed_sync(train, xs) {
             return (self.forward_synced(xs, &comm)? + residual)?.relu();
         }
         if train {
             let count = self.check_train_input(xs)?;
+            let (_sync, ranks) = cpu_sync(train);
             let (ys, mean, var) = dnc_kernels::batch_norm_add_relu_train(
                 xs,
                 &self.weight,
@@ -134,7 +135,7 @@ impl BatchNorm {
                 residual,
                 self.eps,
             )?;
-            self.update_running(&mean, &var, count)?;
+            self.update_running(&mean, &var, count * ranks)?;
             return Ok(ys);
         }
         (self.forward_impl(xs, false, false)? + residual)?.relu()
@@ -147,15 +148,16 @@ impl BatchNorm {
     /// # Shapes
     /// `xs`: `[N, C, H, W]` with `C = num_features`, `H, W ≥ 2` → `[N, C, H/2, W/2]`.
     pub fn forward_relu_max_pool_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if train && dnc_kernels::has_cpu_kernel(xs) && synced(train).is_none() {
+        if train && dnc_kernels::has_cpu_kernel(xs) {
             let count = self.check_train_input(xs)?;
+            let (_sync, ranks) = cpu_sync(train);
             let (ys, mean, var) = dnc_kernels::batch_norm_relu_max_pool2x2_train(
                 xs,
                 &self.weight,
                 &self.bias,
                 self.eps,
             )?;
-            self.update_running(&mean, &var, count)?;
+            self.update_running(&mean, &var, count * ranks)?;
             return Ok(ys);
         }
         crate::pool::max_pool_2x2(&self.forward_relu_t(xs, train)?)
@@ -206,7 +208,6 @@ impl BatchNorm {
         let cfg = conv.config();
         // Where `Conv2d::forward` would cast to a lower precision, the fused op does not apply.
         let fused = train
-            && synced(train).is_none()
             && !cfg.bias
             && dnc_kernels::has_cpu_kernel(xs)
             && crate::precision::computes_in_input_dtype(xs);
@@ -234,6 +235,7 @@ impl BatchNorm {
         )?;
         let [n, _, h, w] = geo.out_dims();
         let count = check_train_count(n * h * w)?;
+        let (_sync, ranks) = cpu_sync(train);
         let op = match tail {
             ConvTail::Norm => dnc_kernels::conv2d_batch_norm_train,
             ConvTail::Relu => dnc_kernels::conv2d_batch_norm_relu_train,
@@ -248,7 +250,7 @@ impl BatchNorm {
             cfg.padding,
             self.eps,
         )?;
-        self.update_running(&mean, &var, count)?;
+        self.update_running(&mean, &var, count * ranks)?;
         Ok(ys)
     }
 
@@ -273,19 +275,20 @@ impl BatchNorm {
     }
 
     fn forward_impl(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        if let Some(comm) = synced(train) {
+        if let Some(comm) = composed_sync(train, xs) {
             let ys = self.forward_synced(xs, &comm)?;
             return if relu { ys.relu() } else { Ok(ys) };
         }
         if train {
             // Batch statistics through the fused kernel (composed candle ops off the CPU).
             let count = self.check_train_input(xs)?;
+            let (_sync, ranks) = cpu_sync(train);
             let (ys, mean, var) = if relu {
                 dnc_kernels::batch_norm_relu_train(xs, &self.weight, &self.bias, self.eps)?
             } else {
                 dnc_kernels::batch_norm_train(xs, &self.weight, &self.bias, self.eps)?
             };
-            self.update_running(&mean, &var, count)?;
+            self.update_running(&mean, &var, count * ranks)?;
             return Ok(ys);
         }
         self.check_channels(xs)?;
@@ -375,6 +378,38 @@ fn synced(train: bool) -> Option<Arc<dyn Communicator>> {
         return None;
     }
     dnc_dist::current().batch_norm_comm().cloned()
+}
+
+/// [`synced`], for an input the fused kernels do not take (off the CPU, half precision):
+/// such inputs are normalised by composed ops ([`BatchNorm::forward_synced`]).
+fn composed_sync(train: bool, xs: &Tensor) -> Option<Arc<dyn Communicator>> {
+    if dnc_kernels::has_cpu_kernel(xs) {
+        return None;
+    }
+    synced(train)
+}
+
+/// For the fused kernels: while synchronised, the guard under which they take the statistics
+/// of every rank's share, and the number of ranks (the values the statistics cover are this
+/// rank's times that: the loader gives every rank an equal share).
+fn cpu_sync(train: bool) -> (Option<dnc_kernels::SyncedBatchNorm>, usize) {
+    match synced(train) {
+        Some(comm) => {
+            let ranks = comm.world_size();
+            let sums = Arc::new(RankSums(comm));
+            (Some(dnc_kernels::synced_batch_norm(sums)), ranks)
+        }
+        None => (None, 1),
+    }
+}
+
+/// Sums over the ranks of a group, for the fused kernels' statistics.
+struct RankSums(Arc<dyn Communicator>);
+
+impl dnc_kernels::MomentSums for RankSums {
+    fn sum(&self, values: &mut [f64]) -> Result<()> {
+        dnc_dist::all_reduce_sum_f64(&*self.0, values)
+    }
 }
 
 /// What follows the batch norm in [`BatchNorm::forward_conv_impl`].

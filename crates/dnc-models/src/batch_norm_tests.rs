@@ -277,15 +277,17 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
     let weights = randn((6, 3, 2, 2), DType::F32, 13);
     // Rows `first .. first + rows` of the batch through a fresh layer, and `Σ ys ⊙ weights`
     // back-propagated.
-    let run = std::sync::Arc::new(move |(first, rows): (usize, usize), add_relu: bool| {
+    // `tail`: 0 the fused batch norm, 1 the fused residual tail, 2 the composed path that
+    // inputs without a fused kernel (off the CPU) take.
+    let run = std::sync::Arc::new(move |(first, rows): (usize, usize), tail: u8| {
         let map = SeededVarMap::new(0);
         let bn = layer(&map, 3, DType::F32);
         let share = |t: &Tensor| t.narrow(0, first, rows).unwrap();
         let input = Var::from_tensor(&share(&x)).unwrap();
-        let ys = if add_relu {
-            bn.forward_add_relu_t(input.as_tensor(), &share(&residual), true)
-        } else {
-            bn.forward_t(input.as_tensor(), true)
+        let ys = match tail {
+            0 => bn.forward_t(input.as_tensor(), true),
+            1 => bn.forward_add_relu_t(input.as_tensor(), &share(&residual), true),
+            _ => bn.forward_synced(input.as_tensor(), dnc_dist::current().comm()),
         }
         .unwrap();
         let loss = (&ys * share(&weights)).unwrap().sum_all().unwrap();
@@ -299,15 +301,15 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
             running: [values(bn.running_mean()), values(bn.running_var())].concat(),
         }
     });
-    for add_relu in [false, true] {
-        let whole = run((0, 6), add_relu);
+    for tail in [0, 1, 2] {
+        let whole = run((0, 6), tail);
         let handles: Vec<_> = LocalGroup::ranks(2)
             .into_iter()
             .map(|comm| {
                 let run = run.clone();
                 std::thread::spawn(move || {
                     let _group = dnc_dist::scoped(Group::new(comm.clone()));
-                    run((comm.rank() * 3, 3), add_relu)
+                    run((comm.rank() * 3, 3), tail)
                 })
             })
             .collect();

@@ -8,6 +8,7 @@
 
 use super::affine::{InputGradCoefficients, input_grad, normalize};
 use super::moments::{Gated, Nlc, channel_moments};
+use super::sync::{MomentSums, current as synced_sums, sum_or_panic};
 use crate::error::KernelError;
 use crate::float::{Float, grad_tensor, has_cpu_kernel, output, with_slice, with_slices};
 use crate::op3::{Grads3, Kernel3, Op3};
@@ -153,7 +154,8 @@ pub(super) fn batch_stats<T: Float>(
     Ok((Arc::new(stats), mean_t, var_t))
 }
 
-/// The batch statistics of `xs` (`[N, C, L]`) and the biased variance per channel.
+/// The batch statistics of `xs` (`[N, C, L]`) and the biased variance per channel; over every
+/// process of the group while a [`synced_batch_norm`](super::synced_batch_norm) guard lives.
 pub(crate) fn slice_stats<T: Float>(s: Nlc, xs: &[T], eps: f64) -> (Stats, Vec<f64>) {
     // Shifting by each channel's first value keeps E[x²] − E[x]² well conditioned.
     let shift: Vec<T> = (0..s.c).map(|ch| xs[ch * s.l]).collect();
@@ -163,6 +165,9 @@ pub(crate) fn slice_stats<T: Float>(s: Nlc, xs: &[T], eps: f64) -> (Stats, Vec<f
         gate: None,
     };
     let sums = channel_moments(s, u, xs, &shift);
+    if let Some(sync) = synced_sums() {
+        return synced_stats(s, &sums, &shift, eps, sync);
+    }
     let count = s.count() as f64;
     let (mean, var): (Vec<f64>, Vec<f64>) = sums
         .iter()
@@ -175,6 +180,42 @@ pub(crate) fn slice_stats<T: Float>(s: Nlc, xs: &[T], eps: f64) -> (Stats, Vec<f
     let stats = Stats {
         inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
         mean,
+        count,
+        sync: None,
+    };
+    (stats, var)
+}
+
+/// The statistics of the whole batch from this process's shifted sums `Σ(x − shift)`,
+/// `Σ(x − shift)²`: made plain (`Σx`, `Σx²`), summed over the processes with the counts.
+fn synced_stats<T: Float>(
+    s: Nlc,
+    sums: &[(f64, f64)],
+    shift: &[T],
+    eps: f64,
+    sync: Arc<dyn MomentSums>,
+) -> (Stats, Vec<f64>) {
+    let n = s.count() as f64;
+    let mut plain = Vec::with_capacity(2 * s.c + 1);
+    plain.extend(sums.iter().zip(shift).map(|(&(s1, _), sh)| s1 + n * sh.to_f64()));
+    plain.extend(sums.iter().zip(shift).map(|(&(s1, s2), sh)| {
+        let sh = sh.to_f64();
+        s2 + 2.0 * sh * s1 + n * sh * sh
+    }));
+    plain.push(n);
+    sum_or_panic(&*sync, &mut plain);
+    let count = plain[2 * s.c];
+    let (mean, var): (Vec<f64>, Vec<f64>) = (0..s.c)
+        .map(|ch| {
+            let m = plain[ch] / count;
+            (m, (plain[s.c + ch] / count - m * m).max(0.0))
+        })
+        .unzip();
+    let stats = Stats {
+        inv_std: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        mean,
+        count,
+        sync: Some(sync),
     };
     (stats, var)
 }
@@ -184,10 +225,24 @@ pub(super) fn cast<T: Float>(v: &[f64]) -> Vec<T> {
 }
 
 /// Batch statistics shared by the forward and backward passes.
-#[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) mean: Vec<f64>,
     inv_std: Vec<f64>,
+    /// The values per channel the statistics cover (every process's, when synchronised).
+    count: f64,
+    /// Where the backward pass sums its input-gradient terms when the statistics are synced.
+    sync: Option<Arc<dyn MomentSums>>,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("mean", &self.mean)
+            .field("inv_std", &self.inv_std)
+            .field("count", &self.count)
+            .field("synced", &self.sync.is_some())
+            .finish()
+    }
 }
 
 /// `y = (x − μ)·σ⁻¹·weight + bias` with precomputed `μ`, `σ⁻¹`, then `max(y, 0)` when `relu`.
@@ -249,14 +304,24 @@ impl BatchNormOp {
         let dw: Vec<f64> = sums.iter().zip(&st.inv_std).map(|(p, i)| p.1 * i).collect();
         let dx = need_dx.then(|| {
             // dx = k1·dỹ + k2·x + k3 per channel, from
-            // dx = w·σ⁻¹·(dỹ − db/N − x̂·dw/N) and x̂ = (x − μ)·σ⁻¹.
-            let count = s.count() as f64;
+            // dx = w·σ⁻¹·(dỹ − db/N − x̂·dw/N) and x̂ = (x − μ)·σ⁻¹, with the sums over the
+            // whole batch (every process's, when synchronised).
+            let count = st.count;
+            let (db_all, dw_all) = match &st.sync {
+                None => (db.clone(), dw.clone()),
+                Some(sync) => {
+                    let mut both = [db.clone(), dw.clone()].concat();
+                    sum_or_panic(&**sync, &mut both);
+                    let dw_all = both.split_off(s.c);
+                    (both, dw_all)
+                }
+            };
             let (mut k1, mut k2, mut k3) = (vec![0.0; s.c], vec![0.0; s.c], vec![0.0; s.c]);
             for ch in 0..s.c {
                 let inv = st.inv_std[ch];
                 k1[ch] = weight[ch].to_f64() * inv;
-                k2[ch] = -k1[ch] * inv * dw[ch] / count;
-                k3[ch] = -k1[ch] * db[ch] / count - k2[ch] * st.mean[ch];
+                k2[ch] = -k1[ch] * inv * dw_all[ch] / count;
+                k3[ch] = -k1[ch] * db_all[ch] / count - k2[ch] * st.mean[ch];
             }
             let k = InputGradCoefficients {
                 k1: cast(&k1),
