@@ -117,10 +117,11 @@ fn two_processes_train_the_base_model_of_one_and_resume_at_one() {
         .unwrap();
     checked(out, "mpirun -n 2 dnc stage base");
     let (one, two) = (Path::new(&runs[0]), Path::new(&runs[1]));
+    // Six steps: the two differ only in the order of float sums (about 1e-7).
     assert_close_models(
         &one.join("base/model.safetensors"),
         &two.join("base/model.safetensors"),
-        1e-3,
+        1e-5,
     );
     // Rank 0 alone wrote the metrics (no step twice), the summary, and the run's log.
     assert_eq!(base_steps(two), base_steps(one));
@@ -148,7 +149,7 @@ fn two_processes_train_the_base_model_of_one_and_resume_at_one() {
     assert_close_models(
         &one.join("base/model.safetensors"),
         &killed.join("base/model.safetensors"),
-        1e-3,
+        1e-5,
     );
     assert_eq!(base_steps(killed), base_steps(one));
 }
@@ -169,10 +170,13 @@ fn experts_and_distillation_train_data_parallel() {
         let out = mpirun(&["stage", s, "--run", &two_s]).output().unwrap();
         checked(out, &format!("mpirun -n 2 dnc stage {s}"));
     }
-    // Experts: synchronised statistics, so the models of one process within float tolerance.
+    // Experts: synchronised statistics, so the models of one process up to the order of float
+    // sums. Over an expert's 18 steps of contrastive training those differences grow (the
+    // losses agree to 1e-6 after 3 steps and 2e-4 after 18), hence the wider tolerance than
+    // the base model's 6 steps.
     for k in 0..2 {
         let model = format!("experts/expert-{k}/model.safetensors");
-        assert_close_models(&one.join(&model), &two.join(&model), 1e-3);
+        assert_close_models(&one.join(&model), &two.join(&model), 5e-3);
         // Each rank recorded the images of its own shares; together, those of one process.
         let served = |run: &Path, file: &str| -> Vec<u64> {
             let path = run.join(format!("experts/expert-{k}/{file}"));
