@@ -13,7 +13,7 @@
 //! - `scale`: one base epoch, embed and cluster on synthetic unlabelled trees of 25k to 200k
 //!   images: wall time and peak memory per stage, to see how they grow with the data.
 //!
-//! - `data-parallel`: one base epoch of the tiny net on CIFAR-10 in one process against two
+//! - `data-parallel`: one base epoch (`--models tiny,resnet18`) on CIFAR-10 in one process against two
 //!   MPI ranks (`mpirun -n 2`, a `dnc` built with `mpi`), the machine's threads split between
 //!   them: images/s and the share of a step spent in collectives.
 //!
@@ -349,82 +349,97 @@ fn bench_scale(dnc: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One base epoch on `args.batch · args.steps` images of `data`, alternating one process
-/// (`args.threads` threads) and two MPI ranks (half the threads each), `args.rounds` times.
+/// One base epoch on `args.batch · args.steps` images of `data` for each of `args.models`,
+/// alternating one process (`args.threads` threads) and two MPI ranks (half the threads each),
+/// `args.rounds` times.
 fn bench_data_parallel(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
     let root = workspace_root().join("target/bench-data-parallel");
-    let config = workspace_root().join("configs/cifar10-tiny.toml");
     let images = args.batch * args.steps;
     let per_rank = (args.threads / 2).max(1);
     println!(
-        "base epoch of the tiny net: {images} images of {}, batch {}, {} threads in all, {} rounds",
+        "base epoch: {images} images of {}, batch {}, {} threads in all, {} rounds",
         data.display(),
         args.batch,
         args.threads,
         args.rounds
     );
-    let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..args.rounds {
-        for (i, ranks) in [1usize, 2].into_iter().enumerate() {
-            let run = root.join(format!("run-{ranks}"));
-            if run.exists() {
-                std::fs::remove_dir_all(&run)?;
-            }
-            let status = Command::new(dnc)
-                .args(["init", "--config"])
-                .arg(&config)
-                .arg("--data")
-                .arg(data)
-                .arg("--out")
-                .arg(&run)
-                .args(["--set", "base.epochs=1", "--set", "base.log_every=1"])
-                .args(["--set", &format!("base.batch_size={}", args.batch)])
-                .args(["--set", &format!("data.train_limit={images}")])
-                .args(["--set", "data.workers=1"])
-                .stderr(std::process::Stdio::null())
-                .status()?;
-            if !status.success() {
-                bail!("dnc init into {} failed", run.display());
-            }
-            let threads = if ranks == 1 { args.threads } else { per_rank };
-            let mut cmd = if ranks == 1 {
-                Command::new(dnc)
-            } else {
-                let mut c = Command::new("mpirun");
-                c.args(["-n", "2", "--oversubscribe", "-x", "RAYON_NUM_THREADS"])
-                    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-                    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-                    .arg(dnc);
-                c
-            };
-            let status = cmd
-                .env("RAYON_NUM_THREADS", threads.to_string())
-                .args(["stage", "base", "--run"])
-                .arg(&run)
-                .stderr(std::process::Stdio::null())
-                .status()?;
-            if !status.success() {
-                bail!("{ranks}-process base stage failed (log: {})", run.display());
-            }
-            let (rate, comm) = base_epoch_rate(&run)?;
-            eprintln!(
-                "round {round}: {ranks} process(es): {rate:.1} img/s, communication {comm:.3}"
-            );
-            results[i].push((rate, comm));
+    let mut rows = Vec::new();
+    for model in &args.models {
+        let config = workspace_root().join(format!("configs/cifar10-{}.toml", model));
+        if !config.is_file() {
+            bail!("no configuration {} for model {model}", config.display());
         }
+        let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..args.rounds {
+            for (i, ranks) in [1usize, 2].into_iter().enumerate() {
+                let run = root.join(format!("run-{model}-{ranks}"));
+                if run.exists() {
+                    std::fs::remove_dir_all(&run)?;
+                }
+                let status = Command::new(dnc)
+                    .args(["init", "--config"])
+                    .arg(&config)
+                    .arg("--data")
+                    .arg(data)
+                    .arg("--out")
+                    .arg(&run)
+                    .args(["--set", "base.epochs=1", "--set", "base.log_every=1"])
+                    .args(["--set", &format!("base.batch_size={}", args.batch)])
+                    .args(["--set", &format!("data.train_limit={images}")])
+                    .args(["--set", "data.workers=1"])
+                    .stderr(std::process::Stdio::null())
+                    .status()?;
+                if !status.success() {
+                    bail!("dnc init into {} failed", run.display());
+                }
+                let threads = if ranks == 1 { args.threads } else { per_rank };
+                let mut cmd = if ranks == 1 {
+                    Command::new(dnc)
+                } else {
+                    let mut c = Command::new("mpirun");
+                    c.args(["-n", "2", "--oversubscribe", "-x", "RAYON_NUM_THREADS"])
+                        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+                        .arg(dnc);
+                    c
+                };
+                let status = cmd
+                    .env("RAYON_NUM_THREADS", threads.to_string())
+                    .args(["stage", "base", "--run"])
+                    .arg(&run)
+                    .stderr(std::process::Stdio::null())
+                    .status()?;
+                if !status.success() {
+                    bail!("{ranks}-process base stage failed (log: {})", run.display());
+                }
+                let (rate, comm) = base_epoch_rate(&run)?;
+                eprintln!(
+                    "{model} round {round}: {ranks} process(es): {rate:.1} img/s, communication {comm:.3}"
+                );
+                results[i].push((rate, comm));
+            }
+        }
+        let stat = |r: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(r.iter().map(f).collect());
+        let one = stat(&results[0], |r| r.0);
+        let two = stat(&results[1], |r| r.0);
+        let comm = stat(&results[1], |r| r.1);
+        rows.push(format!(
+            "| {model} | 1 × {} | {one:.1} | 1.00 | – |",
+            args.threads
+        ));
+        rows.push(format!(
+            "| {model} | 2 × {per_rank} | {two:.1} | {:.2} | {:.1}% |",
+            two / one,
+            100.0 * comm
+        ));
     }
-    let stat = |r: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(r.iter().map(f).collect());
-    let one = stat(&results[0], |r| r.0);
-    println!("| processes × threads | images/s | vs one process | communication share of a step |");
-    println!("|---|---|---|---|");
-    println!("| 1 × {} | {one:.1} | 1.00 | – |", args.threads);
-    let two = stat(&results[1], |r| r.0);
-    let comm = stat(&results[1], |r| r.1);
     println!(
-        "| 2 × {per_rank} | {two:.1} | {:.2} | {:.1}% |",
-        two / one,
-        100.0 * comm
+        "| model | processes × threads | images/s | vs one process | communication share of a step |"
     );
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
     Ok(())
 }
 

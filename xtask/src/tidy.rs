@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("dnc-core", 0),
     ("dnc-kernels", 0),
     ("dnc-plot", 0),
+    ("dnc-dist", 0),
     ("dnc-data", 1),
     ("dnc-augment", 2),
     ("dnc-models", 2),

@@ -40,9 +40,9 @@ mod test_util;
 pub use activation::relu;
 pub use alloc::retain_freed_buffers;
 pub use batch_norm::{
-    batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train, batch_norm_relu_train,
-    batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train, conv2d_batch_norm_relu_train,
-    conv2d_batch_norm_train, MomentSums, SyncedBatchNorm, synced_batch_norm,
+    MomentSums, SyncedBatchNorm, batch_norm_add_relu_train, batch_norm_relu_max_pool2x2_train,
+    batch_norm_relu_train, batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train,
+    conv2d_batch_norm_relu_train, conv2d_batch_norm_train, synced_batch_norm,
 };
 pub use conv::{Conv2dGeometry, conv2d};
 pub use error::KernelError;

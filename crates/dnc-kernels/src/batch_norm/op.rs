@@ -197,7 +197,11 @@ fn synced_stats<T: Float>(
 ) -> (Stats, Vec<f64>) {
     let n = s.count() as f64;
     let mut plain = Vec::with_capacity(2 * s.c + 1);
-    plain.extend(sums.iter().zip(shift).map(|(&(s1, _), sh)| s1 + n * sh.to_f64()));
+    plain.extend(
+        sums.iter()
+            .zip(shift)
+            .map(|(&(s1, _), sh)| s1 + n * sh.to_f64()),
+    );
     plain.extend(sums.iter().zip(shift).map(|(&(s1, s2), sh)| {
         let sh = sh.to_f64();
         s2 + 2.0 * sh * s1 + n * sh * sh
