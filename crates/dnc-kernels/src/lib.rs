@@ -44,7 +44,7 @@ pub use batch_norm::{
     batch_norm_relu_train, batch_norm_train, conv2d_batch_norm_relu_max_pool2x2_train,
     conv2d_batch_norm_relu_train, conv2d_batch_norm_train, synced_batch_norm,
 };
-pub use conv::{Conv2dGeometry, conv2d};
+pub use conv::{Conv2dGeometry, conv2d, winograd_enabled};
 pub use error::KernelError;
 pub use float::has_cpu_kernel;
 pub use pool::{MaxPoolGeometry, global_avg_pool, max_pool2d};

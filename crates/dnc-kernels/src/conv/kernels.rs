@@ -12,6 +12,7 @@
 use super::geometry::Conv2dGeometry;
 use super::im2col::{col2im, im2col};
 use super::row_patches;
+use super::winograd;
 use crate::float::{Float, output};
 use crate::matmul::{MatRef, matmul};
 use gemm::Parallelism;
@@ -33,6 +34,9 @@ fn group_size(geo: &Conv2dGeometry) -> usize {
 /// # Shapes
 /// `x`: `[B, C, H, W]`, `w`: `[O, C, kh, kw]` (both contiguous) → `[B, O, out_h, out_w]`.
 pub(crate) fn forward<T: Float>(geo: &Conv2dGeometry, x: &[T], w: &[T]) -> Vec<T> {
+    if winograd::applies(geo) {
+        return winograd::forward(geo, x, w);
+    }
     let mut y = output(geo.batch * geo.out_image());
     if row_patches::applies(geo) {
         let w_rows = row_patches::weights_by_row(geo, w);
@@ -103,6 +107,9 @@ pub(crate) fn backward<T: Float>(
     need_dx: bool,
     need_dw: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    if winograd::applies(geo) {
+        return winograd::backward(geo, x, w, dy, need_dx, need_dw);
+    }
     let path = Path::new(geo, w, need_dx);
     let group = group_size(geo);
     let groups = geo.batch.div_ceil(group);

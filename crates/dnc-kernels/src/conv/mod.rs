@@ -7,8 +7,10 @@ pub(crate) mod kernels;
 mod op;
 mod row_patches;
 mod tensor_ops;
+mod winograd;
 #[cfg(test)]
 mod tests;
 
 pub use geometry::Conv2dGeometry;
 pub use op::conv2d;
+pub use winograd::winograd_enabled;

@@ -27,6 +27,9 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([3, 16, 9, 11], [3, 16, 5, 3], 1, 2),
     ([2, 17, 10, 12], [3, 17, 3, 3], 1, 0),
     ([1, 16, 9, 8], [2, 16, 3, 1], 1, 1),
+    // 3×3, stride 1, padding 1, at least 64 channels in and 16 out, even sizes: Winograd.
+    ([3, 64, 8, 8], [16, 64, 3, 3], 1, 1),
+    ([70, 64, 4, 6], [20, 64, 3, 3], 1, 1),
 ];
 
 /// `(y, dL/dx, dL/dw)` for `L = Σ y·g` through `conv`.
