@@ -71,6 +71,13 @@ impl Launch {
 
 impl Drop for Launch {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The other ranks may wait in another collective: neither meet them at a barrier
+            // nor finalise MPI (which may wait for them too); leave, and the launcher ends them.
+            std::mem::forget(self.group.clone());
+            crate::install(None);
+            return;
+        }
         if self.group.is_distributed() {
             // Ranks leave together, so no rank finalises while another still sends to it.
             if let Err(e) = self.group.comm().barrier() {

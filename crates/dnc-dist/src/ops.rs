@@ -194,8 +194,9 @@ impl CustomOp1 for AllGatherRows {
 /// Replaces each parameter's gradient in `grads` by its mean over ranks, in one collective.
 ///
 /// Every rank passes the same parameters in the same order. A parameter without a gradient on
-/// this rank contributes zeros (and keeps no gradient here); ranks that run the same graph
-/// agree on which parameters have one.
+/// a rank (a distillation head whose cluster has no image in that rank's share) counts as a
+/// zero gradient there; when any rank has one, every rank gets the mean, so that every rank
+/// updates it alike and the ranks' weights stay equal.
 pub fn average_gradients(
     grads: &mut GradStore,
     params: &[(String, Var)],
@@ -205,26 +206,52 @@ pub fn average_gradients(
     if world == 1 {
         return Ok(());
     }
-    let mut flat: Vec<f32> = Vec::new();
+    let total: usize = params.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut flat: Vec<f32> = Vec::with_capacity(total + params.len());
     for (_, var) in params {
         match grads.get(var.as_tensor()) {
             Some(g) => flat.extend(g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => flat.extend(std::iter::repeat_n(0f32, var.elem_count())),
         }
     }
+    // Which parameters have a gradient here, summed into how many ranks have one.
+    flat.extend(
+        params
+            .iter()
+            .map(|(_, v)| f32::from(u8::from(grads.get(v.as_tensor()).is_some()))),
+    );
     all_reduce_sum_f32(comm, &mut flat)?;
+    let (sums, present) = flat.split_at(total);
     let scale = 1.0 / world as f32;
     let mut offset = 0;
-    for (_, var) in params {
+    for ((_, var), &ranks_with_grad) in params.iter().zip(present) {
         let n = var.elem_count();
-        if let Some(g) = grads.get(var.as_tensor()) {
-            let mean: Vec<f32> = flat[offset..offset + n].iter().map(|v| v * scale).collect();
-            let mean = Tensor::from_vec(mean, g.shape(), &Device::Cpu)?
-                .to_dtype(g.dtype())?
-                .to_device(g.device())?;
+        if ranks_with_grad > 0.0 {
+            let mean: Vec<f32> = sums[offset..offset + n].iter().map(|v| v * scale).collect();
+            let mean = Tensor::from_vec(mean, var.shape(), &Device::Cpu)?
+                .to_dtype(var.dtype())?
+                .to_device(var.device())?;
             grads.insert(var.as_tensor(), mean);
         }
         offset += n;
+    }
+    Ok(())
+}
+
+/// Checks that every rank holds the same `value` (a position, a decision read from shared
+/// files), so that the ranks make the same collective calls from here on; the error names
+/// what disagrees and every rank's value.
+pub fn agree(comm: &dyn Communicator, what: &str, value: f64) -> Result<()> {
+    if comm.world_size() == 1 {
+        return Ok(());
+    }
+    let all = timed(|| comm.all_gather_f64(&[value]))?;
+    if all.iter().any(|v| *v != all[0]) {
+        return Err(DistError::Launch(format!(
+            "the ranks disagree on {what}: {all:?} (rank order); every rank must see the same run \
+             directory"
+        ))
+        .into());
     }
     Ok(())
 }

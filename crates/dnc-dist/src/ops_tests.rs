@@ -143,6 +143,59 @@ fn average_gradients_takes_the_mean_over_ranks() {
 }
 
 #[test]
+fn a_gradient_on_some_ranks_only_reaches_every_rank_as_the_mean() {
+    let out = on_ranks(2, |comm| {
+        let head = Var::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+        let other = Var::new(&[3f32], &Device::Cpu).unwrap();
+        // Only rank 1 uses `head` (its share had the head's images).
+        let mut loss = (other.as_tensor().sum_all().unwrap() * 2.0).unwrap();
+        if comm.rank() == 1 {
+            loss = (loss + (head.as_tensor() * 4.0).unwrap().sum_all().unwrap()).unwrap();
+        }
+        let mut grads = loss.backward().unwrap();
+        let params = vec![
+            ("head".to_string(), head.clone()),
+            ("other".to_string(), other.clone()),
+        ];
+        average_gradients(&mut grads, &params, &*comm).unwrap();
+        let h = grads
+            .get(head.as_tensor())
+            .map(|g| g.to_vec1::<f32>().unwrap());
+        (
+            h,
+            grads
+                .get(other.as_tensor())
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        )
+    });
+    for (head, other) in out {
+        // (0 + 4) / 2 on both ranks, the one without a gradient of its own included.
+        assert_eq!(head, Some(vec![2.0, 2.0]));
+        assert_eq!(other, vec![2.0]);
+    }
+}
+
+#[test]
+fn agree_names_the_disagreement() {
+    let out = on_ranks(2, |comm| {
+        let same = agree(&*comm, "the step", 7.0).is_ok();
+        let differ = agree(&*comm, "the step", comm.rank() as f64)
+            .unwrap_err()
+            .to_string();
+        (same, differ)
+    });
+    for (same, differ) in out {
+        assert!(same);
+        assert!(
+            differ.contains("disagree on the step: [0.0, 1.0]"),
+            "{differ}"
+        );
+    }
+}
+
+#[test]
 fn one_rank_is_the_identity() {
     let comm: Arc<dyn Communicator> = Arc::new(crate::Solo);
     let x = input(0, 2);

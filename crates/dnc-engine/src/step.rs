@@ -120,4 +120,12 @@ pub trait BatchSource {
         epoch: usize,
         skip_batches: usize,
     ) -> EpochBatches<'_, Self::Batch, Self::Error>;
+
+    /// The number of examples in `batch`, when the source can tell. In data-parallel training
+    /// the ranks' shares of a position must be equally large (their contrastive negatives are
+    /// gathered row for row); a position where they differ (unreadable images left out of one
+    /// share) is skipped by every rank. `None` skips the check.
+    fn examples(&self, _batch: &Self::Batch) -> Option<usize> {
+        None
+    }
 }

@@ -103,6 +103,10 @@ impl<D: Dataset<Item = ImageItem> + 'static> BatchSource for ViewPairSource<D> {
         self.loader.config().batch_size
     }
 
+    fn examples(&self, batch: &ViewPair) -> Option<usize> {
+        batch.view1.dim(0).ok()
+    }
+
     fn epoch(&self, epoch: usize, skip_batches: usize) -> EpochBatches<'_, ViewPair, DataError> {
         let batches = self.loader.epoch(epoch as u64, skip_batches);
         let positions = by_position(batches, skip_batches, self.batches_per_epoch());
@@ -243,6 +247,10 @@ impl<D: Dataset<Item = ImageItem> + 'static> BatchSource for DistillSource<D> {
 
     fn batch_size(&self) -> usize {
         self.loader.config().batch_size
+    }
+
+    fn examples(&self, batch: &DistillBatch) -> Option<usize> {
+        Some(batch.clusters.len())
     }
 
     fn epoch(

@@ -19,6 +19,7 @@ struct RankIo {
     resume: bool,
     stop_after: Option<usize>,
     empty_at: Vec<(usize, usize, usize)>,
+    short_at: Vec<(usize, usize, usize)>,
 }
 
 /// Trains the toy step on `world` ranks (threads), each on its share of every batch; the
@@ -35,6 +36,12 @@ fn train_ranks(world: usize, opt: &OptimizerConfig, io: &RankIo) -> Vec<Outcome>
                 source.share = (rank, world);
                 source.empty_at = io
                     .empty_at
+                    .iter()
+                    .filter(|(r, _, _)| *r == rank)
+                    .map(|(_, e, b)| (*e, *b))
+                    .collect();
+                source.short_at = io
+                    .short_at
                     .iter()
                     .filter(|(r, _, _)| *r == rank)
                     .map(|(_, e, b)| (*e, *b))
@@ -154,18 +161,27 @@ fn assert_one_writer(metrics: &Path, last: usize) {
 }
 
 #[test]
-fn a_rank_without_its_share_makes_every_rank_skip_the_step() {
+fn a_rank_without_its_share_or_with_a_smaller_one_makes_every_rank_skip_the_step() {
     let opt = &optimizers()[0];
     let io = RankIo {
         empty_at: vec![(1, 0, 2)],
+        short_at: vec![(0, 1, 1)],
         ..RankIo::default()
     };
     let out = train_ranks(2, opt, &io);
     for rank in &out {
         let trained: Vec<usize> = rank.step.seen.iter().map(|c| c.step).collect();
-        assert!(!trained.contains(&2), "{trained:?}");
-        assert_eq!(trained.len(), 11);
+        // Step 2 (rank 1 without a batch) and step 5 (epoch 1, batch 1: rank 0's share short).
+        assert!(
+            !trained.contains(&2) && !trained.contains(&5),
+            "{trained:?}"
+        );
+        assert_eq!(trained.len(), 10);
     }
+    // A metric that only rank 1 reports is logged by rank 1 and does not trouble rank 0.
+    let has = |o: &Outcome| o.report.epochs[0].metrics.contains_key("rank_one_only");
+    assert!(!has(&out[0]) && has(&out[1]));
+    assert!(out[0].report.epochs[0].metrics.contains_key("mse"));
     // The ranks agree on every parameter, bit for bit.
     assert_eq!(values(&out[0].step.online), values(&out[1].step.online));
 }

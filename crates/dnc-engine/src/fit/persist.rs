@@ -7,8 +7,25 @@ use crate::step::TrainStep;
 
 impl<T: TrainStep> Trainer<'_, T> {
     /// Restores the latest checkpoint when `resume` is set. Without `resume`, a checkpoint
-    /// folder that already holds checkpoints is an error: a fresh run would mix with them.
+    /// folder that already holds checkpoints is an error: a fresh run would mix with them. With
+    /// several ranks, all of them must arrive at the same step.
     pub(super) fn resume(&mut self, resume: bool) -> Result<(), EngineError> {
+        self.restore(resume)?;
+        // Every rank read rank 0's checkpoints: they must start from the same step.
+        let comm = self.group.comm();
+        dnc_dist::agree(
+            &**comm,
+            "the step to resume from",
+            self.pos.global_step as f64,
+        )
+        .map_err(|e| EngineError::Step {
+            step: self.pos.global_step,
+            source: e,
+        })
+    }
+
+    /// [`resume`](Self::resume) on this rank alone.
+    fn restore(&mut self, resume: bool) -> Result<(), EngineError> {
         let Some(store) = &self.store else {
             if resume {
                 tracing::warn!(stage = %self.stage, "resume asked without a checkpoint folder: starting from scratch");

@@ -92,7 +92,12 @@ impl TrainStep for ToyStep {
             loss = (loss * f64::NAN)?;
         }
         let n = x.dim(0)?;
-        Ok(StepOutput::new(loss, n).with_metric("mse", f64::from(mse)))
+        let mut out = StepOutput::new(loss, n).with_metric("mse", f64::from(mse));
+        if dnc_dist::current().rank() == 1 {
+            // A metric only one rank reports (as distillation's per-cluster terms can be).
+            out = out.with_metric("rank_one_only", 1.0);
+        }
+        Ok(out)
     }
 
     fn after_update(&mut self, _ctx: &StepContext) -> candle_core::Result<()> {
@@ -144,6 +149,8 @@ pub(super) struct ToySource {
     /// `(rank, world_size)`: this rank's rows of every batch, as data-parallel training
     /// splits them; `batch_size` stays the global batch's.
     pub(super) share: (usize, usize),
+    /// Positions `(epoch, batch)` whose batch lost one example (an unreadable image).
+    pub(super) short_at: Vec<(usize, usize)>,
 }
 
 impl ToySource {
@@ -155,6 +162,7 @@ impl ToySource {
             fail_at: None,
             empty_at: Vec::new(),
             share: (0, 1),
+            short_at: Vec::new(),
         }
     }
 
@@ -194,6 +202,10 @@ impl BatchSource for ToySource {
         self.batch_size
     }
 
+    fn examples(&self, (x, _): &ToyBatch) -> Option<usize> {
+        x.dim(0).ok()
+    }
+
     fn epoch(
         &self,
         epoch: usize,
@@ -206,7 +218,15 @@ impl BatchSource for ToySource {
             if self.empty_at.contains(&(epoch, i)) {
                 return Ok(None);
             }
-            Ok(Some(self.batch(epoch, i)))
+            let (x, y) = self.batch(epoch, i);
+            if self.short_at.contains(&(epoch, i)) {
+                let n = x.dim(0).unwrap() - 1;
+                return Ok(Some((
+                    x.narrow(0, 0, n).unwrap(),
+                    y.narrow(0, 0, n).unwrap(),
+                )));
+            }
+            Ok(Some((x, y)))
         }))
     }
 }

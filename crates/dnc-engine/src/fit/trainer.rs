@@ -130,7 +130,7 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         let mut batches = source.epoch(epoch, self.pos.batch);
         let mut started = Instant::now();
         while self.pos.epoch == epoch {
-            let next = self.agree_on_batch(batches.next())?;
+            let next = self.agree_on_batch(source, batches.next())?;
             let batch = match next {
                 Some(Ok(Some(batch))) => batch,
                 Some(Ok(None)) => {
@@ -159,22 +159,33 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         Ok(None)
     }
 
-    /// With several ranks, a position trains only when every rank has its share of the batch:
-    /// a rank left without one (all its images unreadable) makes every rank skip the step, so
-    /// that all of them make the same collective calls.
-    fn agree_on_batch<B, E>(
+    /// With several ranks, a position trains only when every rank has its share of the batch,
+    /// all of one size: a rank left without one, or with fewer images than the others
+    /// (unreadable ones left out), makes every rank skip the step, so that all of them make
+    /// the same collective calls with the same shapes.
+    fn agree_on_batch<S>(
         &self,
-        next: Option<Result<Option<B>, E>>,
-    ) -> Result<Option<Result<Option<B>, E>>, EngineError> {
+        source: &S,
+        next: Option<Result<Option<T::Batch>, S::Error>>,
+    ) -> Result<Option<Result<Option<T::Batch>, S::Error>>, EngineError>
+    where
+        S: BatchSource<Batch = T::Batch> + ?Sized,
+    {
         if !self.group.is_distributed() {
             return Ok(next);
         }
-        let has_batch = matches!(next, Some(Ok(Some(_))));
+        // -1: no batch here; otherwise its size (0 when the source cannot tell).
+        let size = match &next {
+            Some(Ok(Some(batch))) => source.examples(batch).map_or(0.0, |n| n as f64),
+            _ => -1.0,
+        };
         let comm = self.group.comm();
-        let with_batch = dnc_dist::mean_over_ranks(&**comm, &[f64::from(u8::from(has_batch))])
-            .map_err(|e| self.data_error(Box::new(e)))?[0];
-        if has_batch && with_batch < 1.0 {
-            tracing::warn!(stage = %self.stage, epoch = self.pos.epoch, batch = self.pos.batch, "another rank has no usable examples at this position: every rank skips it");
+        let sizes = comm
+            .all_gather_f64(&[size])
+            .map_err(|e| self.data_error(Box::new(e)))?;
+        let usable = sizes.iter().all(|s| *s == sizes[0] && *s >= 0.0);
+        if size >= 0.0 && !usable {
+            tracing::warn!(stage = %self.stage, epoch = self.pos.epoch, batch = self.pos.batch, ?sizes, "the ranks' shares of this position differ (unreadable images): every rank skips it");
             return Ok(Some(Ok(None)));
         }
         Ok(next)
@@ -236,16 +247,31 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         Ok(ctx)
     }
 
-    /// The loss and metrics as means over ranks and the batch size as their sum, so that every
-    /// rank logs (and checks) the global batch's values.
+    /// The loss as its mean over ranks, the batch size as the sum, and each metric as its mean
+    /// over the ranks that report it (a step may report a metric on some ranks only), so that
+    /// every rank logs (and checks) the global batch's values.
     fn reduce_over_ranks(&self, loss: f64, out: &mut StepOutput) -> candle_core::Result<f64> {
+        let comm = self.group.comm();
         let world = self.group.world_size() as f64;
-        let mut values = vec![loss, out.batch_size as f64];
-        values.extend(out.metrics.iter().map(|(_, v)| *v));
-        let means = dnc_dist::mean_over_ranks(&**self.group.comm(), &values)?;
+        let means = dnc_dist::mean_over_ranks(&**comm, &[loss, out.batch_size as f64])?;
         out.batch_size = (means[1] * world).round() as usize;
-        for ((_, v), mean) in out.metrics.iter_mut().zip(&means[2..]) {
-            *v = *mean;
+        // Metrics travel as (name key, value) pairs, padded with NaN to the longest list.
+        let lengths = comm.all_gather_f64(&[out.metrics.len() as f64])?;
+        let longest = lengths.iter().fold(0.0f64, |a, b| a.max(*b)) as usize;
+        let mut pairs = vec![f64::NAN; 2 * longest];
+        for (i, (name, value)) in out.metrics.iter().enumerate() {
+            pairs[2 * i] = f64::from(metric_key(name));
+            pairs[2 * i + 1] = *value;
+        }
+        let all = comm.all_gather_f64(&pairs)?;
+        for (name, value) in out.metrics.iter_mut() {
+            let key = f64::from(metric_key(name));
+            let same: Vec<f64> = all
+                .chunks_exact(2)
+                .filter(|p| p[0] == key)
+                .map(|p| p[1])
+                .collect();
+            *value = same.iter().sum::<f64>() / same.len() as f64;
         }
         Ok(means[0])
     }
@@ -414,6 +440,11 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             seconds: self.started.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// A metric name as a number that an `f64` holds exactly, to match metrics across ranks.
+fn metric_key(name: &str) -> u32 {
+    (dnc_core::fnv1a(name.as_bytes()) >> 32) as u32
 }
 
 /// The value of a one-element loss tensor.

@@ -7,9 +7,9 @@ pub(crate) mod kernels;
 mod op;
 mod row_patches;
 mod tensor_ops;
-mod winograd;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub use geometry::Conv2dGeometry;
 pub use op::conv2d;

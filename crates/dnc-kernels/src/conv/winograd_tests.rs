@@ -46,7 +46,10 @@ fn direct(geo: &Conv2dGeometry, x: &[f64], w: &[f64]) -> Vec<f64> {
 fn assert_near(what: &str, a: &[f64], b: &[f64]) {
     assert_eq!(a.len(), b.len(), "{what}");
     for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{what}[{k}]: {x} vs {y}");
+        assert!(
+            (x - y).abs() < 1e-9 * (1.0 + y.abs()),
+            "{what}[{k}]: {x} vs {y}"
+        );
     }
 }
 
@@ -61,7 +64,11 @@ fn values_and_gradients_match_a_direct_loop() {
         let wt = random(o * c * 9, seed + 1);
         let g = random(batch * o * h * w, seed + 2);
         let case = format!("batch {batch}, {c} -> {o} channels, {h}x{w}");
-        assert_near(&format!("{case}: y"), &forward(&geo, &x, &wt), &direct(&geo, &x, &wt));
+        assert_near(
+            &format!("{case}: y"),
+            &forward(&geo, &x, &wt),
+            &direct(&geo, &x, &wt),
+        );
         let (dx, dw) = backward(&geo, &x, &wt, &g, true, true);
         // L = Σ y·g is linear: dL/dx[k] = L(e_k)… computed by the direct loop's transpose.
         let mut dx_ref = vec![0.0; x.len()];
@@ -101,7 +108,10 @@ fn applies_to_same_size_3x3_convolutions_of_16_channels_or_more() {
     assert!(fits(&geometry(1, 64, 64, 32, 32)));
     assert!(fits(&geometry(1, 64, 16, 4, 4)));
     assert!(fits(&geometry(1, 512, 512, 4, 4)));
-    assert!(!fits(&geometry(1, 3, 64, 32, 32)), "the 3-channel first layer");
+    assert!(
+        !fits(&geometry(1, 3, 64, 32, 32)),
+        "the 3-channel first layer"
+    );
     assert!(!fits(&geometry(1, 32, 64, 16, 16)), "32 input channels");
     assert!(!fits(&geometry(1, 64, 8, 8, 8)), "8 output channels");
     assert!(!fits(&geometry(1, 64, 16, 5, 6)), "odd height");

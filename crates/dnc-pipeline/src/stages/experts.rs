@@ -307,7 +307,12 @@ fn train_expert(
     resume: bool,
 ) -> Result<(), PipelineError> {
     let dir = expert_dir(run, plan.cluster);
-    if dir.join("model.safetensors").is_file() {
+    let done = dir.join("model.safetensors").is_file();
+    // Data-parallel ranks must all train it or all skip it.
+    let group = dnc_dist::current();
+    let what = format!("whether expert {} is complete", plan.cluster);
+    dnc_dist::agree(&**group.comm(), &what, f64::from(u8::from(done)))?;
+    if done {
         tracing::info!("expert {}: done, skipped", plan.cluster);
         return Ok(());
     }
