@@ -24,6 +24,10 @@ pub(super) struct Position {
     pub(super) batch: usize,
 }
 
+/// What a batch source's epoch iterator gives for the next position: a batch, a position left
+/// without one, an error, or the end of the epoch.
+type NextPosition<B, E> = Option<Result<Option<B>, E>>;
+
 /// The mutable state of one `fit` call.
 pub(super) struct Trainer<'a, T: TrainStep> {
     pub(super) step: &'a mut T,
@@ -166,8 +170,8 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
     fn agree_on_batch<S>(
         &self,
         source: &S,
-        next: Option<Result<Option<T::Batch>, S::Error>>,
-    ) -> Result<Option<Result<Option<T::Batch>, S::Error>>, EngineError>
+        next: NextPosition<T::Batch, S::Error>,
+    ) -> Result<NextPosition<T::Batch, S::Error>, EngineError>
     where
         S: BatchSource<Batch = T::Batch> + ?Sized,
     {
