@@ -9,7 +9,9 @@
 //!
 //! - [`conv2d`]: bias-free convolution (im2col + gemm forward, gemm-based input and weight
 //!   gradients instead of candle's direct `conv_transpose2d`; stride-1 convolutions build a
-//!   patch matrix of the horizontal taps only and run one product per vertical tap);
+//!   patch matrix of the horizontal taps only and run one product per vertical tap; same-size
+//!   3×3 convolutions of 64 or more input channels run Winograd F(2×2, 3×3), which
+//!   [`winograd_enabled`] reports and `DNC_WINOGRAD=0` turns off);
 //! - [`batch_norm_train`], [`batch_norm_relu_train`]: fused training-mode batch normalisation
 //!   (optionally followed by a ReLU) with the closed-form backward, and
 //!   [`batch_norm_add_relu_train`], the tail `relu(bn(x) + r)` of a residual block in one op,
@@ -17,6 +19,8 @@
 //!   plain conv net ([`conv2d_batch_norm_relu_max_pool2x2_train`]: the whole stage, convolution
 //!   included); [`conv2d_batch_norm_train`] and [`conv2d_batch_norm_relu_train`] run a
 //!   convolution and the batch norm (and ReLU) after it as one op;
+//! - [`synced_batch_norm`]: while its guard lives, the training-mode batch norms take their
+//!   statistics over every process of a data-parallel group, through [`MomentSums`];
 //! - [`relu`], [`max_pool2d`], [`global_avg_pool`]: element-wise and pooling ops whose backward
 //!   passes are single fused passes instead of chains of full-size temporaries.
 //!
