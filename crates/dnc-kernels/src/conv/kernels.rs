@@ -112,8 +112,7 @@ pub(crate) fn backward<T: Float>(
     }
     let path = Path::new(geo, w, need_dx);
     let group = group_size(geo);
-    let groups = geo.batch.div_ceil(group);
-    let slab_images = groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group;
+    let slab_images = slab_images(geo.batch, group);
     // Each group zeroes its own part of `dx` on its worker thread, just before adding to it.
     let mut dx = need_dx.then(|| output(geo.batch * geo.in_image()));
     let dx_slabs: Vec<Option<&mut [T]>> = match dx.as_mut() {
@@ -257,8 +256,15 @@ fn transpose<T: Float>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
     t
 }
 
+/// Images per weight-gradient slab, for groups of `group` images: the batch's groups spread
+/// over at most [`WEIGHT_SLABS`] slabs, whose partial sums are added in order.
+pub(super) fn slab_images(batch: usize, group: usize) -> usize {
+    let groups = batch.div_ceil(group);
+    groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group
+}
+
 /// Element-wise sum of equally long vectors, in iteration order.
-fn sum_in_order<T: Float>(parts: impl Iterator<Item = Vec<T>>, len: usize) -> Vec<T> {
+pub(super) fn sum_in_order<T: Float>(parts: impl Iterator<Item = Vec<T>>, len: usize) -> Vec<T> {
     let mut total = vec![T::ZERO; len];
     for part in parts {
         for (t, v) in total.iter_mut().zip(&part) {

@@ -18,6 +18,7 @@
 //! slabs in order, so results do not depend on the number of threads.
 
 use super::geometry::Conv2dGeometry;
+use super::kernels::{slab_images, sum_in_order};
 use crate::float::{Float, output};
 use crate::matmul::{MatRef, matmul};
 use gemm::Parallelism;
@@ -28,9 +29,6 @@ const POINTS: usize = 16;
 
 /// Tiles (2×2 output blocks) a group of images aims for.
 const TARGET_TILES: usize = 64;
-
-/// Weight-gradient partial sums: at most this many, added in order at the end.
-const WEIGHT_SLABS: usize = 8;
 
 /// Whether 3×3 convolutions may take the Winograd path: yes, unless the environment variable
 /// `DNC_WINOGRAD` is `0` (read once), which keeps every convolution on the patch-matrix paths
@@ -99,6 +97,12 @@ fn transform_kernels<T: Float>(w: &[T], out_ch: usize, in_ch: usize) -> Vec<T> {
     u
 }
 
+/// Where row `i` of a tile's 4×4 transform goes: the starts of the four points `4i .. 4i + 4`
+/// in `[e][channel][tile]` planes of `plane` values, at `base` (channel and first tile) in each.
+fn row_offsets(i: usize, plane: usize, base: usize) -> [usize; 4] {
+    std::array::from_fn(|j| (i * 4 + j) * plane + base)
+}
+
 /// The transformed input tiles of a group of images: `v[e][c][p]` = `(Bᵀ d B)[e]` for the 4×4
 /// tile `d` of tile `p` (image-major, then tile rows, then tile columns), with
 /// `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`. `x`: `[G, C, H, W]`, H and
@@ -135,13 +139,7 @@ fn transform_input<T: Float>(x: &[T], channels: usize, h: usize, w: usize, v: &m
                 }
                 let p0 = (n * th + ty) * tw;
                 for (i, ti) in [&*t0, &*t1, &*t2, &*t3].into_iter().enumerate() {
-                    let base = ch * tiles + p0;
-                    let (o0, o1, o2, o3) = (
-                        (i * 4) * plane + base,
-                        (i * 4 + 1) * plane + base,
-                        (i * 4 + 2) * plane + base,
-                        (i * 4 + 3) * plane + base,
-                    );
+                    let [o0, o1, o2, o3] = row_offsets(i, plane, ch * tiles + p0);
                     for tx in 0..tw {
                         let (a, b, c, d) =
                             (ti[2 * tx], ti[2 * tx + 1], ti[2 * tx + 2], ti[2 * tx + 3]);
@@ -279,12 +277,7 @@ fn transform_output_grad<T: Float>(dy: &[T], channels: usize, h: usize, w: usize
                 let base = ch * tiles + (n * th + ty) * tw;
                 for i in 0..4 {
                     let gi = &rows4[i * w..][..w];
-                    let (o0, o1, o2, o3) = (
-                        (i * 4) * plane + base,
-                        (i * 4 + 1) * plane + base,
-                        (i * 4 + 2) * plane + base,
-                        (i * 4 + 3) * plane + base,
-                    );
+                    let [o0, o1, o2, o3] = row_offsets(i, plane, base);
                     for tx in 0..tw {
                         let (a, c) = (gi[2 * tx], gi[2 * tx + 1]);
                         t[o0 + tx] = a;
@@ -358,8 +351,7 @@ pub(crate) fn backward<T: Float>(
 /// sums added in order, then brought back from the transform domain.
 fn weight_grad<T: Float>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
     let group = group_size(geo);
-    let groups = geo.batch.div_ceil(group);
-    let slab_images = groups.div_ceil(WEIGHT_SLABS.min(groups).max(1)) * group;
+    let slab_images = slab_images(geo.batch, group);
     let (c, o, h, w) = (geo.in_channels, geo.out_channels, geo.in_h, geo.in_w);
     let partial: Vec<Vec<T>> = x
         .par_chunks(slab_images * geo.in_image())
@@ -389,12 +381,7 @@ fn weight_grad<T: Float>(geo: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
             s
         })
         .collect();
-    let mut total = vec![T::ZERO; POINTS * o * c];
-    for part in &partial {
-        for (t, v) in total.iter_mut().zip(part) {
-            *t += *v;
-        }
-    }
+    let total = sum_in_order(partial.into_iter(), POINTS * o * c);
     inverse_weight_grad(&total, o, c)
 }
 
