@@ -301,15 +301,8 @@ impl BatchNorm {
     /// counts. Updates the running statistics with them, so every rank's stay equal.
     fn forward_synced(&self, xs: &Tensor, comm: &Arc<dyn Communicator>) -> Result<Tensor> {
         let local_count = self.check_train_input(xs)?;
-        let dims = xs.dims();
-        let (n, c) = (dims[0], dims[1]);
-        let l: usize = dims[2..].iter().product();
-        let in_dtype = xs.dtype();
-        let compute = match in_dtype {
-            DType::F16 | DType::BF16 => DType::F32,
-            d => d,
-        };
-        let x = xs.reshape((n, c, l))?.to_dtype(compute)?;
+        let (x, compute) = ncl_compute(xs)?;
+        let c = x.dim(1)?;
         let dev = x.device();
         // The value count travels with the sums, so that unequal shares are weighted right.
         let count = Tensor::new(&[local_count as f64], dev)?.to_dtype(compute)?;
@@ -331,28 +324,20 @@ impl BatchNorm {
         let bias = self.bias.to_dtype(compute)?;
         let ys = normalize(&x, &mean, &var, &weight, &bias, self.eps)?;
         self.update_running(&mean, &var, check_train_count(total as usize)?)?;
-        ys.to_dtype(in_dtype)?.reshape(dims)
+        ys.to_dtype(xs.dtype())?.reshape(xs.dims())
     }
 
     /// Normalisation with the running statistics.
     fn normalize_eval(&self, xs: &Tensor) -> Result<Tensor> {
-        let dims = xs.dims();
-        let (n, c) = (dims[0], dims[1]);
-        let l: usize = dims[2..].iter().product();
-        let in_dtype = xs.dtype();
-        let compute = match in_dtype {
-            DType::F16 | DType::BF16 => DType::F32,
-            d => d,
-        };
-        // `[N, C, L]` is a free view of a contiguous input.
-        let x = xs.reshape((n, c, l))?.to_dtype(compute)?;
+        let (x, compute) = ncl_compute(xs)?;
+        let c = x.dim(1)?;
         let stat = |v: &Var| v.as_detached_tensor().to_dtype(compute)?.reshape((1, c, 1));
         let (mean, var) = (stat(&self.running_mean)?, stat(&self.running_var)?);
         let weight = self.weight.to_dtype(compute)?;
         let bias = self.bias.to_dtype(compute)?;
         normalize(&x, &mean, &var, &weight, &bias, self.eps)?
-            .to_dtype(in_dtype)?
-            .reshape(dims)
+            .to_dtype(xs.dtype())?
+            .reshape(xs.dims())
     }
 
     /// `running ← (1 − momentum)·running + momentum·batch`, with the unbiased batch variance,
@@ -369,6 +354,21 @@ impl BatchNorm {
         update(&self.running_mean, mean, 1.0)?;
         update(&self.running_var, var, unbiased)
     }
+}
+
+/// `xs` (`[N, C, ...]`) as `[N, C, L]` (a free view of a contiguous input) in the dtype the
+/// composed normalisation computes in (`f32` for half-precision inputs), and that dtype.
+fn ncl_compute(xs: &Tensor) -> Result<(Tensor, DType)> {
+    let dims = xs.dims();
+    let l: usize = dims[2..].iter().product();
+    let compute = match xs.dtype() {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    };
+    Ok((
+        xs.reshape((dims[0], dims[1], l))?.to_dtype(compute)?,
+        compute,
+    ))
 }
 
 /// The communicator to synchronise batch statistics over, in training with more than one rank
