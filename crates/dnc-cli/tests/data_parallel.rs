@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{DNC, config, dnc, holds_checkpoint, stage};
+use common::{DNC, config, copy_dir, dnc, holds_checkpoint, stage};
 use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -205,17 +205,4 @@ fn experts_and_distillation_train_data_parallel() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(two.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["stages"]["distill"]["done"], true);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

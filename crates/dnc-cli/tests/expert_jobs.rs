@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{DNC, config, dnc, holds_checkpoint, kill_when, stage};
+use common::{DNC, config, copy_dir, dnc, holds_checkpoint, kill_when, stage};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -27,19 +27,6 @@ fn expert_weights(run: &Path, k: usize) -> Vec<u8> {
 
 fn summary(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn checked(out: Output, what: &str) {

@@ -104,3 +104,17 @@ pub(crate) fn kill_when(child: &mut Child, ready: impl Fn() -> bool) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Copies the folder tree `from` into `to` (a run directory, to train it two ways).
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
