@@ -38,6 +38,31 @@ impl LocalGroup {
             })
             .collect()
     }
+
+    /// Runs `f` once per rank of a new group of `world_size`, each on its own thread with that
+    /// rank's group [`scoped`](crate::scoped) (BatchNorm synchronised); the results in rank
+    /// order. A rank's panic is re-raised here.
+    pub fn run<T: Send>(
+        world_size: usize,
+        f: impl Fn(Arc<dyn Communicator>) -> T + Sync,
+    ) -> Vec<T> {
+        let f = &f;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = Self::ranks(world_size)
+                .into_iter()
+                .map(|comm| {
+                    scope.spawn(move || {
+                        let _group = crate::scoped(crate::Group::new(comm.clone()));
+                        f(comm)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -151,25 +176,9 @@ impl Communicator for LocalRank {
 mod tests {
     use super::*;
 
-    /// Runs `f(rank)` on one thread per rank of a new group; the results in rank order.
-    fn on_ranks<T: Send + 'static>(
-        world: usize,
-        f: impl Fn(&dyn Communicator) -> T + Send + Sync + 'static,
-    ) -> Vec<T> {
-        let f = Arc::new(f);
-        let handles: Vec<_> = LocalGroup::ranks(world)
-            .into_iter()
-            .map(|comm| {
-                let f = f.clone();
-                std::thread::spawn(move || f(&*comm))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    }
-
     #[test]
     fn all_gather_concatenates_in_rank_order_on_every_rank_many_times() {
-        let out = on_ranks(3, |c| {
+        let out = LocalGroup::run(3, |c| {
             (0..50)
                 .map(|round| {
                     let local = [c.rank() as f32, round as f32 + 0.5];
@@ -183,7 +192,7 @@ mod tests {
                 assert_eq!(got, &vec![0.0, r, 1.0, r, 2.0, r]);
             }
         }
-        let f64s = on_ranks(2, |c| {
+        let f64s = LocalGroup::run(2, |c| {
             c.all_gather_f64(&[c.rank() as f64 * 1e-300]).unwrap()
         });
         assert_eq!(f64s[0], vec![0.0, 1e-300]);
@@ -192,7 +201,7 @@ mod tests {
 
     #[test]
     fn unequal_lengths_are_an_error_on_every_rank() {
-        let out = on_ranks(2, |c| {
+        let out = LocalGroup::run(2, |c| {
             let local = vec![1.0f32; c.rank() + 1];
             c.all_gather_f32(&local).map_err(|e| e.to_string())
         });

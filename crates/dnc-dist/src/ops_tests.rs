@@ -1,22 +1,6 @@
 use super::*;
 use crate::LocalGroup;
 
-/// Runs `f(comm)` on one thread per rank of a new group; the results in rank order.
-fn on_ranks<T: Send + 'static>(
-    world: usize,
-    f: impl Fn(Arc<dyn Communicator>) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let f = Arc::new(f);
-    let handles: Vec<_> = LocalGroup::ranks(world)
-        .into_iter()
-        .map(|comm| {
-            let f = f.clone();
-            std::thread::spawn(move || f(comm))
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
-
 /// Rank `r`'s input: `[rows, 2]` values that differ between ranks.
 fn input(rank: usize, rows: usize) -> Tensor {
     let v: Vec<f32> = (0..rows * 2)
@@ -35,7 +19,7 @@ fn weights(rank: usize, shape: &[usize]) -> Tensor {
 #[test]
 fn all_reduce_sum_adds_every_rank_and_sends_every_gradient_back() {
     let world = 3;
-    let out = on_ranks(world, move |comm| {
+    let out = LocalGroup::run(world, move |comm| {
         let x = Var::from_tensor(&input(comm.rank(), 2)).unwrap();
         let y = all_reduce_sum(x.as_tensor(), &comm).unwrap();
         let loss = (&y * weights(comm.rank(), y.dims()))
@@ -68,7 +52,7 @@ fn all_reduce_sum_adds_every_rank_and_sends_every_gradient_back() {
 #[test]
 fn all_gather_rows_stacks_in_rank_order_and_returns_each_rank_its_rows() {
     let world = 2;
-    let out = on_ranks(world, move |comm| {
+    let out = LocalGroup::run(world, move |comm| {
         let x = Var::from_tensor(&input(comm.rank(), 3)).unwrap();
         let y = all_gather_rows(x.as_tensor(), &comm).unwrap();
         let loss = (&y * weights(comm.rank(), y.dims()))
@@ -90,7 +74,7 @@ fn all_gather_rows_stacks_in_rank_order_and_returns_each_rank_its_rows() {
 
 #[test]
 fn collectives_in_f64_and_errors_for_other_types() {
-    let out = on_ranks(2, |comm| {
+    let out = LocalGroup::run(2, |comm| {
         let x = Tensor::new(&[comm.rank() as f64 + 0.5], &Device::Cpu).unwrap();
         let sum = all_reduce_sum(&x, &comm).unwrap().to_vec1::<f64>().unwrap();
         let ints = Tensor::new(&[1u32], &Device::Cpu).unwrap();
@@ -105,7 +89,7 @@ fn collectives_in_f64_and_errors_for_other_types() {
 
 #[test]
 fn average_gradients_takes_the_mean_over_ranks() {
-    let out = on_ranks(2, |comm| {
+    let out = LocalGroup::run(2, |comm| {
         let a = Var::from_tensor(&input(comm.rank(), 2)).unwrap();
         let b = Var::new(&[1f32, 2.0], &Device::Cpu).unwrap();
         let unused = Var::new(&[7f32], &Device::Cpu).unwrap();
@@ -144,7 +128,7 @@ fn average_gradients_takes_the_mean_over_ranks() {
 
 #[test]
 fn a_gradient_on_some_ranks_only_reaches_every_rank_as_the_mean() {
-    let out = on_ranks(2, |comm| {
+    let out = LocalGroup::run(2, |comm| {
         let head = Var::new(&[1f32, 2.0], &Device::Cpu).unwrap();
         let other = Var::new(&[3f32], &Device::Cpu).unwrap();
         // Only rank 1 uses `head` (its share had the head's images).
@@ -179,7 +163,7 @@ fn a_gradient_on_some_ranks_only_reaches_every_rank_as_the_mean() {
 
 #[test]
 fn agree_names_the_disagreement() {
-    let out = on_ranks(2, |comm| {
+    let out = LocalGroup::run(2, |comm| {
         let same = agree(&*comm, "the step", 7.0).is_ok();
         let differ = agree(&*comm, "the step", comm.rank() as f64)
             .unwrap_err()

@@ -276,52 +276,45 @@ type NamedValues = Vec<(String, Vec<f32>)>;
 /// Trains 4 steps through `dnc_engine::fit` on `world` ranks (threads); per rank, the last
 /// loss and every online variable (buffers included).
 fn train_data_parallel(world: usize, objective: Objective) -> Vec<(f64, NamedValues)> {
-    let handles: Vec<_> = dnc_dist::LocalGroup::ranks(world)
-        .into_iter()
-        .enumerate()
-        .map(|(rank, comm)| {
-            std::thread::spawn(move || {
-                let _group = dnc_dist::scoped(dnc_dist::Group::new(comm));
-                let cfg = MoclrConfig {
-                    objective: dnc_objectives::ObjectiveConfig {
-                        kind: objective,
-                        temperature: 0.2,
-                    },
-                    ..MoclrConfig::default()
-                };
-                let mut step = MoclrStep::new(&small_model(), cfg, 5, &Device::Cpu).unwrap();
-                let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
-                    base_lr: 4.0,
-                    ..Default::default()
-                })
-                .build()
-                .unwrap();
-                let fit_cfg = dnc_engine::FitConfig {
-                    epochs: 1,
-                    warmup_epochs: 0.0,
-                    quiet: true,
-                    ..Default::default()
-                };
-                let io = dnc_engine::FitIo::new("base");
-                let report = dnc_engine::fit(
-                    &mut step,
-                    &Shares { rank, world },
-                    opt.as_mut(),
-                    &fit_cfg,
-                    io,
-                )
-                .unwrap();
-                let data = step.online_vars().data().lock().unwrap();
-                let mut vars: NamedValues = data
-                    .iter()
-                    .map(|(n, v)| (n.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
-                    .collect();
-                vars.sort_by(|a, b| a.0.cmp(&b.0));
-                (report.last_loss, vars)
-            })
+    dnc_dist::LocalGroup::run(world, |comm| {
+        let rank = comm.rank();
+        let cfg = MoclrConfig {
+            objective: dnc_objectives::ObjectiveConfig {
+                kind: objective,
+                temperature: 0.2,
+            },
+            ..MoclrConfig::default()
+        };
+        let mut step = MoclrStep::new(&small_model(), cfg, 5, &Device::Cpu).unwrap();
+        let mut opt = dnc_engine::OptimizerConfig::Sgd(dnc_engine::SgdConfig {
+            base_lr: 4.0,
+            ..Default::default()
         })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+        .build()
+        .unwrap();
+        let fit_cfg = dnc_engine::FitConfig {
+            epochs: 1,
+            warmup_epochs: 0.0,
+            quiet: true,
+            ..Default::default()
+        };
+        let io = dnc_engine::FitIo::new("base");
+        let report = dnc_engine::fit(
+            &mut step,
+            &Shares { rank, world },
+            opt.as_mut(),
+            &fit_cfg,
+            io,
+        )
+        .unwrap();
+        let data = step.online_vars().data().lock().unwrap();
+        let mut vars: NamedValues = data
+            .iter()
+            .map(|(n, v)| (n.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        (report.last_loss, vars)
+    })
 }
 
 #[test]

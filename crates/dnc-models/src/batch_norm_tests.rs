@@ -269,7 +269,7 @@ fn assert_near(a: &[f64], b: &[f64], what: &str) {
 /// parameter gradients summed, each input's gradient its rows of the whole one).
 #[test]
 fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
-    use dnc_dist::{Group, LocalGroup};
+    use dnc_dist::LocalGroup;
     let x = randn((6, 3, 2, 2), DType::F32, 11)
         .affine(2.0, 0.5)
         .unwrap();
@@ -279,7 +279,7 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
     // back-propagated.
     // `tail`: 0 the fused batch norm, 1 the fused residual tail, 2 the composed path that
     // inputs without a fused kernel (off the CPU) take.
-    let run = std::sync::Arc::new(move |(first, rows): (usize, usize), tail: u8| {
+    let run = move |(first, rows): (usize, usize), tail: u8| {
         let map = SeededVarMap::new(0);
         let bn = layer(&map, 3, DType::F32);
         let share = |t: &Tensor| t.narrow(0, first, rows).unwrap();
@@ -300,20 +300,10 @@ fn synchronised_ranks_normalise_as_one_process_with_the_whole_batch() {
             bias_grad: g(&bn.bias),
             running: [values(bn.running_mean()), values(bn.running_var())].concat(),
         }
-    });
+    };
     for tail in [0, 1, 2] {
         let whole = run((0, 6), tail);
-        let handles: Vec<_> = LocalGroup::ranks(2)
-            .into_iter()
-            .map(|comm| {
-                let run = run.clone();
-                std::thread::spawn(move || {
-                    let _group = dnc_dist::scoped(Group::new(comm.clone()));
-                    run((comm.rank() * 3, 3), tail)
-                })
-            })
-            .collect();
-        let ranks: Vec<Share> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let ranks: Vec<Share> = LocalGroup::run(2, |comm| run((comm.rank() * 3, 3), tail));
         let joined =
             |f: fn(&Share) -> &Vec<f64>| [f(&ranks[0]).clone(), f(&ranks[1]).clone()].concat();
         let summed = |f: fn(&Share) -> &Vec<f64>| -> Vec<f64> {

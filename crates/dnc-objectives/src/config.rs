@@ -163,7 +163,7 @@ mod tests {
             let v: Vec<f32> = (0..8 * 3).map(|_| rng.normal() as f32).collect();
             l2_normalize(&Tensor::from_vec(v, (8, 3), &Device::Cpu).unwrap()).unwrap()
         };
-        let views: Arc<Vec<Tensor>> = Arc::new((0..4).map(unit).collect());
+        let views: Vec<Tensor> = (0..4).map(unit).collect();
         for kind in [Objective::Moclr, Objective::Simclr] {
             let cfg = ObjectiveConfig {
                 kind,
@@ -184,26 +184,18 @@ mod tests {
             let g_whole = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
             let whole = whole.to_scalar::<f32>().unwrap();
             // Two ranks, four rows each.
-            let handles: Vec<_> = dnc_dist::LocalGroup::ranks(2)
-                .into_iter()
-                .map(|comm| {
-                    let (views, cfg) = (views.clone(), cfg.clone());
-                    std::thread::spawn(move || {
-                        let share = |t: &Tensor| t.narrow(0, comm.rank() * 4, 4).unwrap();
-                        let q1 = Var::from_tensor(&share(&views[0])).unwrap();
-                        let q2 = Var::from_tensor(&share(&views[1])).unwrap();
-                        let (k1, k2) = (share(&views[2]), share(&views[3]));
-                        let loss = cfg
-                            .loss_over((q1.as_tensor(), q2.as_tensor()), Some((&k1, &k2)), &comm)
-                            .unwrap();
-                        let grads = loss.backward().unwrap();
-                        let g = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
-                        (loss.to_scalar::<f32>().unwrap(), g)
-                    })
-                })
-                .collect();
-            let ranks: Vec<(f32, Vec<Vec<f32>>)> =
-                handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let ranks: Vec<(f32, Vec<Vec<f32>>)> = dnc_dist::LocalGroup::run(2, |comm| {
+                let share = |t: &Tensor| t.narrow(0, comm.rank() * 4, 4).unwrap();
+                let q1 = Var::from_tensor(&share(&views[0])).unwrap();
+                let q2 = Var::from_tensor(&share(&views[1])).unwrap();
+                let (k1, k2) = (share(&views[2]), share(&views[3]));
+                let loss = cfg
+                    .loss_over((q1.as_tensor(), q2.as_tensor()), Some((&k1, &k2)), &comm)
+                    .unwrap();
+                let grads = loss.backward().unwrap();
+                let g = grads.get(q1.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+                (loss.to_scalar::<f32>().unwrap(), g)
+            });
             let mean = (ranks[0].0 + ranks[1].0) / 2.0;
             assert!((mean - whole).abs() < 1e-5, "{kind:?}: {mean} vs {whole}");
             // d(mean loss)/dq1 of the whole batch = (1/2) · (rank r's gradient of its rows).

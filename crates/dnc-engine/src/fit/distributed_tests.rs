@@ -9,7 +9,7 @@ use super::*;
 use crate::metrics::MetricsWriter;
 use crate::optim::OptimizerConfig;
 use crate::report::FitOutcome;
-use dnc_dist::{Group, LocalGroup};
+use dnc_dist::LocalGroup;
 
 /// What one rank of a run is given: its checkpoint folder, whether it resumes, where it stops.
 #[derive(Clone, Default)]
@@ -25,46 +25,38 @@ struct RankIo {
 /// Trains the toy step on `world` ranks (threads), each on its share of every batch; the
 /// outcomes in rank order.
 fn train_ranks(world: usize, opt: &OptimizerConfig, io: &RankIo) -> Vec<Outcome> {
-    let handles: Vec<_> = LocalGroup::ranks(world)
-        .into_iter()
-        .enumerate()
-        .map(|(rank, comm)| {
-            let (opt, io) = (opt.clone(), io.clone());
-            std::thread::spawn(move || {
-                let _group = dnc_dist::scoped(Group::new(comm));
-                let mut source = ToySource::new(4);
-                source.share = (rank, world);
-                source.empty_at = io
-                    .empty_at
-                    .iter()
-                    .filter(|(r, _, _)| *r == rank)
-                    .map(|(_, e, b)| (*e, *b))
-                    .collect();
-                source.short_at = io
-                    .short_at
-                    .iter()
-                    .filter(|(r, _, _)| *r == rank)
-                    .map(|(_, e, b)| (*e, *b))
-                    .collect();
-                let mut writer = io
-                    .metrics
-                    .as_deref()
-                    .map(|p| MetricsWriter::open(p).unwrap());
-                let mut fit_io = FitIo::new("base").with_resume(io.resume);
-                if let Some(dir) = &io.checkpoints {
-                    fit_io = fit_io.with_checkpoints(dir);
-                }
-                if let Some(w) = writer.as_mut() {
-                    fit_io = fit_io.with_metrics(w);
-                }
-                if let Some(n) = io.stop_after {
-                    fit_io = fit_io.with_stop_after(n);
-                }
-                train_on(&source, 1, &opt, &config(), fit_io).unwrap()
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+    LocalGroup::run(world, |comm| {
+        let rank = comm.rank();
+        let mut source = ToySource::new(4);
+        source.share = (rank, world);
+        source.empty_at = io
+            .empty_at
+            .iter()
+            .filter(|(r, _, _)| *r == rank)
+            .map(|(_, e, b)| (*e, *b))
+            .collect();
+        source.short_at = io
+            .short_at
+            .iter()
+            .filter(|(r, _, _)| *r == rank)
+            .map(|(_, e, b)| (*e, *b))
+            .collect();
+        let mut writer = io
+            .metrics
+            .as_deref()
+            .map(|p| MetricsWriter::open(p).unwrap());
+        let mut fit_io = FitIo::new("base").with_resume(io.resume);
+        if let Some(dir) = &io.checkpoints {
+            fit_io = fit_io.with_checkpoints(dir);
+        }
+        if let Some(w) = writer.as_mut() {
+            fit_io = fit_io.with_metrics(w);
+        }
+        if let Some(n) = io.stop_after {
+            fit_io = fit_io.with_stop_after(n);
+        }
+        train_on(&source, 1, opt, &config(), fit_io).unwrap()
+    })
 }
 
 fn values(map: &candle_nn::VarMap) -> Vec<(String, Vec<f32>)> {
