@@ -33,7 +33,7 @@ pub use local::LocalGroup;
 #[cfg(feature = "mpi")]
 pub use mpi_backend::MpiCommunicator;
 pub use ops::{
-    agree, all_gather_rows, all_reduce_sum, all_reduce_sum_f32, all_reduce_sum_f64,
+    agree, all_gather_f64, all_gather_rows, all_reduce_sum, all_reduce_sum_f32, all_reduce_sum_f64,
     average_gradients, communication_seconds, mean_over_ranks,
 };
 

@@ -34,6 +34,12 @@ fn timed<T>(collective: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Every rank's `local`, concatenated in rank order ([`Communicator::all_gather_f64`]), its
+/// time counted in [`communication_seconds`]. Callers outside this crate gather through here.
+pub fn all_gather_f64(comm: &dyn Communicator, local: &[f64]) -> Result<Vec<f64>> {
+    Ok(timed(|| comm.all_gather_f64(local))?)
+}
+
 /// Sums `values` over ranks in place, in rank order (the same bits on every rank).
 pub fn all_reduce_sum_f32(comm: &dyn Communicator, values: &mut [f32]) -> Result<()> {
     let world = comm.world_size();
@@ -50,7 +56,7 @@ pub fn all_reduce_sum_f64(comm: &dyn Communicator, values: &mut [f64]) -> Result
     if comm.world_size() == 1 {
         return Ok(());
     }
-    let all = timed(|| comm.all_gather_f64(values))?;
+    let all = all_gather_f64(comm, values)?;
     sum_in_rank_order(&all, values);
     Ok(())
 }
@@ -245,7 +251,7 @@ pub fn agree(comm: &dyn Communicator, what: &str, value: f64) -> Result<()> {
     if comm.world_size() == 1 {
         return Ok(());
     }
-    let all = timed(|| comm.all_gather_f64(&[value]))?;
+    let all = all_gather_f64(comm, &[value])?;
     if all.iter().any(|v| *v != all[0]) {
         return Err(DistError::Launch(format!(
             "the ranks disagree on {what}: {all:?} (rank order); every rank must see the same run \

@@ -184,9 +184,8 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
             _ => -1.0,
         };
         let comm = self.group.comm();
-        let sizes = comm
-            .all_gather_f64(&[size])
-            .map_err(|e| self.data_error(Box::new(e)))?;
+        let sizes =
+            dnc_dist::all_gather_f64(&**comm, &[size]).map_err(|e| self.data_error(Box::new(e)))?;
         let usable = sizes.iter().all(|s| *s == sizes[0] && *s >= 0.0);
         if size >= 0.0 && !usable {
             tracing::warn!(stage = %self.stage, epoch = self.pos.epoch, batch = self.pos.batch, ?sizes, "the ranks' shares of this position differ (unreadable images): every rank skips it");
@@ -260,14 +259,14 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         let means = dnc_dist::mean_over_ranks(&**comm, &[loss, out.batch_size as f64])?;
         out.batch_size = (means[1] * world).round() as usize;
         // Metrics travel as (name key, value) pairs, padded with NaN to the longest list.
-        let lengths = comm.all_gather_f64(&[out.metrics.len() as f64])?;
+        let lengths = dnc_dist::all_gather_f64(&**comm, &[out.metrics.len() as f64])?;
         let longest = lengths.iter().fold(0.0f64, |a, b| a.max(*b)) as usize;
         let mut pairs = vec![f64::NAN; 2 * longest];
         for (i, (name, value)) in out.metrics.iter().enumerate() {
             pairs[2 * i] = f64::from(metric_key(name));
             pairs[2 * i + 1] = *value;
         }
-        let all = comm.all_gather_f64(&pairs)?;
+        let all = dnc_dist::all_gather_f64(&**comm, &pairs)?;
         for (name, value) in out.metrics.iter_mut() {
             let key = f64::from(metric_key(name));
             let same: Vec<f64> = all
