@@ -1,10 +1,14 @@
-//! Nearest-centroid assignment, chunk by chunk: one matmul per chunk of rows, then an argmin.
+//! Nearest-centroid assignment, chunk by chunk: the dot products of a chunk's rows with every
+//! centroid, then an argmin.
 //!
 //! Squared distances come from `‖x‖² − 2·x·cᵀ + ‖c‖²`, so the only `[rows, K]` block alive at
-//! any time is the current chunk's. In cosine mode the centroids are unit vectors and the data
+//! any time is the current chunk's. On a CPU with AVX2 or AVX-512, f32 data is read in place by
+//! the [`crate::dots`] kernel a block of rows at a time, each block's argmin taken while it is in
+//! cache; elsewhere the products are one matmul per chunk on the data's device. In cosine mode the centroids are unit vectors and the data
 //! is never normalised: the nearest centroid of `x` is the one with the largest `x·c`, and
 //! `‖x/‖x‖ − c‖² = 2 − 2·x·c/‖x‖`.
 
+use crate::dots::{Simd, row_dots};
 use crate::params::Metric;
 use crate::points::{HOST_TASK_ROWS, Points, with_host_f32};
 use crate::sums::Sums;
@@ -24,6 +28,8 @@ pub(crate) struct Centroids {
     pub(crate) host: Vec<f32>,
     /// `[K, D]` f32 `c'` on the data's device.
     pub(crate) tensor: Tensor,
+    /// `c'` row-major `[K * D]` on the host, for the [`crate::dots`] kernel.
+    shifted: Vec<f32>,
     /// `b_j`.
     pub(crate) bias: Vec<f32>,
 }
@@ -52,12 +58,13 @@ impl Centroids {
                 (host.clone(), bias)
             }
         };
-        let tensor = Tensor::from_vec(shifted, (k, d), points.device())?;
+        let tensor = Tensor::from_slice(&shifted, (k, d), points.device())?;
         Ok(Self {
             k,
             d,
             host,
             tensor,
+            shifted,
             bias,
         })
     }
@@ -105,26 +112,86 @@ pub(crate) fn assign_and_sum(points: &Points, c: &Centroids) -> Result<(Assignme
     Ok((assignment, sums.finish()?))
 }
 
-fn assign_pass(points: &Points, c: &Centroids, mut sums: Option<&mut Sums>) -> Result<Assignment> {
+fn assign_pass(points: &Points, c: &Centroids, sums: Option<&mut Sums>) -> Result<Assignment> {
+    assign_pass_with(points, c, Simd::detect(), sums)
+}
+
+/// [`assign_pass`] with the given dot-product kernel (`None`: matmul).
+fn assign_pass_with(
+    points: &Points,
+    c: &Centroids,
+    simd: Option<Simd>,
+    mut sums: Option<&mut Sums>,
+) -> Result<Assignment> {
     let mut labels = vec![0u32; points.n];
     let mut distances = vec![0f32; points.n];
     let ct = c.tensor.t()?;
     let bias_row = Tensor::from_slice(&c.bias, (1, c.k), c.tensor.device())?;
-    for (start, len) in points.chunks() {
+    let simd = simd.filter(|_| points.host);
+    // The kernel reads rows in place, so its chunks can be small enough to be still in cache
+    // when the sums read them again; a matmul wants large chunks.
+    let chunk_rows = match simd {
+        Some(_) => (KERNEL_CHUNK_BYTES / (4 * points.d)).max(HOST_TASK_ROWS),
+        None => usize::MAX,
+    };
+    for (start, len) in points.chunks_of(chunk_rows) {
         let chunk = points.chunk(start, len)?;
-        let dots = chunk.matmul(&ct)?;
         let (l, d) = (
             &mut labels[start..start + len],
             &mut distances[start..start + len],
         );
-        if !(points.host && host_nearest(points, c, &dots, start, l, d)) {
-            tensor_nearest(points, c, &bias_row, &dots, start, l, d)?;
+        let in_place = simd.is_some_and(|simd| kernel_nearest(points, c, simd, start, l, d));
+        if !in_place {
+            let dots = chunk.matmul(&ct)?;
+            if !(points.host && host_nearest(points, c, &dots, start, l, d)) {
+                tensor_nearest(points, c, &bias_row, &dots, start, l, d)?;
+            }
         }
         if let Some(sums) = sums.as_deref_mut() {
             sums.add_chunk(points, start, &chunk, l)?;
         }
     }
     Ok(Assignment { labels, distances })
+}
+
+/// Bytes of data rows per [`row_dots`] block: with one tile of centroids, well inside L2.
+const DOT_BLOCK_BYTES: usize = 256 << 10;
+
+/// Most bytes of data rows per chunk on the kernel path: small enough to be in L2 or L3 when
+/// the per-cluster sums read the chunk after its argmin (16 MiB chunks came back from memory).
+const KERNEL_CHUNK_BYTES: usize = 4 << 20;
+
+/// Rows `start..start + labels.len()` through the [`row_dots`] kernel, read in place, in blocks
+/// of rows on rayon tasks; `false` if the data is not on the host.
+fn kernel_nearest(
+    points: &Points,
+    c: &Centroids,
+    simd: Simd,
+    start: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) -> bool {
+    let (d, k) = (points.d, c.k);
+    let block_rows = kernel_block_rows(d);
+    let offset = argmin_offsets(points.metric, c);
+    points
+        .with_host(|x| {
+            let tasks = labels.par_chunks_mut(block_rows);
+            let tasks = tasks.zip(distances.par_chunks_mut(block_rows));
+            tasks.enumerate().for_each(|(t, (labels, distances))| {
+                let first = start + t * block_rows;
+                let rows = &x[first * d..(first + labels.len()) * d];
+                let mut dots = vec![0f32; labels.len() * k];
+                row_dots(simd, rows, d, &c.shifted, k, &mut dots);
+                nearest_in_block(points, c, &offset, &dots, first, labels, distances);
+            });
+        })
+        .is_some()
+}
+
+/// Rows per [`row_dots`] call: a block of about [`DOT_BLOCK_BYTES`].
+fn kernel_block_rows(d: usize) -> usize {
+    (DOT_BLOCK_BYTES / (4 * d)).clamp(4, HOST_TASK_ROWS)
 }
 
 /// Fused argmin over a CPU `[len, K]` block read in place; `false` if the block is not on the host.
@@ -136,31 +203,53 @@ fn host_nearest(
     labels: &mut [u32],
     distances: &mut [f32],
 ) -> bool {
-    let (k, metric) = (c.k, points.metric);
-    let x_sq = &points.sq_norms[start..];
-    let inv = points.inv_norms.as_deref().map(|v| &v[start..]);
-    // The nearest centroid minimises `offset_j − x·c'_j`: `b_j / 2` in Euclidean mode (half of
-    // `b_j − 2·x·c'_j`), 0 in cosine mode (the largest dot product wins).
-    let offset: Vec<f32> = match metric {
-        Metric::Euclidean => c.bias.iter().map(|s| 0.5 * s).collect(),
-        Metric::Cosine => vec![0.0; k],
-    };
+    let k = c.k;
+    let offset = argmin_offsets(points.metric, c);
     with_host_f32(dots, |dots| {
         let tasks = labels.par_chunks_mut(HOST_TASK_ROWS);
         let tasks = tasks.zip(distances.par_chunks_mut(HOST_TASK_ROWS));
         tasks.enumerate().for_each(|(t, (labels, distances))| {
             let first = t * HOST_TASK_ROWS;
-            for (r, (label, dist)) in labels.iter_mut().zip(distances).enumerate() {
-                let i = first + r;
-                let row = &dots[i * k..(i + 1) * k];
-                let best = argmin_offset_minus(&offset, row);
-                let inv_i = inv.map_or(1.0, |v| v[i]);
-                *label = best as u32;
-                *dist = sq_distance(metric, row[best], x_sq[i], inv_i, c.bias[best]);
-            }
+            let dots = &dots[first * k..(first + labels.len()) * k];
+            nearest_in_block(points, c, &offset, dots, start + first, labels, distances);
         });
     })
     .is_some()
+}
+
+/// The nearest centroid minimises `offset_j − x·c'_j`: `b_j / 2` in Euclidean mode (half of
+/// `b_j − 2·x·c'_j`), 0 in cosine mode (the largest dot product wins).
+fn argmin_offsets(metric: Metric, c: &Centroids) -> Vec<f32> {
+    match metric {
+        Metric::Euclidean => c.bias.iter().map(|s| 0.5 * s).collect(),
+        Metric::Cosine => vec![0.0; c.k],
+    }
+}
+
+/// Labels and distances of rows `first..first + labels.len()` from their `[len, K]` dot products.
+fn nearest_in_block(
+    points: &Points,
+    c: &Centroids,
+    offset: &[f32],
+    dots: &[f32],
+    first: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) {
+    let (k, metric) = (c.k, points.metric);
+    for (r, (label, dist)) in labels.iter_mut().zip(distances).enumerate() {
+        let i = first + r;
+        let row = &dots[r * k..(r + 1) * k];
+        let best = argmin_offset_minus(offset, row);
+        *label = best as u32;
+        *dist = sq_distance(
+            metric,
+            row[best],
+            points.sq_norms[i],
+            points.weight(i),
+            c.bias[best],
+        );
+    }
 }
 
 /// Lanes of the branch-free argmin, so that the compiler keeps them in SIMD registers.
@@ -241,17 +330,26 @@ fn tensor_nearest(
 
 /// Squared distances from every point to each of a few centres, row-major `[N * M]`.
 ///
-/// Used by k-means++, where `M` is the handful of candidates of one step.
+/// Used by k-means++, where `M` is the handful of candidates of one step. The dot products come
+/// from the same kernel as [`assign`]'s, so both give a point the same distance to a centre.
 pub(crate) fn distances_to(points: &Points, centres: &Centroids) -> Result<Vec<f32>> {
+    distances_to_with(points, centres, Simd::detect())
+}
+
+/// [`distances_to`] with the given dot-product kernel (`None`: matmul).
+fn distances_to_with(points: &Points, centres: &Centroids, simd: Option<Simd>) -> Result<Vec<f32>> {
     let m = centres.k;
     let ct = centres.tensor.t()?;
     let mut out = Vec::with_capacity(points.n * m);
     for (start, len) in points.chunks() {
-        let dots: Vec<f32> = points
-            .chunk(start, len)?
-            .matmul(&ct)?
-            .flatten_all()?
-            .to_vec1()?;
+        let dots = match simd.and_then(|simd| kernel_dots(points, centres, simd, start, len)) {
+            Some(dots) => dots,
+            None => points
+                .chunk(start, len)?
+                .matmul(&ct)?
+                .flatten_all()?
+                .to_vec1()?,
+        };
         for (r, row) in dots.chunks_exact(m).enumerate() {
             let i = start + r;
             let (x_sq, w) = (points.sq_norms[i], points.weight(i));
@@ -262,6 +360,29 @@ pub(crate) fn distances_to(points: &Points, centres: &Centroids) -> Result<Vec<f
         }
     }
     Ok(out)
+}
+
+/// The `[len, K]` dot products of rows `start..start + len` with `c'` through the [`row_dots`]
+/// kernel; `None` if the data is not on the host.
+fn kernel_dots(
+    points: &Points,
+    c: &Centroids,
+    simd: Simd,
+    start: usize,
+    len: usize,
+) -> Option<Vec<f32>> {
+    let (d, k) = (points.d, c.k);
+    let block_rows = kernel_block_rows(d);
+    points.with_host(|x| {
+        let mut dots = vec![0f32; len * k];
+        let tasks = dots.par_chunks_mut(block_rows * k).enumerate();
+        tasks.for_each(|(t, out)| {
+            let first = start + t * block_rows;
+            let rows = &x[first * d..(first + out.len() / k) * d];
+            row_dots(simd, rows, d, &c.shifted, k, out);
+        });
+        dots
+    })
 }
 
 #[cfg(test)]
@@ -308,8 +429,16 @@ mod tests {
             .collect()
     }
 
-    fn check(metric: Metric, dtype: DType, chunk_bytes: usize) {
-        let (n, d, k) = (300, 7, 9);
+    /// Every kernel this machine runs: the matmul (`None`) and the SIMD ones.
+    fn kernels() -> Vec<Option<Simd>> {
+        let mut all = vec![None];
+        all.extend(Simd::available().into_iter().map(Some));
+        all
+    }
+
+    fn check(metric: Metric, dtype: DType, chunk_bytes: usize, d: usize, simd: Option<Simd>) {
+        let (n, k) = (300, 9);
+        let case = format!("{metric:?} {dtype:?} {chunk_bytes} d {d} {simd:?}");
         let x = random(n, d, 1);
         let mut c = random(k, d, 2);
         if metric == Metric::Cosine {
@@ -325,16 +454,28 @@ mod tests {
         let points = Points::prepare(&data, metric, chunk_bytes, k).unwrap();
         let flat: Vec<f32> = c.concat();
         let centroids = Centroids::new(flat, k, &points).unwrap();
-        let got = assign(&points, &centroids).unwrap();
+        let mut sums = Sums::new(&points, k).unwrap();
+        let got = assign_pass_with(&points, &centroids, simd, Some(&mut sums)).unwrap();
         let (labels, dists) = brute_force(&x, &c, metric);
-        assert_eq!(got.labels, labels, "{metric:?} {dtype:?} {chunk_bytes}");
+        assert_eq!(got.labels, labels, "{case}");
         for (a, b) in got.distances.iter().zip(&dists) {
-            assert!((f64::from(*a) - b).abs() < 1e-4 * (1.0 + b), "{a} vs {b}");
+            assert!(
+                (f64::from(*a) - b).abs() < 1e-4 * (1.0 + b),
+                "{case}: {a} vs {b}"
+            );
         }
-        // distances_to agrees with the brute force on every centroid.
-        let all = distances_to(&points, &centroids).unwrap();
+        // The sums taken during the pass are those of a separate pass over the labels.
+        let separate = crate::sums::cluster_sums(&points, &labels, k).unwrap();
+        for (a, b) in sums.finish().unwrap().iter().zip(&separate) {
+            assert!(
+                (a - b).abs() < 1e-9 * (1.0 + b.abs()),
+                "{case}: sums {a} vs {b}"
+            );
+        }
+        // distances_to gives every point the same distance to its centroid as the assignment.
+        let all = distances_to_with(&points, &centroids, simd).unwrap();
         for (i, row) in all.chunks_exact(k).enumerate() {
-            assert_eq!(row[labels[i] as usize], got.distances[i]);
+            assert_eq!(row[labels[i] as usize], got.distances[i], "{case}");
         }
     }
 
@@ -354,10 +495,15 @@ mod tests {
     #[test]
     fn matches_brute_force_on_every_path() {
         for metric in [Metric::Euclidean, Metric::Cosine] {
-            // Host kernel (f32) and tensor kernel (f64 input), whole and in chunks of a few rows.
+            // Host kernels (f32) and tensor kernel (f64 input), whole and in chunks of a few rows.
             for dtype in [DType::F32, DType::F64] {
                 for chunk_bytes in [1 << 20, 200] {
-                    check(metric, dtype, chunk_bytes);
+                    // D below one SIMD register (the kernels' scalar tail only) and above two.
+                    for d in [7, 37] {
+                        for simd in kernels() {
+                            check(metric, dtype, chunk_bytes, d, simd);
+                        }
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@
 
 pub mod algorithm;
 mod assign;
+mod dots;
 pub mod error;
 mod init;
 pub mod io;

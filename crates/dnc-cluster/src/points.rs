@@ -180,7 +180,12 @@ impl Points {
 
     /// `(start, len)` of every chunk of rows, in order.
     pub(crate) fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let (n, step) = (self.n, self.chunk_rows);
+        self.chunks_of(self.chunk_rows)
+    }
+
+    /// `(start, len)` of every chunk of at most `rows` rows (and at most the memory budget's).
+    pub(crate) fn chunks_of(&self, rows: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (n, step) = (self.n, rows.clamp(1, self.chunk_rows));
         (0..n).step_by(step).map(move |s| (s, step.min(n - s)))
     }
 
