@@ -1,13 +1,64 @@
 //! Dot products of data rows with every centroid, in AVX-512 or AVX2 + FMA registers.
 //!
-//! The host assignment pass calls [`row_dots`] on a block of rows small enough to stay in L2,
+//! The host assignment pass calls [`row_dots`] on a block of rows small enough to stay in cache,
 //! then takes the argmin of that block at once. Unlike a matrix-product library, nothing is
-//! packed: rows and centroids are read where they lie, with the SIMD lanes along `D`, and every
-//! dot product ends in one horizontal sum. At `D = 4096` packing the rows cost as much as a tenth
-//! of a k-means pass, since each row is used against only K centroids.
+//! packed: the rows are read where they lie. At `D = 4096` packing the rows cost as much as a
+//! tenth of a k-means pass, since each row is used against only K centroids. Two kernels:
+//!
+//! - **Lanes along D** (above [`BROADCAST_MAX_D`]): a tile of rows against a tile of centroids,
+//!   both read as rows; each dot product ends in one horizontal sum, which long rows amortise.
+//! - **Lanes along K** (up to [`BROADCAST_MAX_D`]): each row element broadcast against a vector
+//!   of centroids, read from a transposed copy made once per iteration; no horizontal sum, which
+//!   at `D = 128` would cost as much as a quarter of the multiply-adds.
 //!
 //! Each product is summed in the same order wherever its row falls in a block or a tile, so the
 //! result does not depend on the block sizes or the number of threads.
+
+/// Largest D served by the kernel with lanes along K (measured: at `D = 128` it ran the pass
+/// faster than the one with lanes along D; at `D = 4096` slower).
+pub(crate) const BROADCAST_MAX_D: usize = 512;
+
+/// Columns of the transposed centroids are padded to a multiple of this (both kernels' lanes).
+const COLUMN_PAD: usize = 16;
+
+/// Centroids in the layout [`row_dots`] reads: rows `[k * d]`, and for `d` up to
+/// [`BROADCAST_MAX_D`] also columns `[d * stride]` (zero-padded to `stride` columns).
+pub(crate) struct DotCentroids {
+    k: usize,
+    d: usize,
+    rows: Vec<f32>,
+    columns: Option<Vec<f32>>,
+    stride: usize,
+}
+
+impl DotCentroids {
+    /// Lays out `rows` (row-major `[k * d]`) for the kernel that suits `d`.
+    pub(crate) fn new(rows: Vec<f32>, k: usize, d: usize) -> Self {
+        Self::with_columns(rows, k, d, d <= BROADCAST_MAX_D)
+    }
+
+    /// With or without the transposed copy, whatever `d` (tests compare both kernels).
+    pub(crate) fn with_columns(rows: Vec<f32>, k: usize, d: usize, columns: bool) -> Self {
+        assert_eq!(rows.len(), k * d, "centroids");
+        let stride = k.next_multiple_of(COLUMN_PAD);
+        let columns = columns.then(|| {
+            let mut t = vec![0f32; d * stride];
+            for (j, row) in rows.chunks_exact(d).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    t[i * stride + j] = v;
+                }
+            }
+            t
+        });
+        Self {
+            k,
+            d,
+            rows,
+            columns,
+            stride,
+        }
+    }
+}
 
 /// The instruction set a [`row_dots`] call runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,33 +109,58 @@ impl Simd {
 }
 
 /// `out[i * k + j] = x_i · c_j` for every row `i` of `x` (row-major `[rows * d]`) and every
-/// centroid `j` of `c` (row-major `[k * d]`).
+/// centroid `j` of `c`.
 ///
 /// # Panics
-/// When the slice lengths do not match `d`, `k` and `out`'s `rows * k`, or when `simd` is not
+/// When the lengths of `x` and `out` do not match `c`'s `d` and `k`, or when `simd` is not
 /// supported by this CPU.
-pub(crate) fn row_dots(simd: Simd, x: &[f32], d: usize, c: &[f32], k: usize, out: &mut [f32]) {
+pub(crate) fn row_dots(simd: Simd, x: &[f32], c: &DotCentroids, out: &mut [f32]) {
+    let (d, k) = (c.d, c.k);
     assert!(d > 0 && k > 0, "row_dots needs d > 0 and k > 0");
     assert_eq!(x.len() % d, 0, "rows of x");
     let rows = x.len() / d;
-    assert_eq!(c.len(), k * d, "centroids");
     assert_eq!(out.len(), rows * k, "output block");
     #[cfg(target_arch = "x86_64")]
     {
-        let view = Block { x, c, d, k, rows };
-        match simd {
-            Simd::Avx512 => {
-                assert!(std::is_x86_feature_detected!("avx512f"), "no AVX-512 here");
-                // SAFETY: the CPU has AVX-512F (checked above); `Block` holds the shapes the
-                // tiles index with, checked against the slice lengths above.
-                unsafe { x86::dots_avx512(&view, out) }
-            }
+        let supported = match simd {
+            Simd::Avx512 => std::is_x86_feature_detected!("avx512f"),
             Simd::Avx2 => {
-                let ok =
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-                assert!(ok, "no AVX2 + FMA here");
-                // SAFETY: as above, for AVX2 and FMA.
-                unsafe { x86::dots_avx2(&view, out) }
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+        };
+        assert!(supported, "this CPU does not run {simd:?}");
+        if let Some(columns) = &c.columns {
+            let view = Columns {
+                x,
+                columns,
+                stride: c.stride,
+                d,
+                k,
+                rows,
+            };
+            // SAFETY: the CPU has the instructions (checked above); `Columns` holds the shapes
+            // the tiles index with: `x` has `rows * d` elements, `columns` `d * stride` with
+            // `stride >= k` rounded up to the lanes, `out` `rows * k`.
+            unsafe {
+                match simd {
+                    Simd::Avx512 => x86::columns_avx512(&view, out),
+                    Simd::Avx2 => x86::columns_avx2(&view, out),
+                }
+            }
+        } else {
+            let view = Block {
+                x,
+                c: &c.rows,
+                d,
+                k,
+                rows,
+            };
+            // SAFETY: as above; `Block`'s slices hold `rows * d` and `k * d` elements.
+            unsafe {
+                match simd {
+                    Simd::Avx512 => x86::dots_avx512(&view, out),
+                    Simd::Avx2 => x86::dots_avx2(&view, out),
+                }
             }
         }
     }
@@ -93,6 +169,18 @@ pub(crate) fn row_dots(simd: Simd, x: &[f32], d: usize, c: &[f32], k: usize, out
         let _ = (simd, rows);
         unreachable!("Simd::detect returns None off x86-64");
     }
+}
+
+/// The operands of one [`row_dots`] call with the centroids as columns, lengths checked.
+#[cfg(target_arch = "x86_64")]
+struct Columns<'a> {
+    x: &'a [f32],
+    /// `[d * stride]`: element `(t, j)` is centroid `j`'s coordinate `t`.
+    columns: &'a [f32],
+    stride: usize,
+    d: usize,
+    k: usize,
+    rows: usize,
 }
 
 /// The operands of one [`row_dots`] call, with lengths checked.
@@ -105,9 +193,11 @@ struct Block<'a> {
     rows: usize,
 }
 
+// Register tiles are indexed by constant-bound loops, which the compiler unrolls into registers.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)]
 mod x86 {
-    use super::Block;
+    use super::{Block, Columns};
     use std::arch::x86_64::*;
 
     /// Walks the block in tiles of `R` rows × `S` centroids, centroid tiles outermost so that a
@@ -279,6 +369,210 @@ mod x86 {
         }
     }
 
+    /// Walks a [`Columns`] block in tiles of `$r` rows × `$v` vectors of centroids, centroid
+    /// tiles outermost (their columns stay in L1 while the rows pass), through `$tile::<R, V>`.
+    macro_rules! walk_columns {
+        ($b:expr, $out:expr, $by_rows:ident, $lanes:expr, $r:expr, $v:expr) => {{
+            let (b, out) = ($b, $out);
+            let mut j0 = 0;
+            while j0 < b.k {
+                let v = (b.k - j0).div_ceil($lanes).min($v);
+                let mut r0 = 0;
+                while r0 < b.rows {
+                    let r = (b.rows - r0).min($r);
+                    // SAFETY: rows `r0..r0 + r` lie in `x`; vectors `j0..j0 + v·lanes` lie in
+                    // the padded `stride` columns; stores are masked to columns below `k`.
+                    unsafe { $by_rows(b, out, r0, j0, r, v) };
+                    r0 += r;
+                }
+                j0 += v * $lanes;
+            }
+        }};
+    }
+
+    /// # Safety
+    /// AVX-512F, and the shapes [`Columns`] states.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn columns_avx512(b: &Columns<'_>, out: &mut [f32]) {
+        walk_columns!(b, out, columns_avx512_rows, 16, 6, 4);
+    }
+
+    /// # Safety
+    /// AVX2 and FMA, and the shapes [`Columns`] states.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn columns_avx2(b: &Columns<'_>, out: &mut [f32]) {
+        walk_columns!(b, out, columns_avx2_rows, 8, 4, 3);
+    }
+
+    /// Dispatches a tile of `r` rows × `v` vectors to its const-sized kernel.
+    ///
+    /// # Safety
+    /// As [`columns_tile_avx512`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn columns_avx512_rows(
+        b: &Columns<'_>,
+        out: &mut [f32],
+        r0: usize,
+        j0: usize,
+        r: usize,
+        v: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            match r {
+                6 => columns_avx512_vectors::<6>(b, out, r0, j0, v),
+                5 => columns_avx512_vectors::<5>(b, out, r0, j0, v),
+                4 => columns_avx512_vectors::<4>(b, out, r0, j0, v),
+                3 => columns_avx512_vectors::<3>(b, out, r0, j0, v),
+                2 => columns_avx512_vectors::<2>(b, out, r0, j0, v),
+                _ => columns_avx512_vectors::<1>(b, out, r0, j0, v),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`columns_tile_avx512`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn columns_avx512_vectors<const R: usize>(
+        b: &Columns<'_>,
+        out: &mut [f32],
+        r0: usize,
+        j0: usize,
+        v: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            match v {
+                4 => columns_tile_avx512::<R, 4>(b, out, r0, j0),
+                3 => columns_tile_avx512::<R, 3>(b, out, r0, j0),
+                2 => columns_tile_avx512::<R, 2>(b, out, r0, j0),
+                _ => columns_tile_avx512::<R, 1>(b, out, r0, j0),
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + R` against centroids `j0..j0 + 16·V`: for each `t`, row element `t`
+    /// broadcast against 16 centroids' coordinate `t`, accumulated in order of `t`.
+    ///
+    /// # Safety
+    /// AVX-512F, `r0 + R <= b.rows`, `j0 + 16·V <= b.stride`, `j0 < b.k`,
+    /// `out.len() == b.rows * b.k`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn columns_tile_avx512<const R: usize, const V: usize>(
+        b: &Columns<'_>,
+        out: &mut [f32],
+        r0: usize,
+        j0: usize,
+    ) {
+        let d = b.d;
+        let x = b.x[r0 * d..].as_ptr();
+        let cols = b.columns[j0..].as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for t in 0..d {
+            let mut cv = [_mm512_setzero_ps(); V];
+            for v in 0..V {
+                // SAFETY: `t * stride + j0 + 16·v + 16 <= d * stride`.
+                cv[v] = unsafe { _mm512_loadu_ps(cols.add(t * b.stride + 16 * v)) };
+            }
+            for r in 0..R {
+                // SAFETY: row `r0 + r`, element `t < d`.
+                let xb = _mm512_set1_ps(unsafe { *x.add(r * d + t) });
+                for v in 0..V {
+                    acc[r][v] = _mm512_fmadd_ps(xb, cv[v], acc[r][v]);
+                }
+            }
+        }
+        for r in 0..R {
+            let dst = out[(r0 + r) * b.k..].as_mut_ptr();
+            for v in 0..V {
+                let col = j0 + 16 * v;
+                let n = b.k.saturating_sub(col).min(16);
+                let mask: __mmask16 = ((1u32 << n) - 1) as u16;
+                // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
+                unsafe { _mm512_mask_storeu_ps(dst.add(col), mask, acc[r][v]) };
+            }
+        }
+    }
+
+    /// Dispatches a tile of `r` rows × `v` vectors to its const-sized kernel.
+    ///
+    /// # Safety
+    /// As [`columns_tile_avx2`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn columns_avx2_rows(
+        b: &Columns<'_>,
+        out: &mut [f32],
+        r0: usize,
+        j0: usize,
+        r: usize,
+        v: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            match (r, v) {
+                (4, 3) => columns_tile_avx2::<4, 3>(b, out, r0, j0),
+                (4, 2) => columns_tile_avx2::<4, 2>(b, out, r0, j0),
+                (4, _) => columns_tile_avx2::<4, 1>(b, out, r0, j0),
+                (3, 3) => columns_tile_avx2::<3, 3>(b, out, r0, j0),
+                (3, 2) => columns_tile_avx2::<3, 2>(b, out, r0, j0),
+                (3, _) => columns_tile_avx2::<3, 1>(b, out, r0, j0),
+                (2, 3) => columns_tile_avx2::<2, 3>(b, out, r0, j0),
+                (2, 2) => columns_tile_avx2::<2, 2>(b, out, r0, j0),
+                (2, _) => columns_tile_avx2::<2, 1>(b, out, r0, j0),
+                (_, 3) => columns_tile_avx2::<1, 3>(b, out, r0, j0),
+                (_, 2) => columns_tile_avx2::<1, 2>(b, out, r0, j0),
+                (_, _) => columns_tile_avx2::<1, 1>(b, out, r0, j0),
+            }
+        }
+    }
+
+    /// Rows `r0..r0 + R` against centroids `j0..j0 + 8·V`, as [`columns_tile_avx512`] with 8
+    /// lanes.
+    ///
+    /// # Safety
+    /// AVX2 and FMA, `r0 + R <= b.rows`, `j0 + 8·V <= b.stride`, `j0 < b.k`,
+    /// `out.len() == b.rows * b.k`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn columns_tile_avx2<const R: usize, const V: usize>(
+        b: &Columns<'_>,
+        out: &mut [f32],
+        r0: usize,
+        j0: usize,
+    ) {
+        let d = b.d;
+        let x = b.x[r0 * d..].as_ptr();
+        let cols = b.columns[j0..].as_ptr();
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        for t in 0..d {
+            let mut cv = [_mm256_setzero_ps(); V];
+            for v in 0..V {
+                // SAFETY: `t * stride + j0 + 8·v + 8 <= d * stride`.
+                cv[v] = unsafe { _mm256_loadu_ps(cols.add(t * b.stride + 8 * v)) };
+            }
+            for r in 0..R {
+                // SAFETY: row `r0 + r`, element `t < d`.
+                let xb = _mm256_set1_ps(unsafe { *x.add(r * d + t) });
+                for v in 0..V {
+                    acc[r][v] = _mm256_fmadd_ps(xb, cv[v], acc[r][v]);
+                }
+            }
+        }
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for r in 0..R {
+            let dst = out[(r0 + r) * b.k..].as_mut_ptr();
+            for v in 0..V {
+                let col = j0 + 8 * v;
+                let n = b.k.saturating_sub(col).min(8) as i32;
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+                // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
+                unsafe { _mm256_maskstore_ps(dst.add(col), mask, acc[r][v]) };
+            }
+        }
+    }
+
     /// Sum of the 8 lanes, in a fixed order.
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -299,21 +593,30 @@ mod tests {
         (0..len).map(|_| rng.normal() as f32).collect()
     }
 
+    /// Every kernel this CPU runs, with the centroids as rows and as columns.
+    fn kernels() -> Vec<(Simd, bool)> {
+        let simd = Simd::available();
+        simd.iter().flat_map(|&s| [(s, false), (s, true)]).collect()
+    }
+
     #[test]
     fn every_kernel_matches_f64_dot_products_on_every_edge_tile() {
-        // Row counts and centroid counts around the tile sizes, and D with and without a tail.
-        for simd in Simd::available() {
+        // Row and centroid counts around both kernels' tile sizes (K = 100 ends in a partial
+        // vector), and D with and without a tail.
+        for (simd, columns) in kernels() {
             for (rows, k, d) in [
                 (1, 1, 1),
                 (4, 6, 16),
                 (7, 13, 37),
                 (9, 100, 128),
                 (5, 11, 8),
+                (13, 70, 3),
             ] {
                 let x = random(rows * d, (rows * k * d) as u64);
                 let c = random(k * d, d as u64);
-                let mut out = vec![0f32; rows * k];
-                row_dots(simd, &x, d, &c, k, &mut out);
+                let layout = DotCentroids::with_columns(c.clone(), k, d, columns);
+                let mut out = vec![f32::NAN; rows * k];
+                row_dots(simd, &x, &layout, &mut out);
                 for i in 0..rows {
                     for j in 0..k {
                         let want: f64 = (0..d)
@@ -323,7 +626,8 @@ mod tests {
                         let scale = 1.0 + (d as f64).sqrt();
                         assert!(
                             (got - want).abs() < 1e-5 * scale,
-                            "{simd:?} rows {rows} k {k} d {d}: ({i}, {j}) {got} vs {want}"
+                            "{simd:?} columns {columns} rows {rows} k {k} d {d}: ({i}, {j}) \
+                             {got} vs {want}"
                         );
                     }
                 }
@@ -336,13 +640,18 @@ mod tests {
         let (rows, k, d) = (11, 9, 70);
         let x = random(rows * d, 3);
         let c = random(k * d, 4);
-        for simd in Simd::available() {
+        for (simd, columns) in kernels() {
+            let layout = DotCentroids::with_columns(c.clone(), k, d, columns);
             let mut whole = vec![0f32; rows * k];
-            row_dots(simd, &x, d, &c, k, &mut whole);
+            row_dots(simd, &x, &layout, &mut whole);
             for (i, row) in x.chunks_exact(d).enumerate() {
                 let mut alone = vec![0f32; k];
-                row_dots(simd, row, d, &c, k, &mut alone);
-                assert_eq!(alone, whole[i * k..(i + 1) * k], "{simd:?} row {i}");
+                row_dots(simd, row, &layout, &mut alone);
+                assert_eq!(
+                    alone,
+                    whole[i * k..(i + 1) * k],
+                    "{simd:?} {columns} row {i}"
+                );
             }
         }
     }
