@@ -391,9 +391,19 @@ fn bench_kmeans(a: KmeansBench) -> Result<serde_json::Value> {
     let fit = dnc_cluster::fit(&data, &cfg)?;
     let seconds = start.elapsed().as_secs_f64();
     let inertia: f64 = fit.distances.iter().map(|&d| f64::from(d)).sum();
+    // The distance products alone: 2·N·D·K FLOP per pass, one pass per iteration and a final
+    // assignment (the sums, argmin and set-up are not counted, so this is a lower bound).
+    let passes = fit.model.n_iter + 1;
+    let gflops = 2.0 * (a.n * a.d * a.k * passes) as f64 / seconds / 1e9;
+    let peak = dnc_kernels::machine::peak_gflops(a.threads);
     Ok(serde_json::json!({
         "seconds": round(seconds), "inertia": inertia, "n": a.n, "d": a.d, "k": a.k,
-        "iters": a.iters, "threads": a.threads, "cpu_pressure_some": cpu_pressure(),
+        "iters": a.iters, "n_iter": fit.model.n_iter, "threads": a.threads,
+        "cpu": dnc_kernels::machine::cpu_model(), "kernel": dnc_cluster::assignment_kernel(),
+        "distance_gflops": round(gflops),
+        "peak_gflops": peak.as_ref().map(|p| round(p.0)),
+        "peak_fraction": peak.as_ref().map(|p| round(gflops / p.0)),
+        "cpu_pressure_some": cpu_pressure(),
     }))
 }
 

@@ -31,6 +31,13 @@ pub mod synthetic;
 mod update;
 
 pub use algorithm::{KMeansFit, fit, sample_rows};
+
+/// The dot-product kernel [`fit`] uses for f32 data on this CPU in this build: `avx512`,
+/// `avx2+fma`, or `matmul` (candle's matrix product: other CPUs, or `DNC_KMEANS_MATMUL=1`).
+/// Benchmarks record it beside their timings.
+pub fn assignment_kernel() -> &'static str {
+    dots::Simd::detect().map_or("matmul", dots::Simd::name)
+}
 pub use assign::Assignment;
 pub use error::{KMeansError, ParamError};
 pub use io::{ClusterAssignments, SizesSummary};
