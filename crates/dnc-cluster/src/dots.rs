@@ -63,9 +63,11 @@ impl DotCentroids {
 /// The instruction set a [`row_dots`] call runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {
-    /// 16 lanes, tiles of 4 rows × 6 centroids (24 of the 32 registers accumulate).
+    /// 16 lanes: tiles of 4 rows × 6 centroids along D, or 6 rows × 4 vectors along K (24 of
+    /// the 32 registers accumulate).
     Avx512,
-    /// 8 lanes, tiles of 3 rows × 4 centroids (12 of the 16 registers accumulate).
+    /// 8 lanes: tiles of 3 rows × 4 centroids along D (12 of the 16 registers accumulate), or
+    /// 3 rows × 3 vectors along K.
     Avx2,
 }
 
