@@ -574,10 +574,16 @@ mod x86 {
             let dst = out[(r0 + r) * b.k..].as_mut_ptr();
             for v in 0..V {
                 let col = j0 + 8 * v;
-                let n = b.k.saturating_sub(col).min(8) as i32;
-                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-                // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
-                unsafe { _mm256_maskstore_ps(dst.add(col), mask, acc[r][v]) };
+                let n = b.k.saturating_sub(col).min(8);
+                if n == 8 {
+                    // SAFETY: columns `col..col + 8` lie below `k`.
+                    unsafe { _mm256_storeu_ps(dst.add(col), acc[r][v]) };
+                } else {
+                    // Masked only at the edge: AMD runs `vmaskmovps` stores as slow microcode.
+                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
+                    // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
+                    unsafe { _mm256_maskstore_ps(dst.add(col), mask, acc[r][v]) };
+                }
             }
         }
     }
