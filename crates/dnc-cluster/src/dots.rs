@@ -290,93 +290,131 @@ mod x86 {
         walk_tiles!(b, out, tile_avx2, 3, 4);
     }
 
-    /// Rows `r0..r0 + R` against centroids `s0..s0 + S`, 16 lanes of `d` per step, the last
-    /// `d % 16` elements added after the horizontal sum.
+    /// Defines a tile kernel of the layout with lanes along D: rows `r0..r0 + R` against
+    /// centroids `s0..s0 + S`, `$lanes` elements of `d` per step, then one horizontal sum
+    /// (`$sum`) per dot product and the last `d % $lanes` elements added fused.
     ///
-    /// # Safety
-    /// AVX-512F, `r0 + R <= b.rows`, `s0 + S <= b.k`, `out.len() == b.rows * b.k`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn tile_avx512<const R: usize, const S: usize>(
-        b: &Block<'_>,
-        out: &mut [f32],
-        r0: usize,
-        s0: usize,
-    ) {
-        let d = b.d;
-        let xp: [*const f32; R] = std::array::from_fn(|r| b.x[(r0 + r) * d..].as_ptr());
-        let cp: [*const f32; S] = std::array::from_fn(|s| b.c[(s0 + s) * d..].as_ptr());
-        let mut acc = [[_mm512_setzero_ps(); S]; R];
-        let full = d - d % 16;
-        let mut j = 0;
-        while j < full {
-            // SAFETY: `j + 16 <= d`, inside row `r0 + r` of `x` and centroid `s0 + s` of `c`.
-            let mut xv = [_mm512_setzero_ps(); R];
-            for r in 0..R {
-                xv[r] = unsafe { _mm512_loadu_ps(xp[r].add(j)) };
-            }
-            for s in 0..S {
-                // SAFETY: as above.
-                let cv = unsafe { _mm512_loadu_ps(cp[s].add(j)) };
+    /// The generated function's safety contract: the CPU has `$features`, `r0 + R <= b.rows`,
+    /// `s0 + S <= b.k`, `out.len() == b.rows * b.k`.
+    macro_rules! row_tile {
+        ($name:ident, $features:literal, $lanes:literal, $vector:ty,
+         $zero:ident, $load:ident, $fma:ident, $sum:ident) => {
+            /// # Safety
+            /// See `row_tile!`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $name<const R: usize, const S: usize>(
+                b: &Block<'_>,
+                out: &mut [f32],
+                r0: usize,
+                s0: usize,
+            ) {
+                let d = b.d;
+                let xp: [*const f32; R] = std::array::from_fn(|r| b.x[(r0 + r) * d..].as_ptr());
+                let cp: [*const f32; S] = std::array::from_fn(|s| b.c[(s0 + s) * d..].as_ptr());
+                let mut acc: [[$vector; S]; R] = [[$zero(); S]; R];
+                let full = d - d % $lanes;
+                let mut j = 0;
+                while j < full {
+                    let mut xv: [$vector; R] = [$zero(); R];
+                    for r in 0..R {
+                        // SAFETY: `j + lanes <= d`, inside row `r0 + r` of `x`.
+                        xv[r] = unsafe { $load(xp[r].add(j)) };
+                    }
+                    for s in 0..S {
+                        // SAFETY: as above, inside centroid `s0 + s` of `c`.
+                        let cv = unsafe { $load(cp[s].add(j)) };
+                        for r in 0..R {
+                            acc[r][s] = $fma(xv[r], cv, acc[r][s]);
+                        }
+                    }
+                    j += $lanes;
+                }
                 for r in 0..R {
-                    acc[r][s] = _mm512_fmadd_ps(xv[r], cv, acc[r][s]);
+                    for s in 0..S {
+                        let mut dot = $sum(acc[r][s]);
+                        for t in full..d {
+                            dot = b.x[(r0 + r) * d + t].mul_add(b.c[(s0 + s) * d + t], dot);
+                        }
+                        out[(r0 + r) * b.k + s0 + s] = dot;
+                    }
                 }
             }
-            j += 16;
-        }
-        for r in 0..R {
-            for s in 0..S {
-                let mut dot = _mm512_reduce_add_ps(acc[r][s]);
-                for t in full..d {
-                    dot = b.x[(r0 + r) * d + t].mul_add(b.c[(s0 + s) * d + t], dot);
-                }
-                out[(r0 + r) * b.k + s0 + s] = dot;
-            }
-        }
+        };
     }
 
-    /// Rows `r0..r0 + R` against centroids `s0..s0 + S`, 8 lanes of `d` per step.
+    row_tile!(
+        tile_avx512,
+        "avx512f",
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_reduce_add_ps
+    );
+    row_tile!(
+        tile_avx2,
+        "avx2,fma",
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_fmadd_ps,
+        hsum256
+    );
+
+    /// Defines a tile kernel of the layout with lanes along K: rows `r0..r0 + R` against
+    /// centroids `j0..j0 + $lanes·V`. For each `t`, row element `t` is broadcast against
+    /// `$lanes` centroids' coordinate `t`, accumulated in order of `t`; `$store` writes the
+    /// columns below `k`.
     ///
-    /// # Safety
-    /// AVX2 and FMA, `r0 + R <= b.rows`, `s0 + S <= b.k`, `out.len() == b.rows * b.k`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn tile_avx2<const R: usize, const S: usize>(
-        b: &Block<'_>,
-        out: &mut [f32],
-        r0: usize,
-        s0: usize,
-    ) {
-        let d = b.d;
-        let xp: [*const f32; R] = std::array::from_fn(|r| b.x[(r0 + r) * d..].as_ptr());
-        let cp: [*const f32; S] = std::array::from_fn(|s| b.c[(s0 + s) * d..].as_ptr());
-        let mut acc = [[_mm256_setzero_ps(); S]; R];
-        let full = d - d % 8;
-        let mut j = 0;
-        while j < full {
-            // SAFETY: `j + 8 <= d`, inside row `r0 + r` of `x` and centroid `s0 + s` of `c`.
-            let mut xv = [_mm256_setzero_ps(); R];
-            for r in 0..R {
-                xv[r] = unsafe { _mm256_loadu_ps(xp[r].add(j)) };
-            }
-            for s in 0..S {
-                // SAFETY: as above.
-                let cv = unsafe { _mm256_loadu_ps(cp[s].add(j)) };
+    /// The generated function's safety contract: the CPU has `$features`,
+    /// `r0 + R <= b.rows`, `j0 + $lanes·V <= b.stride`, `j0 < b.k`,
+    /// `out.len() == b.rows * b.k`.
+    macro_rules! column_tile {
+        ($name:ident, $features:literal, $lanes:literal, $vector:ty,
+         $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+            /// # Safety
+            /// See `column_tile!`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn $name<const R: usize, const V: usize>(
+                b: &Columns<'_>,
+                out: &mut [f32],
+                r0: usize,
+                j0: usize,
+            ) {
+                let d = b.d;
+                let x = b.x[r0 * d..].as_ptr();
+                let cols = b.columns[j0..].as_ptr();
+                let mut acc: [[$vector; V]; R] = [[$zero(); V]; R];
+                for t in 0..d {
+                    let mut cv: [$vector; V] = [$zero(); V];
+                    for v in 0..V {
+                        // SAFETY: `t * stride + j0 + lanes·(v + 1) <= d * stride`.
+                        cv[v] = unsafe { $load(cols.add(t * b.stride + $lanes * v)) };
+                    }
+                    for r in 0..R {
+                        // SAFETY: row `r0 + r`, element `t < d`.
+                        let xb = $set1(unsafe { *x.add(r * d + t) });
+                        for v in 0..V {
+                            acc[r][v] = $fma(xb, cv[v], acc[r][v]);
+                        }
+                    }
+                }
                 for r in 0..R {
-                    acc[r][s] = _mm256_fmadd_ps(xv[r], cv, acc[r][s]);
+                    let dst = out[(r0 + r) * b.k..].as_mut_ptr();
+                    for v in 0..V {
+                        let col = j0 + $lanes * v;
+                        let n = b.k.saturating_sub(col).min($lanes);
+                        // SAFETY: columns `col..col + n` of row `r0 + r`, `1 <= n <= k − col`
+                        // (every vector of a tile starts below `k`).
+                        unsafe { $store(dst.add(col), n, acc[r][v]) };
+                    }
                 }
             }
-            j += 8;
-        }
-        for r in 0..R {
-            for s in 0..S {
-                let mut dot = hsum256(acc[r][s]);
-                for t in full..d {
-                    dot = b.x[(r0 + r) * d + t].mul_add(b.c[(s0 + s) * d + t], dot);
-                }
-                out[(r0 + r) * b.k + s0 + s] = dot;
-            }
-        }
+        };
     }
 
     /// Walks a [`Columns`] block in tiles of `$r` rows × `$v` vectors of centroids, centroid
@@ -462,49 +500,17 @@ mod x86 {
         }
     }
 
-    /// Rows `r0..r0 + R` against centroids `j0..j0 + 16·V`: for each `t`, row element `t`
-    /// broadcast against 16 centroids' coordinate `t`, accumulated in order of `t`.
-    ///
-    /// # Safety
-    /// AVX-512F, `r0 + R <= b.rows`, `j0 + 16·V <= b.stride`, `j0 < b.k`,
-    /// `out.len() == b.rows * b.k`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn columns_tile_avx512<const R: usize, const V: usize>(
-        b: &Columns<'_>,
-        out: &mut [f32],
-        r0: usize,
-        j0: usize,
-    ) {
-        let d = b.d;
-        let x = b.x[r0 * d..].as_ptr();
-        let cols = b.columns[j0..].as_ptr();
-        let mut acc = [[_mm512_setzero_ps(); V]; R];
-        for t in 0..d {
-            let mut cv = [_mm512_setzero_ps(); V];
-            for v in 0..V {
-                // SAFETY: `t * stride + j0 + 16·v + 16 <= d * stride`.
-                cv[v] = unsafe { _mm512_loadu_ps(cols.add(t * b.stride + 16 * v)) };
-            }
-            for r in 0..R {
-                // SAFETY: row `r0 + r`, element `t < d`.
-                let xb = _mm512_set1_ps(unsafe { *x.add(r * d + t) });
-                for v in 0..V {
-                    acc[r][v] = _mm512_fmadd_ps(xb, cv[v], acc[r][v]);
-                }
-            }
-        }
-        for r in 0..R {
-            let dst = out[(r0 + r) * b.k..].as_mut_ptr();
-            for v in 0..V {
-                let col = j0 + 16 * v;
-                let n = b.k.saturating_sub(col).min(16);
-                let mask: __mmask16 = ((1u32 << n) - 1) as u16;
-                // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
-                unsafe { _mm512_mask_storeu_ps(dst.add(col), mask, acc[r][v]) };
-            }
-        }
-    }
+    column_tile!(
+        columns_tile_avx512,
+        "avx512f,avx2,fma",
+        16,
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        store_avx512
+    );
 
     /// Dispatches a tile of `r` rows × `v` vectors to its const-sized kernel.
     ///
@@ -537,54 +543,46 @@ mod x86 {
         }
     }
 
-    /// Rows `r0..r0 + R` against centroids `j0..j0 + 8·V`, as [`columns_tile_avx512`] with 8
-    /// lanes.
+    column_tile!(
+        columns_tile_avx2,
+        "avx2,fma",
+        8,
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        store_avx2
+    );
+
+    /// The first `n` (1 to 16) lanes of `v` to `dst`.
     ///
     /// # Safety
-    /// AVX2 and FMA, `r0 + R <= b.rows`, `j0 + 8·V <= b.stride`, `j0 < b.k`,
-    /// `out.len() == b.rows * b.k`.
-    #[target_feature(enable = "avx2,fma")]
+    /// AVX-512F, and `dst..dst + n` writable.
+    #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn columns_tile_avx2<const R: usize, const V: usize>(
-        b: &Columns<'_>,
-        out: &mut [f32],
-        r0: usize,
-        j0: usize,
-    ) {
-        let d = b.d;
-        let x = b.x[r0 * d..].as_ptr();
-        let cols = b.columns[j0..].as_ptr();
-        let mut acc = [[_mm256_setzero_ps(); V]; R];
-        for t in 0..d {
-            let mut cv = [_mm256_setzero_ps(); V];
-            for v in 0..V {
-                // SAFETY: `t * stride + j0 + 8·v + 8 <= d * stride`.
-                cv[v] = unsafe { _mm256_loadu_ps(cols.add(t * b.stride + 8 * v)) };
-            }
-            for r in 0..R {
-                // SAFETY: row `r0 + r`, element `t < d`.
-                let xb = _mm256_set1_ps(unsafe { *x.add(r * d + t) });
-                for v in 0..V {
-                    acc[r][v] = _mm256_fmadd_ps(xb, cv[v], acc[r][v]);
-                }
-            }
-        }
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        for r in 0..R {
-            let dst = out[(r0 + r) * b.k..].as_mut_ptr();
-            for v in 0..V {
-                let col = j0 + 8 * v;
-                let n = b.k.saturating_sub(col).min(8);
-                if n == 8 {
-                    // SAFETY: columns `col..col + 8` lie below `k`.
-                    unsafe { _mm256_storeu_ps(dst.add(col), acc[r][v]) };
-                } else {
-                    // Masked only at the edge: AMD runs `vmaskmovps` stores as slow microcode.
-                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
-                    // SAFETY: the mask keeps the store to columns `col..col + n`, `n <= k − col`.
-                    unsafe { _mm256_maskstore_ps(dst.add(col), mask, acc[r][v]) };
-                }
-            }
+    unsafe fn store_avx512(dst: *mut f32, n: usize, v: __m512) {
+        let mask: __mmask16 = ((1u32 << n) - 1) as u16;
+        // SAFETY: the mask keeps the store to `dst..dst + n`.
+        unsafe { _mm512_mask_storeu_ps(dst, mask, v) };
+    }
+
+    /// The first `n` (1 to 8) lanes of `v` to `dst`, masked only at the edge: AMD runs
+    /// `vmaskmovps` stores as slow microcode.
+    ///
+    /// # Safety
+    /// AVX2, and `dst..dst + n` writable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn store_avx2(dst: *mut f32, n: usize, v: __m256) {
+        if n == 8 {
+            // SAFETY: `dst..dst + 8` is writable.
+            unsafe { _mm256_storeu_ps(dst, v) };
+        } else {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
+            // SAFETY: the mask keeps the store to `dst..dst + n`.
+            unsafe { _mm256_maskstore_ps(dst, mask, v) };
         }
     }
 
