@@ -358,6 +358,7 @@ fn bench_data(a: DataBench) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "images": n, "seconds": round(seconds), "imgs_per_s": round(n as f64 / seconds),
         "threads": a.threads, "dataset": images.len(), "cpu_pressure_some": cpu_pressure(),
+        "cpu": dnc_kernels::machine::cpu_model(), "simd": dnc_kernels::machine::simd_level(),
         "photos": a.photos, "size": if a.photos { a.size } else { 32 },
         "full_decode": a.full_decode,
     }))

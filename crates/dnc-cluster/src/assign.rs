@@ -3,10 +3,11 @@
 //!
 //! Squared distances come from `‖x‖² − 2·x·cᵀ + ‖c‖²`, so the only `[rows, K]` block alive at
 //! any time is the current chunk's. On a CPU with AVX2 or AVX-512, f32 data is read in place by
-//! the [`crate::dots`] kernel a block of rows at a time, each block's argmin taken while it is in
-//! cache; elsewhere the products are one matmul per chunk on the data's device. In cosine mode the centroids are unit vectors and the data
-//! is never normalised: the nearest centroid of `x` is the one with the largest `x·c`, and
-//! `‖x/‖x‖ − c‖² = 2 − 2·x·c/‖x‖`.
+//! the [`crate::dots`] kernels a block of rows at a time, each block's argmin taken while it is
+//! in cache; elsewhere the products are one matmul per chunk on the data's device.
+//!
+//! In cosine mode the centroids are unit vectors and the data is never normalised: the nearest
+//! centroid of `x` is the one with the largest `x·c`, and `‖x/‖x‖ − c‖² = 2 − 2·x·c/‖x‖`.
 
 use crate::dots::{DotCentroids, Simd, row_dots};
 use crate::params::Metric;
