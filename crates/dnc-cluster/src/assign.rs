@@ -245,7 +245,8 @@ fn nearest_in_block(
     nearest_in_block_portable(points, c, offset, dots, first, labels, distances);
 }
 
-/// The same loop compiled with AVX2: the argmin's 8 lanes in one register instead of two.
+/// The same loop with the argmin in AVX2 registers, scores and indices alike (compiled from
+/// the portable loop, the indices were kept lane by lane in general registers).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn nearest_in_block_avx2(
@@ -257,10 +258,12 @@ fn nearest_in_block_avx2(
     labels: &mut [u32],
     distances: &mut [f32],
 ) {
-    nearest_in_block_portable(points, c, offset, dots, first, labels, distances);
+    nearest_in_block_with(points, c, offset, dots, first, labels, distances, |o, r| {
+        // SAFETY: this function runs only where the CPU has AVX2.
+        unsafe { argmin_offset_minus_avx2(o, r) }
+    });
 }
 
-#[inline(always)]
 fn nearest_in_block_portable(
     points: &Points,
     c: &Centroids,
@@ -270,11 +273,36 @@ fn nearest_in_block_portable(
     labels: &mut [u32],
     distances: &mut [f32],
 ) {
+    nearest_in_block_with(
+        points,
+        c,
+        offset,
+        dots,
+        first,
+        labels,
+        distances,
+        argmin_offset_minus,
+    );
+}
+
+/// Labels and distances of a block's rows, with `argmin(offset, row)` picking each label.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nearest_in_block_with(
+    points: &Points,
+    c: &Centroids,
+    offset: &[f32],
+    dots: &[f32],
+    first: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+    argmin: impl Fn(&[f32], &[f32]) -> usize,
+) {
     let (k, metric) = (c.k, points.metric);
     for (r, (label, dist)) in labels.iter_mut().zip(distances).enumerate() {
         let i = first + r;
         let row = &dots[r * k..(r + 1) * k];
-        let best = argmin_offset_minus(offset, row);
+        let best = argmin(offset, row);
         *label = best as u32;
         *dist = sq_distance(
             metric,
@@ -323,6 +351,75 @@ fn argmin_offset_minus(offset: &[f32], row: &[f32]) -> usize {
         }
     }
     index[pick] as usize
+}
+
+/// [`argmin_offset_minus`] in AVX2 registers: the same result, ties included.
+///
+/// The running minimum is `vminps` (which keeps the earlier score on ties, as `<` does), so
+/// the loop-carried chain is one instruction; the lanes' winners are merged with shuffles.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn argmin_offset_minus_avx2(offset: &[f32], row: &[f32]) -> usize {
+    use std::arch::x86_64::*;
+    let len = row.len();
+    assert_eq!(offset.len(), len, "argmin operands");
+    let mut best = _mm256_set1_ps(f32::INFINITY);
+    let mut index = _mm256_setzero_si256();
+    let mut lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let step = _mm256_set1_epi32(LANES as i32);
+    let mut update = |s: __m256, lane: __m256i| {
+        let better = _mm256_cmp_ps::<_CMP_LT_OQ>(s, best);
+        index = _mm256_blendv_epi8(index, lane, _mm256_castps_si256(better));
+        best = _mm256_min_ps(s, best);
+    };
+    let full = len - len % LANES;
+    let mut j = 0;
+    while j < full {
+        // SAFETY: `j + LANES <= len` for both slices.
+        let (o, r) = unsafe {
+            (
+                _mm256_loadu_ps(offset.as_ptr().add(j)),
+                _mm256_loadu_ps(row.as_ptr().add(j)),
+            )
+        };
+        update(_mm256_sub_ps(o, r), lane);
+        lane = _mm256_add_epi32(lane, step);
+        j += LANES;
+    }
+    if full < len {
+        // The last `len − full` scores; lanes past the end score +∞ and never win.
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32((len - full) as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // SAFETY: the masked loads read only elements `full..len`.
+        let (o, r) = unsafe {
+            (
+                _mm256_maskload_ps(offset.as_ptr().add(full), mask),
+                _mm256_maskload_ps(row.as_ptr().add(full), mask),
+            )
+        };
+        let s = _mm256_blendv_ps(
+            _mm256_set1_ps(f32::INFINITY),
+            _mm256_sub_ps(o, r),
+            _mm256_castsi256_ps(mask),
+        );
+        update(s, lane);
+    }
+    // The smallest score in every lane, then the smallest index among the lanes that hold it.
+    let mut m = _mm256_min_ps(best, _mm256_permute2f128_ps::<1>(best, best));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b0100_1110>(m, m));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b1011_0001>(m, m));
+    let tied = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(best, m));
+    let mut i = _mm256_blendv_epi8(_mm256_set1_epi32(-1), index, tied);
+    i = _mm256_min_epu32(i, _mm256_permute2x128_si256::<1>(i, i));
+    i = _mm256_min_epu32(i, _mm256_shuffle_epi32::<0b0100_1110>(i));
+    i = _mm256_min_epu32(i, _mm256_shuffle_epi32::<0b1011_0001>(i));
+    _mm256_cvtsi256_si32(i) as u32 as usize
 }
 
 /// The same argmin with tensor ops on the block's device; only `len` labels and values come back.
@@ -515,7 +612,7 @@ mod tests {
 
     #[test]
     fn branch_free_argmin_finds_the_first_minimum() {
-        for len in [1, 5, 8, 13, 24, 37] {
+        for len in [1, 5, 8, 13, 24, 37, 100] {
             let mut rng = dnc_core::SeededRng::new(len as u64);
             let row: Vec<f32> = (0..len).map(|_| rng.below(5) as f32).collect();
             let offset: Vec<f32> = (0..len).map(|_| rng.below(3) as f32).collect();
@@ -523,6 +620,12 @@ mod tests {
             let min = scores.iter().copied().fold(f32::INFINITY, f32::min);
             let first = scores.iter().position(|&s| s == min).unwrap();
             assert_eq!(argmin_offset_minus(&offset, &row), first, "{scores:?}");
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2; the slices have the same length.
+                let got = unsafe { argmin_offset_minus_avx2(&offset, &row) };
+                assert_eq!(got, first, "AVX2 {scores:?}");
+            }
         }
     }
 
