@@ -132,7 +132,7 @@ fn assign_pass_with(
     // The kernel reads rows in place, so its chunks can be small enough to be still in cache
     // when the sums read them again; a matmul wants large chunks.
     let chunk_rows = match simd {
-        Some(_) => (KERNEL_CHUNK_BYTES / (4 * points.d)).max(HOST_TASK_ROWS),
+        Some(simd) => kernel_chunk_rows(points.d, simd),
         None => usize::MAX,
     };
     for (start, len) in points.chunks_of(chunk_rows) {
@@ -173,7 +173,7 @@ fn kernel_nearest(
     distances: &mut [f32],
 ) -> bool {
     let (d, k) = (points.d, c.k);
-    let block_rows = kernel_block_rows(d);
+    let block_rows = kernel_block_rows(d, simd);
     let offset = argmin_offsets(points.metric, c);
     points
         .with_host(|x| {
@@ -190,9 +190,21 @@ fn kernel_nearest(
         .is_some()
 }
 
-/// Rows per [`row_dots`] call: a block of about [`DOT_BLOCK_BYTES`].
-fn kernel_block_rows(d: usize) -> usize {
-    (DOT_BLOCK_BYTES / (4 * d)).clamp(4, HOST_TASK_ROWS)
+/// Rows per [`row_dots`] call: a block of about [`DOT_BLOCK_BYTES`], in whole register tiles.
+/// A block of 16 rows in tiles of 3 ended in a 1-row tile, which has 5 loads per 4 multiply-adds
+/// where a full one has 7 per 12: at `D = 4096`, `K = 100` blocks of 15 ran the AVX2 kernel 7%
+/// faster on one core (79–82 GFLOP/s against 74–75).
+fn kernel_block_rows(d: usize, simd: Simd) -> usize {
+    let tile = simd.tile_rows(d);
+    let rows = (DOT_BLOCK_BYTES / (4 * d)).clamp(4, HOST_TASK_ROWS);
+    (rows - rows % tile).max(tile)
+}
+
+/// Rows per chunk on the kernel path: about [`KERNEL_CHUNK_BYTES`], in whole blocks.
+fn kernel_chunk_rows(d: usize, simd: Simd) -> usize {
+    let block = kernel_block_rows(d, simd);
+    let rows = (KERNEL_CHUNK_BYTES / (4 * d)).max(HOST_TASK_ROWS);
+    (rows - rows % block).max(block)
 }
 
 /// Fused argmin over a CPU `[len, K]` block read in place; `false` if the block is not on the host.
@@ -503,7 +515,7 @@ fn kernel_dots(
     len: usize,
 ) -> Option<Vec<f32>> {
     let (d, k) = (points.d, c.k);
-    let block_rows = kernel_block_rows(d);
+    let block_rows = kernel_block_rows(d, simd);
     points.with_host(|x| {
         let mut dots = vec![0f32; len * k];
         let tasks = dots.par_chunks_mut(block_rows * k).enumerate();

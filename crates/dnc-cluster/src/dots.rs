@@ -101,6 +101,17 @@ impl Simd {
         }
     }
 
+    /// Rows of the register tile of the kernel that serves `d` (the tiles `dots_avx512`,
+    /// `columns_avx512`, `dots_avx2` and `columns_avx2` walk): blocks of rows in multiples of it
+    /// have no narrower edge tile.
+    pub(crate) fn tile_rows(self, d: usize) -> usize {
+        match (self, d <= BROADCAST_MAX_D) {
+            (Self::Avx512, true) => 6,
+            (Self::Avx512, false) => 4,
+            (Self::Avx2, _) => 3,
+        }
+    }
+
     /// Every kernel this CPU can run (for tests that compare them).
     #[cfg(test)]
     pub(crate) fn available() -> Vec<Self> {
