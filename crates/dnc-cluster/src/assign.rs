@@ -29,8 +29,9 @@ pub(crate) struct Centroids {
     pub(crate) host: Vec<f32>,
     /// `[K, D]` f32 `c'` on the data's device.
     pub(crate) tensor: Tensor,
-    /// `c'` on the host, laid out for the [`crate::dots`] kernels.
-    shifted: DotCentroids,
+    /// `c'` on the host, laid out for the [`crate::dots`] kernels; `None` for data off the host,
+    /// which the kernels never read.
+    shifted: Option<DotCentroids>,
     /// `b_j`.
     pub(crate) bias: Vec<f32>,
 }
@@ -65,7 +66,7 @@ impl Centroids {
             d,
             host,
             tensor,
-            shifted: DotCentroids::new(shifted, k, d),
+            shifted: points.host.then(|| DotCentroids::new(shifted, k, d)),
             bias,
         })
     }
@@ -127,7 +128,8 @@ fn assign_pass_with(
     let mut labels = vec![0u32; points.n];
     let mut distances = vec![0f32; points.n];
     let ct = c.tensor.t()?;
-    let bias_row = Tensor::from_slice(&c.bias, (1, c.k), c.tensor.device())?;
+    // The tensor argmin's `[1, K]` bias, made on first use (never on the kernel path).
+    let mut bias_row = None;
     let simd = simd.filter(|_| points.host);
     // The kernel reads rows in place, so its chunks can be small enough to be still in cache
     // when the sums read them again; a matmul wants large chunks.
@@ -145,7 +147,11 @@ fn assign_pass_with(
         if !in_place {
             let dots = chunk.matmul(&ct)?;
             if !(points.host && host_nearest(points, c, &dots, start, l, d)) {
-                tensor_nearest(points, c, &bias_row, &dots, start, l, d)?;
+                if bias_row.is_none() {
+                    bias_row = Some(Tensor::from_slice(&c.bias, (1, c.k), c.tensor.device())?);
+                }
+                let bias_row = bias_row.as_ref().expect("made just above");
+                tensor_nearest(points, c, bias_row, &dots, start, l, d)?;
             }
         }
         if let Some(sums) = sums.as_deref_mut() {
@@ -172,6 +178,9 @@ fn kernel_nearest(
     labels: &mut [u32],
     distances: &mut [f32],
 ) -> bool {
+    let Some(shifted) = &c.shifted else {
+        return false;
+    };
     let (d, k) = (points.d, c.k);
     let block_rows = kernel_block_rows(d, simd);
     let offset = argmin_offsets(points.metric, c);
@@ -183,7 +192,7 @@ fn kernel_nearest(
                 let first = start + t * block_rows;
                 let rows = &x[first * d..(first + labels.len()) * d];
                 let mut dots = vec![0f32; labels.len() * k];
-                row_dots(simd, rows, &c.shifted, &mut dots);
+                row_dots(simd, rows, shifted, &mut dots);
                 nearest_in_block(points, c, &offset, &dots, first, labels, distances);
             });
         })
@@ -514,6 +523,7 @@ fn kernel_dots(
     start: usize,
     len: usize,
 ) -> Option<Vec<f32>> {
+    let shifted = c.shifted.as_ref()?;
     let (d, k) = (points.d, c.k);
     let block_rows = kernel_block_rows(d, simd);
     points.with_host(|x| {
@@ -522,7 +532,7 @@ fn kernel_dots(
         tasks.for_each(|(t, out)| {
             let first = start + t * block_rows;
             let rows = &x[first * d..(first + out.len() / k) * d];
-            row_dots(simd, rows, &c.shifted, out);
+            row_dots(simd, rows, shifted, out);
         });
         dots
     })
