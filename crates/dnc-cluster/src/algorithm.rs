@@ -11,6 +11,7 @@ use crate::init::{initial_centroids, sample_distinct};
 use crate::model::KMeansModel;
 use crate::params::KMeansConfig;
 use crate::points::{Points, matrix_dims};
+use crate::sums::Previous;
 use crate::update::{counts, update};
 use candle_core::Tensor;
 use dnc_core::SeededRng;
@@ -131,11 +132,17 @@ fn iterate(
     let mut centroids = Centroids::new(init, k, points)?;
     let mut history = Vec::with_capacity(cfg.max_iter + 1);
     let (mut n_iter, mut converged) = (0, false);
+    // The last assignment and its sums: each pass updates them from the points that moved.
+    let mut previous = None;
     while n_iter < cfg.max_iter {
-        let (mut assignment, sums) = assign_and_sum(points, &centroids)?;
+        let (mut assignment, sums) = assign_and_sum(points, &centroids, previous.take())?;
         history.push(assignment.inertia());
         let step = update(points, &centroids, &mut assignment, sums)?;
         centroids = Centroids::new(step.centroids, k, points)?;
+        previous = Some(Previous {
+            labels: assignment.labels,
+            sums: step.sums,
+        });
         n_iter += 1;
         tracing::debug!(
             restart,

@@ -12,7 +12,7 @@
 use crate::dots::{DotCentroids, Simd, row_dots};
 use crate::params::Metric;
 use crate::points::{HOST_TASK_ROWS, Points, with_host_f32};
-use crate::sums::Sums;
+use crate::sums::{Previous, Sums};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -107,9 +107,17 @@ pub(crate) fn assign(points: &Points, c: &Centroids) -> Result<Assignment> {
 }
 
 /// Assigns every point and, in the same pass over the data, sums the points per new cluster
-/// (row-major `[K * D]`, f64).
-pub(crate) fn assign_and_sum(points: &Points, c: &Centroids) -> Result<(Assignment, Vec<f64>)> {
-    let mut sums = Sums::new(points, c.k)?;
+/// (row-major `[K * D]`, f64). With the `previous` assignment and its sums, the sums are updated
+/// from those, reading only the points that changed cluster where the data is on the host.
+pub(crate) fn assign_and_sum(
+    points: &Points,
+    c: &Centroids,
+    previous: Option<Previous>,
+) -> Result<(Assignment, Vec<f64>)> {
+    let mut sums = match previous {
+        Some(p) => Sums::from_previous(points, c.k, p)?,
+        None => Sums::new(points, c.k)?,
+    };
     let assignment = assign_pass(points, c, Some(&mut sums))?;
     Ok((assignment, sums.finish()?))
 }

@@ -33,6 +33,26 @@ impl Sums {
         })
     }
 
+    /// The sums under a new assignment, updated from those under the `previous` one: on the host
+    /// a pass then reads only the rows whose cluster changed (after a few Lloyd iterations, a few
+    /// percent of them); elsewhere every row is summed again.
+    pub(crate) fn from_previous(points: &Points, k: usize, previous: Previous) -> Result<Self> {
+        if !points.host {
+            return Self::new(points, k);
+        }
+        assert_eq!(previous.labels.len(), points.n, "previous labels");
+        assert_eq!(previous.sums.len(), k * points.d, "previous sums");
+        let mut h = HostSums::new(k, points.d);
+        for b in &mut h.blocks {
+            for j in 0..k {
+                let row = &previous.sums[j * points.d + b.c0..j * points.d + b.c0 + b.w];
+                b.total[j * b.w..(j + 1) * b.w].copy_from_slice(row);
+            }
+        }
+        h.previous = Some(previous.labels);
+        Ok(Self::Host(h))
+    }
+
     /// Adds rows `start..start + len`, given as the f32 chunk tensor the pass already holds, with
     /// their labels.
     ///
@@ -50,8 +70,11 @@ impl Sums {
         match self {
             Self::Host(h) => {
                 let d = points.d;
-                let done =
-                    points.with_host(|x| h.add_rows(&x[start * d..(start + len) * d], labels, inv));
+                let previous = h.previous.take();
+                let old = previous.as_deref().map(|p| &p[start..start + len]);
+                let done = points
+                    .with_host(|x| h.add_rows(&x[start * d..(start + len) * d], labels, old, inv));
+                h.previous = previous;
                 if done.is_none() {
                     candle_core::bail!("host sums need CPU f32 contiguous data")
                 }
@@ -91,6 +114,13 @@ pub(crate) fn cluster_sums(points: &Points, labels: &[u32], k: usize) -> Result<
     sums.finish()
 }
 
+/// An assignment's labels with the per-cluster sums under it (row-major `[K * D]`, f64), from
+/// which the next pass's sums are updated ([`Sums::from_previous`]).
+pub(crate) struct Previous {
+    pub(crate) labels: Vec<u32>,
+    pub(crate) sums: Vec<f64>,
+}
+
 /// Column blocks of the sums, one per thread.
 pub(crate) struct HostSums {
     k: usize,
@@ -98,6 +128,8 @@ pub(crate) struct HostSums {
     blocks: Vec<ColumnBlock>,
     pending_rows: usize,
     flush_every: usize,
+    /// Every point's label under the assignment the totals started from, if any.
+    previous: Option<Vec<u32>>,
 }
 
 struct ColumnBlock {
@@ -115,22 +147,46 @@ struct ByCluster {
 }
 
 impl ByCluster {
-    /// A counting sort of the row indices by label.
+    /// A counting sort of the rows by label: every row with its own label.
     fn new(labels: &[u32], k: usize) -> Self {
+        Self::of_pairs(labels.iter().enumerate().map(|(i, &l)| (i as u32, l)), k)
+    }
+
+    /// A counting sort of `(row, label)` pairs given in increasing row order.
+    fn of_pairs(pairs: impl Iterator<Item = (u32, u32)> + Clone, k: usize) -> Self {
         let mut starts = vec![0usize; k + 1];
-        for &l in labels {
+        for (_, l) in pairs.clone() {
             starts[l as usize + 1] += 1;
         }
         for j in 0..k {
             starts[j + 1] += starts[j];
         }
         let mut next = starts.clone();
-        let mut order = vec![0u32; labels.len()];
-        for (i, &l) in labels.iter().enumerate() {
-            order[next[l as usize]] = i as u32;
+        let mut order = vec![0u32; starts[k]];
+        for (i, l) in pairs {
+            order[next[l as usize]] = i;
             next[l as usize] += 1;
         }
         Self { starts, order }
+    }
+
+    /// The rows whose label changed from `old` to `new`, grouped by their new label (`0`) and by
+    /// their old one (`1`).
+    fn moved(old: &[u32], new: &[u32], k: usize) -> (Self, Self) {
+        let moved = old
+            .iter()
+            .zip(new)
+            .enumerate()
+            .filter(|(_, (o, n))| o != n)
+            .map(|(i, (&o, &n))| (i as u32, o, n));
+        (
+            Self::of_pairs(moved.clone().map(|(i, _, n)| (i, n)), k),
+            Self::of_pairs(moved.map(|(i, o, _)| (i, o)), k),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     /// The rows of cluster `j`.
@@ -143,84 +199,106 @@ impl ByCluster {
 const GROUP: usize = 64;
 
 impl ColumnBlock {
-    /// Adds this block's columns of every row (row-major `[len * d]`) to its cluster's partial
-    /// sum: per cluster and group of [`GROUP`] columns, the cluster's rows are summed in
-    /// registers, then added once to the partial sum, which is thus read and written once per
-    /// call rather than once per row.
-    fn add_rows(&mut self, x: &[f32], d: usize, groups: &ByCluster, weights: Option<&[f32]>) {
+    /// Adds this block's columns of rows (row-major `[len * d]`) to their clusters' partial
+    /// sums: per cluster and group of [`GROUP`] columns, the rows `entering` the cluster are
+    /// summed in registers, those `leaving` it subtracted, and the result added once to the
+    /// partial sum, which is thus read and written once per call rather than once per row.
+    fn add_rows(&mut self, x: &[f32], d: usize, moves: &Moves, weights: Option<&[f32]>) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.add_rows_avx2(x, d, groups, weights) };
+            return unsafe { self.add_rows_avx2(x, d, moves, weights) };
         }
-        self.add_rows_portable(x, d, groups, weights);
+        self.add_rows_portable(x, d, moves, weights);
     }
 
     /// The same loop compiled with AVX2, for 8 lanes per add instead of SSE2's 4.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn add_rows_avx2(&mut self, x: &[f32], d: usize, groups: &ByCluster, weights: Option<&[f32]>) {
-        self.add_rows_portable(x, d, groups, weights);
+    fn add_rows_avx2(&mut self, x: &[f32], d: usize, moves: &Moves, weights: Option<&[f32]>) {
+        self.add_rows_portable(x, d, moves, weights);
     }
 
     #[inline(always)]
-    fn add_rows_portable(
-        &mut self,
-        x: &[f32],
-        d: usize,
-        groups: &ByCluster,
-        weights: Option<&[f32]>,
-    ) {
+    fn add_rows_portable(&mut self, x: &[f32], d: usize, moves: &Moves, weights: Option<&[f32]>) {
         let (c0, w) = (self.c0, self.w);
-        for j in 0..groups.starts.len() - 1 {
-            let rows = groups.rows(j);
-            if rows.is_empty() {
+        let k = moves.entering.starts.len() - 1;
+        for j in 0..k {
+            let entering = moves.entering.rows(j);
+            let leaving = moves.leaving.as_ref().map_or(&[][..], |l| l.rows(j));
+            if entering.is_empty() && leaving.is_empty() {
                 continue;
             }
             let part = &mut self.part[j * w..(j + 1) * w];
             let mut g0 = 0;
-            while g0 + GROUP <= w {
+            while g0 < w {
+                let width = (w - g0).min(GROUP);
                 let mut acc = [0f32; GROUP];
-                for &i in rows {
-                    let i = i as usize;
-                    let src: &[f32; GROUP] = x[i * d + c0 + g0..][..GROUP].try_into().unwrap();
-                    match weights {
-                        Some(wt) => {
-                            let s = wt[i];
-                            for l in 0..GROUP {
-                                acc[l] += src[l] * s;
-                            }
-                        }
-                        None => {
-                            for l in 0..GROUP {
-                                acc[l] += src[l];
-                            }
+                if width == GROUP {
+                    let at = c0 + g0;
+                    sum_group(&mut acc, x, d, at, entering, weights, 1.0);
+                    sum_group(&mut acc, x, d, at, leaving, weights, -1.0);
+                } else {
+                    let acc = &mut acc[..width];
+                    for (rows, sign) in [(entering, 1.0), (leaving, -1.0)] {
+                        for &i in rows {
+                            let i = i as usize;
+                            let src = &x[i * d + c0 + g0..i * d + c0 + g0 + width];
+                            let s = weights.map_or(sign, |wt| sign * wt[i]);
+                            acc.iter_mut().zip(src).for_each(|(a, v)| *a += v * s);
                         }
                     }
                 }
-                for (p, a) in part[g0..g0 + GROUP].iter_mut().zip(acc) {
+                for (p, a) in part[g0..g0 + width].iter_mut().zip(acc) {
                     *p += a;
                 }
-                g0 += GROUP;
+                g0 += width;
             }
-            if g0 < w {
-                let dst = &mut part[g0..];
-                let mut acc = [0f32; GROUP];
-                let acc = &mut acc[..dst.len()];
-                for &i in rows {
-                    let i = i as usize;
-                    let src = &x[i * d + c0 + g0..i * d + c0 + w];
-                    match weights {
-                        Some(wt) => acc.iter_mut().zip(src).for_each(|(a, v)| *a += v * wt[i]),
-                        None => acc.iter_mut().zip(src).for_each(|(a, v)| *a += v),
-                    }
+        }
+    }
+}
+
+/// Adds `sign ×` (weight ×) columns `at..at + GROUP` of the given rows to `acc`, in row order;
+/// unweighted additions (`sign = 1`) are plain adds.
+#[inline(always)]
+fn sum_group(
+    acc: &mut [f32; GROUP],
+    x: &[f32],
+    d: usize,
+    at: usize,
+    rows: &[u32],
+    weights: Option<&[f32]>,
+    sign: f32,
+) {
+    for &i in rows {
+        let i = i as usize;
+        let src: &[f32; GROUP] = x[i * d + at..][..GROUP].try_into().expect("a whole group");
+        match weights {
+            Some(wt) => {
+                let s = sign * wt[i];
+                for l in 0..GROUP {
+                    acc[l] += src[l] * s;
                 }
-                for (p, a) in dst.iter_mut().zip(acc.iter()) {
-                    *p += a;
+            }
+            None if sign == 1.0 => {
+                for l in 0..GROUP {
+                    acc[l] += src[l];
+                }
+            }
+            None => {
+                for l in 0..GROUP {
+                    acc[l] -= src[l];
                 }
             }
         }
     }
+}
+
+/// The rows one [`HostSums::add_rows`] call adds to each cluster (`entering`) and, when the
+/// sums are updated from a previous assignment's, subtracts from it (`leaving`).
+struct Moves {
+    entering: ByCluster,
+    leaving: Option<ByCluster>,
 }
 
 impl HostSums {
@@ -251,16 +329,41 @@ impl HostSums {
             blocks,
             pending_rows: 0,
             flush_every: (8 * k).max(1024),
+            previous: None,
         }
     }
 
-    /// Adds rows (row-major `[len * D]`) with their labels and optional weights.
-    fn add_rows(&mut self, x: &[f32], labels: &[u32], weights: Option<&[f32]>) {
+    /// Adds rows (row-major `[len * D]`) with their labels and optional weights. With the
+    /// rows' `previous` labels (sums started from that assignment's, [`Sums::from_previous`]),
+    /// only the rows whose label changed are read: added to their new cluster, subtracted from
+    /// their old one.
+    fn add_rows(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        previous: Option<&[u32]>,
+        weights: Option<&[f32]>,
+    ) {
         let d = self.d;
-        let groups = ByCluster::new(labels, self.k);
+        let moves = match previous {
+            None => Moves {
+                entering: ByCluster::new(labels, self.k),
+                leaving: None,
+            },
+            Some(old) => {
+                let (entering, leaving) = ByCluster::moved(old, labels, self.k);
+                if entering.is_empty() {
+                    return;
+                }
+                Moves {
+                    entering,
+                    leaving: Some(leaving),
+                }
+            }
+        };
         self.blocks
             .par_iter_mut()
-            .for_each(|b| b.add_rows(x, d, &groups, weights));
+            .for_each(|b| b.add_rows(x, d, &moves, weights));
         self.pending_rows += labels.len();
         if self.pending_rows >= self.flush_every {
             self.flush();
@@ -342,7 +445,7 @@ mod tests {
                 for start in (0..n).step_by(700) {
                     let end = (start + 700).min(n);
                     let w = weighted.then(|| &weights[start..end]);
-                    h.add_rows(&x[start * d..end * d], &labels[start..end], w);
+                    h.add_rows(&x[start * d..end * d], &labels[start..end], None, w);
                 }
                 let got = h.finish();
                 let mut expected = vec![0f64; k * d];
@@ -355,5 +458,45 @@ mod tests {
                 assert_eq!(got, expected, "d {d} weighted {weighted}");
             }
         }
+    }
+
+    #[test]
+    fn sums_updated_from_a_previous_assignment_equal_fresh_sums() {
+        // Small integers (exact in f32 and f64), 3 clusters, in chunks of 40 rows: the sums
+        // under new labels, updated from the sums under old ones through the rows that moved,
+        // must equal the sums taken afresh. The new labels move about a third of the rows,
+        // none in the first 40 (a chunk with nothing to read) and all in the last 40.
+        // D = 1100: column blocks of whole register groups and a tail, up to 16 threads.
+        let (n, d, k) = (300, 1100, 3);
+        let values: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 31 + i / d * 7) % 11) as f32)
+            .collect();
+        let x = Tensor::from_vec(values, (n, d), &Device::Cpu).unwrap();
+        let p = Points::prepare(&x, Metric::Euclidean, 1 << 20, k).unwrap();
+        let old: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let new: Vec<u32> = (0..n)
+            .map(|i| match i {
+                0..40 => old[i],
+                260.. => (old[i] + 1) % 3,
+                _ if i % 3 == 0 => ((i / 3) % 3) as u32,
+                _ => old[i],
+            })
+            .collect();
+        let previous = Previous {
+            labels: old.clone(),
+            sums: cluster_sums(&p, &old, k).unwrap(),
+        };
+        let mut updated = Sums::from_previous(&p, k, previous).unwrap();
+        for (start, len) in p.chunks_of(40) {
+            let chunk = p.chunk(start, len).unwrap();
+            updated
+                .add_chunk(&p, start, &chunk, &new[start..start + len])
+                .unwrap();
+        }
+        assert_eq!(p.chunks_of(40).count(), 8);
+        assert_eq!(
+            updated.finish().unwrap(),
+            cluster_sums(&p, &new, k).unwrap()
+        );
     }
 }

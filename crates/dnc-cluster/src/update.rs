@@ -24,6 +24,8 @@ pub(crate) struct Update {
     pub(crate) shift: f64,
     /// Empty clusters re-seeded in this update.
     pub(crate) reseeded: usize,
+    /// The per-cluster sums under the assignment as re-seeding left it (row-major `[K * D]`).
+    pub(crate) sums: Vec<f64>,
 }
 
 /// Moves every centroid to the mean (cosine: the mean direction) of its points, after re-seeding
@@ -63,6 +65,7 @@ pub(crate) fn update(
         centroids,
         shift,
         reseeded,
+        sums,
     })
 }
 

@@ -374,3 +374,43 @@ fn the_result_does_not_depend_on_the_thread_count() {
         assert_eq!(centroids(&one), centroids(&three), "{metric:?}");
     }
 }
+
+#[test]
+fn converged_centroids_are_the_means_of_their_clusters() {
+    // Each Lloyd pass updates the previous pass's sums from the points that changed cluster.
+    // Run to convergence on unstructured data (many passes, many moves), the centroids must
+    // still be the means (mean directions) of the clusters, as sums taken afresh give them.
+    // D = 200 also sums whole register groups of 64 columns (with up to 3 threads).
+    for (metric, d) in [
+        (Metric::Euclidean, 16),
+        (Metric::Cosine, 16),
+        (Metric::Euclidean, 200),
+        (Metric::Cosine, 200),
+    ] {
+        let x = noise(2000, d, 8);
+        let c = KMeansConfig {
+            tol: 0.0,
+            max_iter: 500,
+            ..cfg(20, metric)
+        };
+        let f = fit(&x, &c).unwrap();
+        assert!(
+            f.model.converged && f.model.n_iter > 10,
+            "{metric:?} {d}: {}",
+            f.model.n_iter
+        );
+        let means = crate::centroids_of(&x, &f.assignments, 20, metric).unwrap();
+        let diff = (&f.model.centroids - &means)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff < 1e-5,
+            "{metric:?} {d}: centroids differ from the means by {diff}"
+        );
+    }
+}
