@@ -3,7 +3,8 @@
 //! - [`fit`]: seeded greedy k-means++ (or random) initialisation, Lloyd iterations whose
 //!   distances are computed over chunks of rows (memory bounded by
 //!   [`KMeansConfig::chunk_bytes`], never an `N × K` matrix; on an AVX2 or AVX-512 CPU by
-//!   the crate's own dot-product kernels, elsewhere by matrix products), cosine (spherical) or
+//!   the crate's own dot-product kernels, elsewhere by matrix products; on the host each pass
+//!   updates the per-cluster sums from the points that changed cluster), cosine (spherical) or
 //!   Euclidean [`Metric`], empty-cluster repair, restarts keeping the lowest inertia, and
 //!   fit-on-a-sample then assign-everything for large N. Euclidean data far from the origin is
 //!   handled relative to its mean so that f32 distances stay accurate;
