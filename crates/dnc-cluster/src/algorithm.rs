@@ -120,6 +120,10 @@ fn lloyd(points: &Points, cfg: &KMeansConfig, tol: f64, restart: usize) -> Resul
     iterate(points, cfg, tol, init, restart)
 }
 
+/// Passes between two full recounts of the per-cluster sums (the others update the previous
+/// pass's sums from the points that changed cluster).
+const RECOUNT_EVERY: usize = 16;
+
 /// Lloyd iterations from the given centroids (row-major `[K * D]`), then a final assignment.
 fn iterate(
     points: &Points,
@@ -132,10 +136,13 @@ fn iterate(
     let mut centroids = Centroids::new(init, k, points)?;
     let mut history = Vec::with_capacity(cfg.max_iter + 1);
     let (mut n_iter, mut converged) = (0, false);
-    // The last assignment and its sums: each pass updates them from the points that moved.
+    // The last assignment and its sums: each pass updates them from the points that moved,
+    // except every `RECOUNT_EVERY`-th, which sums every point afresh so that rounding carried
+    // over from pass to pass stays bounded.
     let mut previous = None;
     while n_iter < cfg.max_iter {
-        let (mut assignment, sums) = assign_and_sum(points, &centroids, previous.take())?;
+        let carried = previous.take().filter(|_| n_iter % RECOUNT_EVERY != 0);
+        let (mut assignment, sums) = assign_and_sum(points, &centroids, carried)?;
         history.push(assignment.inertia());
         let step = update(points, &centroids, &mut assignment, sums)?;
         centroids = Centroids::new(step.centroids, k, points)?;

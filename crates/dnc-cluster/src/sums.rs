@@ -35,9 +35,11 @@ impl Sums {
 
     /// The sums under a new assignment, updated from those under the `previous` one: on the host
     /// a pass then reads only the rows whose cluster changed (after a few Lloyd iterations, a few
-    /// percent of them); elsewhere every row is summed again.
+    /// percent of them). Elsewhere, and for off-centre Euclidean data, every row is summed again:
+    /// there each row is large against its distance to the mean, and the f32 rounding a cluster's
+    /// total carries would outgrow the cluster once it shrinks.
     pub(crate) fn from_previous(points: &Points, k: usize, previous: Previous) -> Result<Self> {
-        if !points.host {
+        if !points.host || points.centre.is_some() {
             return Self::new(points, k);
         }
         assert_eq!(previous.labels.len(), points.n, "previous labels");
@@ -195,7 +197,7 @@ impl ByCluster {
     }
 }
 
-/// Columns summed at once in registers (8 AVX2 or 4 AVX-512 vectors).
+/// Columns summed at once in registers (8 AVX2 vectors).
 const GROUP: usize = 64;
 
 impl ColumnBlock {
@@ -364,7 +366,8 @@ impl HostSums {
         self.blocks
             .par_iter_mut()
             .for_each(|b| b.add_rows(x, d, &moves, weights));
-        self.pending_rows += labels.len();
+        // The rows actually added (all of them, or those that moved).
+        self.pending_rows += moves.entering.order.len();
         if self.pending_rows >= self.flush_every {
             self.flush();
         }

@@ -388,9 +388,11 @@ fn converged_centroids_are_the_means_of_their_clusters() {
         (Metric::Cosine, 200),
     ] {
         let x = noise(2000, d, 8);
+        // Chunks of 4 KiB: every pass crosses many chunk boundaries.
         let c = KMeansConfig {
             tol: 0.0,
             max_iter: 500,
+            chunk_bytes: 4096,
             ..cfg(20, metric)
         };
         let f = fit(&x, &c).unwrap();
