@@ -141,8 +141,12 @@ proptest::proptest! {
         picks in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 1..5)
     ) {
         let (mut doc, changes) = all_changes();
-        let chosen: Vec<&(String, toml::Value)> =
-            picks.iter().map(|i| &changes[i.index(changes.len())]).collect();
+        let mut chosen: Vec<&(String, toml::Value)> = Vec::new();
+        for pick in picks.iter().map(|i| &changes[i.index(changes.len())]) {
+            // Two picks of one key: the later value is the one the document holds.
+            chosen.retain(|(key, _)| *key != pick.0);
+            chosen.push(pick);
+        }
         for (key, value) in &chosen {
             set(&mut doc, key, value.clone());
         }
