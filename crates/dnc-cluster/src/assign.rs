@@ -34,13 +34,16 @@ pub(crate) struct Centroids {
     shifted: Option<DotCentroids>,
     /// `b_j`.
     pub(crate) bias: Vec<f32>,
+    /// What the nearest centroid minimises beside `−x·c'_j`: `b_j / 2` in Euclidean mode (half
+    /// of `b_j − 2·x·c'_j`), 0 in cosine mode (the largest dot product wins).
+    argmin_offset: Vec<f32>,
 }
 
 impl Centroids {
     /// Centroids (row-major `[K * D]`) for use against `points`.
     pub(crate) fn new(host: Vec<f32>, k: usize, points: &Points) -> Result<Self> {
         let d = points.d;
-        let (shifted, bias) = match &points.centre {
+        let (shifted, bias): (Vec<f32>, Vec<f32>) = match &points.centre {
             Some(mu) => {
                 let shifted: Vec<f32> = host
                     .chunks_exact(d)
@@ -61,6 +64,10 @@ impl Centroids {
             }
         };
         let tensor = Tensor::from_slice(&shifted, (k, d), points.device())?;
+        let argmin_offset = match points.metric {
+            Metric::Euclidean => bias.iter().map(|s| 0.5 * s).collect(),
+            Metric::Cosine => vec![0.0; k],
+        };
         Ok(Self {
             k,
             d,
@@ -68,6 +75,7 @@ impl Centroids {
             tensor,
             shifted: points.host.then(|| DotCentroids::new(shifted, k, d)),
             bias,
+            argmin_offset,
         })
     }
 }
@@ -191,7 +199,6 @@ fn kernel_nearest(
     };
     let (d, k) = (points.d, c.k);
     let block_rows = kernel_block_rows(d, simd);
-    let offset = argmin_offsets(points.metric, c);
     points
         .with_host(|x| {
             let tasks = labels.par_chunks_mut(block_rows);
@@ -201,7 +208,7 @@ fn kernel_nearest(
                 let rows = &x[first * d..(first + labels.len()) * d];
                 let mut dots = vec![0f32; labels.len() * k];
                 row_dots(simd, rows, shifted, &mut dots);
-                nearest_in_block(points, c, &offset, &dots, first, labels, distances);
+                nearest_in_block(points, c, &dots, first, labels, distances);
             });
         })
         .is_some()
@@ -212,16 +219,19 @@ fn kernel_nearest(
 /// where a full one has 7 per 12: at `D = 4096`, `K = 100` blocks of 15 ran the AVX2 kernel 7%
 /// faster on one core (79–82 GFLOP/s against 74–75).
 fn kernel_block_rows(d: usize, simd: Simd) -> usize {
-    let tile = simd.tile_rows(d);
     let rows = (DOT_BLOCK_BYTES / (4 * d)).clamp(4, HOST_TASK_ROWS);
-    (rows - rows % tile).max(tile)
+    whole_units(rows, simd.tile_rows(d))
 }
 
 /// Rows per chunk on the kernel path: about [`KERNEL_CHUNK_BYTES`], in whole blocks.
 fn kernel_chunk_rows(d: usize, simd: Simd) -> usize {
-    let block = kernel_block_rows(d, simd);
     let rows = (KERNEL_CHUNK_BYTES / (4 * d)).max(HOST_TASK_ROWS);
-    (rows - rows % block).max(block)
+    whole_units(rows, kernel_block_rows(d, simd))
+}
+
+/// `rows` rounded down to a multiple of `unit`, and at least one `unit`.
+fn whole_units(rows: usize, unit: usize) -> usize {
+    (rows - rows % unit).max(unit)
 }
 
 /// Fused argmin over a CPU `[len, K]` block read in place; `false` if the block is not on the host.
@@ -234,33 +244,23 @@ fn host_nearest(
     distances: &mut [f32],
 ) -> bool {
     let k = c.k;
-    let offset = argmin_offsets(points.metric, c);
     with_host_f32(dots, |dots| {
         let tasks = labels.par_chunks_mut(HOST_TASK_ROWS);
         let tasks = tasks.zip(distances.par_chunks_mut(HOST_TASK_ROWS));
         tasks.enumerate().for_each(|(t, (labels, distances))| {
             let first = t * HOST_TASK_ROWS;
             let dots = &dots[first * k..(first + labels.len()) * k];
-            nearest_in_block(points, c, &offset, dots, start + first, labels, distances);
+            nearest_in_block(points, c, dots, start + first, labels, distances);
         });
     })
     .is_some()
 }
 
-/// The nearest centroid minimises `offset_j − x·c'_j`: `b_j / 2` in Euclidean mode (half of
-/// `b_j − 2·x·c'_j`), 0 in cosine mode (the largest dot product wins).
-fn argmin_offsets(metric: Metric, c: &Centroids) -> Vec<f32> {
-    match metric {
-        Metric::Euclidean => c.bias.iter().map(|s| 0.5 * s).collect(),
-        Metric::Cosine => vec![0.0; c.k],
-    }
-}
-
-/// Labels and distances of rows `first..first + labels.len()` from their `[len, K]` dot products.
+/// Labels and distances of rows `first..first + labels.len()` from their `[len, K]` dot products,
+/// the argmin in AVX2 registers where the CPU has AVX2.
 fn nearest_in_block(
     points: &Points,
     c: &Centroids,
-    offset: &[f32],
     dots: &[f32],
     first: usize,
     labels: &mut [u32],
@@ -269,43 +269,11 @@ fn nearest_in_block(
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { nearest_in_block_avx2(points, c, offset, dots, first, labels, distances) };
+        return unsafe { nearest_in_block_avx2(points, c, dots, first, labels, distances) };
     }
-    nearest_in_block_portable(points, c, offset, dots, first, labels, distances);
-}
-
-/// The same loop with the argmin in AVX2 registers, scores and indices alike (compiled from
-/// the portable loop, the indices were kept lane by lane in general registers).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn nearest_in_block_avx2(
-    points: &Points,
-    c: &Centroids,
-    offset: &[f32],
-    dots: &[f32],
-    first: usize,
-    labels: &mut [u32],
-    distances: &mut [f32],
-) {
-    nearest_in_block_with(points, c, offset, dots, first, labels, distances, |o, r| {
-        // SAFETY: this function runs only where the CPU has AVX2.
-        unsafe { argmin_offset_minus_avx2(o, r) }
-    });
-}
-
-fn nearest_in_block_portable(
-    points: &Points,
-    c: &Centroids,
-    offset: &[f32],
-    dots: &[f32],
-    first: usize,
-    labels: &mut [u32],
-    distances: &mut [f32],
-) {
     nearest_in_block_with(
         points,
         c,
-        offset,
         dots,
         first,
         labels,
@@ -314,13 +282,28 @@ fn nearest_in_block_portable(
     );
 }
 
-/// Labels and distances of a block's rows, with `argmin(offset, row)` picking each label.
+/// The loop compiled with AVX2, so that the AVX2 argmin is inlined into it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn nearest_in_block_avx2(
+    points: &Points,
+    c: &Centroids,
+    dots: &[f32],
+    first: usize,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) {
+    nearest_in_block_with(points, c, dots, first, labels, distances, |o, r| {
+        // SAFETY: this function runs only where the CPU has AVX2.
+        unsafe { argmin_offset_minus_avx2(o, r) }
+    });
+}
+
+/// [`nearest_in_block`] with `argmin(offset, row)` picking each label.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn nearest_in_block_with(
     points: &Points,
     c: &Centroids,
-    offset: &[f32],
     dots: &[f32],
     first: usize,
     labels: &mut [u32],
@@ -331,7 +314,7 @@ fn nearest_in_block_with(
     for (r, (label, dist)) in labels.iter_mut().zip(distances).enumerate() {
         let i = first + r;
         let row = &dots[r * k..(r + 1) * k];
-        let best = argmin(offset, row);
+        let best = argmin(&c.argmin_offset, row);
         *label = best as u32;
         *dist = sq_distance(
             metric,

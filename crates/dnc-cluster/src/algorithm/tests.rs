@@ -21,6 +21,18 @@ fn noise(n: usize, d: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (n, d), &Device::Cpu).unwrap()
 }
 
+/// Largest absolute difference between two f32 tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// Nearest centroid of every row by a plain f64 loop, and the summed squared distance.
 fn brute_force(data: &Tensor, centroids: &Tensor, metric: Metric) -> (Vec<u32>, f64) {
     let x = data.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
@@ -176,14 +188,7 @@ fn chunking_and_kernel_choice_do_not_change_the_result() {
         let x64 = x.to_dtype(DType::F64).unwrap();
         let tensor_path = fit(&x64, &tiny).unwrap();
         assert_eq!(whole.assignments, tensor_path.assignments, "{metric:?}");
-        let diff = (&whole.model.centroids - &tensor_path.model.centroids).unwrap();
-        let diff = diff
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&whole.model.centroids, &tensor_path.model.centroids);
         assert!(diff < 1e-5, "{metric:?}: centroids differ by {diff}");
     }
 }
@@ -402,14 +407,7 @@ fn converged_centroids_are_the_means_of_their_clusters() {
             f.model.n_iter
         );
         let means = crate::centroids_of(&x, &f.assignments, 20, metric).unwrap();
-        let diff = (&f.model.centroids - &means)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&f.model.centroids, &means);
         assert!(
             diff < 1e-5,
             "{metric:?} {d}: centroids differ from the means by {diff}"
