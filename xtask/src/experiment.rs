@@ -10,6 +10,7 @@
 //! varies what the paper varies (K, the clustering layer, expert initialisation and budget) for
 //! the DnC arm and adds that table to the report ([`sweep`]).
 
+pub(crate) mod budget;
 mod sweep;
 
 use crate::longtail::{self, LongtailArgs};
@@ -356,12 +357,18 @@ fn report(args: &CurationArgs, out: &Path, manifest: &Value, epochs: u64) -> Res
         medium = third_names(&groups[1]),
         few = third_names(&groups[2]),
     );
-    std::fs::write(out.join("report.md"), &md)?;
+    write_results(out, &md, summary)?;
+    Ok(md)
+}
+
+/// Writes an experiment's `report.md` and `summary.json` in its folder.
+fn write_results(out: &Path, md: &str, summary: serde_json::Map<String, Value>) -> Result<()> {
+    std::fs::write(out.join("report.md"), md)?;
     std::fs::write(
         out.join("summary.json"),
         serde_json::to_string_pretty(&Value::Object(summary))?,
     )?;
-    Ok(md)
+    Ok(())
 }
 
 impl CurationArgs {

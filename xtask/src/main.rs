@@ -55,7 +55,8 @@ enum Command {
     Reliability(reliability::ReliabilityArgs),
     /// Check the crate layering (no upward dependency edges).
     Tidy,
-    /// Experiments: `curation-gap` (MoCLR vs DnC on curated and uncurated data, several seeds).
+    /// Experiments: `curation-gap` (MoCLR vs DnC on curated and uncurated data, several seeds),
+    /// `budget` (accuracy against total epochs, MoCLR and DnC).
     #[command(subcommand)]
     Experiment(ExperimentCommand),
     /// Dataset tools: `longtail` builds an uncurated (long-tailed) set and its curated twin,
@@ -91,6 +92,9 @@ enum DataCommand {
 enum ExperimentCommand {
     /// MoCLR on curated, MoCLR on uncurated and DnC on uncurated data, matched epochs, several seeds.
     CurationGap(experiment::CurationArgs),
+    /// Accuracy against total epochs: MoCLR on a ladder of budgets, DnC and its controls at the
+    /// same totals (sharing every stage they can), the saturation budget E*.
+    Budget(experiment::budget::BudgetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,5 +111,6 @@ fn main() -> anyhow::Result<()> {
         Command::Data(DataCommand::Longtail(args)) => longtail::run(args),
         Command::Data(DataCommand::Shards(args)) => shards::run(args),
         Command::Experiment(ExperimentCommand::CurationGap(args)) => experiment::run(args),
+        Command::Experiment(ExperimentCommand::Budget(args)) => experiment::budget::run(args),
     }
 }

@@ -53,6 +53,19 @@ pub(crate) struct RunArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct AdoptArgs {
+    /// The run directory that takes the stages.
+    #[arg(long)]
+    run: PathBuf,
+    /// The run directory they are taken from.
+    #[arg(long)]
+    from: PathBuf,
+    /// A leading run of base, embed, cluster, experts, distill (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    stages: Vec<String>,
+}
+
+#[derive(Args)]
 pub(crate) struct StageArgs {
     /// base, embed, cluster, experts, distill, baseline or eval.
     name: String,
@@ -152,9 +165,7 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
         overrides.push(format!("init_from={}", toml::Value::String(spec.clone())));
     }
     apply_overrides(&mut doc, &overrides)?;
-    let mut cfg: RunConfig = doc
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("{origin}: {e}"))?;
+    let mut cfg = RunConfig::from_value(doc).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     for path in [
         Some(&mut cfg.data.root),
         cfg.data.train.as_mut(),
@@ -206,6 +217,18 @@ pub(crate) fn stages(args: RunArgs) -> Result<()> {
     for stage in run.stages() {
         println!("{stage}");
     }
+    Ok(())
+}
+
+pub(crate) fn adopt(args: AdoptArgs) -> Result<()> {
+    logging::init(Some(&args.run.join("log.txt")));
+    let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
+    let stages = args
+        .stages
+        .iter()
+        .map(|name| name.parse::<Stage>())
+        .collect::<Result<Vec<_>, _>>()?;
+    run.adopt_stages(&args.from, &stages)?;
     Ok(())
 }
 

@@ -37,6 +37,9 @@ enum Command {
     /// Where each stage and each expert of a run stands: done, running (and where), failed,
     /// interrupted or not started.
     Status(commands::RunArgs),
+    /// Take finished stages (base, then embed, cluster, experts, distill) from another run with
+    /// the same settings for them, instead of training them again.
+    Adopt(commands::AdoptArgs),
     /// Create (or resume) a run and execute every stage that is not done.
     Train(commands::TrainArgs),
     /// Embed the training images with the base model (the `embed` stage).
@@ -73,6 +76,7 @@ fn main() {
         Command::Stages(a) => commands::stages(a),
         Command::Stage(a) => commands::stage(a),
         Command::Status(a) => commands::status(a),
+        Command::Adopt(a) => commands::adopt(a),
         Command::Train(a) => commands::train(a),
         Command::Embed(a) => commands::stage_only("embed", a),
         Command::Cluster(a) => commands::stage_only("cluster", a),

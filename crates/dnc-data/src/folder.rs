@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::balanced::balanced_subset_named;
+use crate::balanced::{SubsetRule, subset_named};
 use crate::cache::{ResizedCache, ResizedCacheConfig, shrink_to_side};
 use crate::decode::{LoadFailure, SizeRequest, decode, full_size, size_for_side};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
@@ -41,10 +41,13 @@ pub struct ImageFolderConfig {
     pub resized_cache: Option<ResizedCacheConfig>,
     /// What to do with unreadable or undecodable images.
     pub on_corrupt: OnCorrupt,
-    /// Keep a deterministic subset of this many images: class-balanced by the reference rule
-    /// (see [`balanced_subset`](crate::balanced_subset)) for class folders, the first files by
-    /// name for a flat folder. `None` keeps everything.
+    /// Keep a deterministic subset of this many images: shared among class folders by
+    /// `subset` (class-balanced by the reference rule, see
+    /// [`balanced_subset`](crate::balanced_subset), or in proportion), the first files by name
+    /// for a flat folder. `None` keeps everything.
     pub limit: Option<usize>,
+    /// How `limit` is shared among the classes.
+    pub subset: SubsetRule,
 }
 
 impl ImageFolderConfig {
@@ -281,7 +284,7 @@ impl ImageFolder {
             counts: scan_counts,
         } = source;
         if let Some(n) = config.limit {
-            let keep = limit_indices(&root, &classes, &labels, n)?;
+            let keep = limit_indices(&root, &classes, &labels, n, config.subset)?;
             paths = keep.iter().map(|&i| paths[i].clone()).collect();
             labels = keep.iter().map(|&i| labels[i]).collect();
             if let Some((_, members)) = &mut shards {
@@ -542,12 +545,14 @@ impl Source {
     }
 }
 
-/// The indices kept by `limit = n`: balanced over classes, or the first `n` of a flat folder.
+/// The indices kept by `limit = n`: shared over classes by `rule`, or the first `n` of a flat
+/// folder.
 fn limit_indices(
     root: &Path,
     classes: &[String],
     labels: &[Option<u32>],
     n: usize,
+    rule: SubsetRule,
 ) -> Result<Vec<usize>, DataError> {
     if classes.is_empty() {
         if n > labels.len() {
@@ -563,7 +568,7 @@ fn limit_indices(
     let unlabelled = classes.len() as u32;
     let groups = classes.len() + usize::from(labels.contains(&None));
     let ids: Vec<u32> = labels.iter().map(|l| l.unwrap_or(unlabelled)).collect();
-    balanced_subset_named(&ids, groups, n, |c| match classes.get(c) {
+    subset_named(&ids, groups, n, rule, |c| match classes.get(c) {
         Some(class) => root.join(class).display().to_string(),
         None => format!(
             "the unlabelled folders (`{UNLABELLED_PREFIX}…`) of {}",

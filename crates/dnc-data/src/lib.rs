@@ -27,7 +27,7 @@ pub mod shards;
 mod stack;
 mod subset;
 
-pub use balanced::{balanced_counts, balanced_subset};
+pub use balanced::{SubsetRule, balanced_counts, balanced_subset, proportional_counts};
 pub use cache::ResizedCacheConfig;
 pub use dataset::{Dataset, InMemory};
 pub use decode::{SizeRequest, full_size, size_for_side};

@@ -58,6 +58,12 @@ pub struct LinearProbeConfig {
     pub batch_size: usize,
     /// Seed of the per-epoch shuffles; the same seed gives the same probe.
     pub seed: u64,
+    /// Fractions of the labelled bank for the few-label probes (the semi-supervised protocol
+    /// reports 1% and 10% of the labels): each trains on `round(f · n_c)` items of every class
+    /// `c`, at least one, and is scored on the whole test split. Empty: none.
+    pub few_label_fractions: Vec<f64>,
+    /// Seeded draws of each fraction's subset; the few-label score is their mean top-1.
+    pub few_label_draws: usize,
 }
 
 impl Default for LinearProbeConfig {
@@ -68,6 +74,8 @@ impl Default for LinearProbeConfig {
             weight_decay: 1e-4,
             batch_size: 256,
             seed: 0,
+            few_label_fractions: vec![0.01, 0.1],
+            few_label_draws: 3,
         }
     }
 }
@@ -87,7 +95,25 @@ impl LinearProbeConfig {
         if self.batch_size == 0 {
             return Err(ParamError::ZeroBatchSize);
         }
+        for (i, &f) in self.few_label_fractions.iter().enumerate() {
+            check_fraction(f)?;
+            if self.few_label_fractions[..i].contains(&f) {
+                return Err(ParamError::FewLabelFractionTwice(f));
+            }
+        }
+        if self.few_label_draws == 0 {
+            return Err(ParamError::ZeroFewLabelDraws);
+        }
         Ok(())
+    }
+}
+
+/// A few-label fraction must be a finite number in `(0, 1]`.
+pub(crate) fn check_fraction(f: f64) -> Result<(), ParamError> {
+    if f.is_finite() && f > 0.0 && f <= 1.0 {
+        Ok(())
+    } else {
+        Err(ParamError::FewLabelFraction(f))
     }
 }
 
@@ -129,6 +155,8 @@ mod tests {
     fn defaults_are_the_protocol_values_and_valid() {
         let c = EvalConfig::default();
         assert_eq!((c.knn.k, c.knn.temperature), (200, 0.1));
+        assert_eq!(c.linear.few_label_fractions, [0.01, 0.1]);
+        assert_eq!(c.linear.few_label_draws, 3);
         assert!(c.validate().is_ok());
     }
 
@@ -157,6 +185,42 @@ mod tests {
             ParamError::WeightDecay(-0.5)
         );
         assert_eq!(lin(|c| c.batch_size = 0), ParamError::ZeroBatchSize);
+        for bad in [0.0, -0.1, 1.5, f64::INFINITY] {
+            let c = LinearProbeConfig {
+                few_label_fractions: vec![0.1, bad],
+                ..LinearProbeConfig::default()
+            };
+            assert_eq!(c.validate(), Err(ParamError::FewLabelFraction(bad)));
+        }
+        assert!(matches!(
+            lin(|c| c.few_label_fractions = vec![f64::NAN]),
+            ParamError::FewLabelFraction(f) if f.is_nan()
+        ));
+        assert_eq!(
+            lin(|c| c.few_label_fractions = vec![0.1, 0.5, 0.1]),
+            ParamError::FewLabelFractionTwice(0.1)
+        );
+        assert_eq!(
+            lin(|c| c.few_label_draws = 0),
+            ParamError::ZeroFewLabelDraws
+        );
+        let err = lin(|c| c.few_label_fractions = vec![2.0]).to_string();
+        assert!(
+            err.contains("linear.few_label_fractions") && err.contains('2'),
+            "{err}"
+        );
+        assert!(
+            lin(|c| c.few_label_draws = 0)
+                .to_string()
+                .contains("linear.few_label_draws")
+        );
+        let mut c = LinearProbeConfig {
+            few_label_fractions: vec![1.0],
+            ..LinearProbeConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.few_label_fractions.clear();
+        assert!(c.validate().is_ok());
         assert!(knn(|c| c.temperature = -2.0).to_string().contains("-2"));
     }
 

@@ -17,6 +17,12 @@ pub enum ParamError {
     WeightDecay(f64),
     #[error("linear.batch_size must be at least 1, got 0")]
     ZeroBatchSize,
+    #[error("linear.few_label_fractions must hold finite numbers in (0, 1], got {0}")]
+    FewLabelFraction(f64),
+    #[error("linear.few_label_fractions lists {0} twice")]
+    FewLabelFractionTwice(f64),
+    #[error("linear.few_label_draws must be at least 1, got 0")]
+    ZeroFewLabelDraws,
 }
 
 /// Everything that can go wrong while evaluating features.

@@ -65,15 +65,19 @@ pub struct DataConfig {
     /// the list), or WebDataset tar shards (`shards/{000000..000099}.tar` or one `.tar` file).
     /// Evaluation then reads `eval.data`, or is left out when that is not set.
     pub train: Option<PathBuf>,
-    /// Class-balanced subset of the train split (0 = all images).
+    /// Subset of the train split, shared among classes by `subset` (0 = all images).
     pub train_limit: usize,
-    /// Class-balanced subset of the test split (0 = all images).
+    /// Subset of the test split, shared among classes by `subset` (0 = all images).
     pub test_limit: usize,
+    /// How the `*_limit` subsets are shared among the classes: `balanced` (the same number
+    /// from every class, the reference rule) or `proportional` (each class in proportion to
+    /// its size, at least one image each: a smaller copy of a long-tailed set's distribution).
+    pub subset: dnc_data::SubsetRule,
     /// Labelled images for evaluation's k-NN memory bank and linear-probe training set, when
     /// they should differ from `<root>/train` (e.g. a balanced set while training on a
     /// long-tailed one). Class folders must match the test split's.
     pub eval_bank: Option<PathBuf>,
-    /// Class-balanced subset of `eval_bank` (0 = all images).
+    /// Subset of `eval_bank`, shared among classes by `subset` (0 = all images).
     pub eval_bank_limit: usize,
     /// `skip` (count and report) or `fail` on an undecodable image.
     pub on_corrupt: dnc_data::OnCorrupt,
@@ -103,6 +107,7 @@ impl Default for DataConfig {
             train: None,
             train_limit: 0,
             test_limit: 0,
+            subset: dnc_data::SubsetRule::Balanced,
             eval_bank: None,
             eval_bank_limit: 0,
             on_corrupt: dnc_data::OnCorrupt::Skip,
@@ -445,8 +450,31 @@ impl RunConfig {
         })
     }
 
+    /// Reads a config document; every key it leaves out keeps its built-in default, a partial
+    /// table included ([`RunConfig::from_value`]).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let doc: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::from_value(doc)
+    }
+
+    /// Reads a parsed config document (a file with its `--set` overrides applied) laid over the
+    /// built-in defaults: a table names only the keys it changes, and every other key keeps the
+    /// value in force (`[augment.view1]` with only `flip_p` keeps the default view's size, jitter
+    /// and normalisation). An `optimizer` table that names another `kind` starts from that
+    /// kind's defaults, and a partial `experts.train` from the `[base]` in force. Errors name the
+    /// key.
+    pub fn from_value(doc: toml::Value) -> Result<Self, String> {
+        let toml::Value::Table(doc) = doc else {
+            return Err("a run config is a TOML table".into());
+        };
+        let toml::Value::Table(defaults) =
+            toml::Value::try_from(Self::default()).expect("the default config serialises")
+        else {
+            unreachable!("a struct serialises to a table")
+        };
+        toml::Value::Table(crate::layers::with_defaults(defaults, doc))
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 
     pub fn to_toml(&self) -> String {

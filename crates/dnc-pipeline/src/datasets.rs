@@ -29,6 +29,7 @@ fn folder_config(run: &Run, limit: usize) -> ImageFolderConfig {
         resized_cache: cfg.cache_resized.then(|| resized_cache(run)),
         on_corrupt: cfg.on_corrupt,
         limit: (limit > 0).then_some(limit),
+        subset: cfg.subset,
     }
 }
 

@@ -8,12 +8,14 @@
 //!   `report.md`, one folder per stage);
 //! - [`apply_overrides`]: `--set key.path=value` on top of a config file.
 
+mod adopt;
 mod audit;
 pub mod config;
 mod datasets;
 mod error;
 mod feature_store;
 mod features;
+mod layers;
 mod lock;
 mod overrides;
 mod report;

@@ -35,15 +35,37 @@ pub fn ordered_models(summary: &Summary) -> Vec<String> {
     names
 }
 
-/// The results table (Markdown) of a summary.
+/// The results table (Markdown) of a summary, with a column per few-label fraction when any
+/// model has few-label probes.
 pub fn results_table(summary: &Summary) -> String {
-    let mut out = String::from("| model | k-NN top-1 | linear top-1 |\n|---|---|---|\n");
-    for name in ordered_models(summary) {
+    let models = ordered_models(summary);
+    let mut fractions: Vec<(f64, String)> = Vec::new();
+    for score in models.iter().flat_map(|m| &summary.eval[m].few_label) {
+        if !fractions.iter().any(|(f, _)| *f == score.fraction) {
+            fractions.push((score.fraction, score.percent()));
+        }
+    }
+    fractions.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = String::from("| model | k-NN top-1 | linear top-1 |");
+    for (_, percent) in &fractions {
+        let _ = write!(out, " linear {percent} |");
+    }
+    out.push_str("\n|---|---|---|");
+    out.push_str(&"---|".repeat(fractions.len()));
+    out.push('\n');
+    for name in models {
         let e = &summary.eval[&name];
-        let linear = e
-            .linear_top1
-            .map_or("-".into(), |l| format!("{:.2}%", 100.0 * l));
-        let _ = writeln!(out, "| {name} | {:.2}% | {linear} |", 100.0 * e.knn_top1);
+        let _ = write!(
+            out,
+            "| {name} | {:.2}% | {} |",
+            100.0 * e.knn_top1,
+            percent(e.linear_top1)
+        );
+        for (fraction, _) in &fractions {
+            let few = e.few_label.iter().find(|s| s.fraction == *fraction);
+            let _ = write!(out, " {} |", percent(few.map(|s| s.top1_mean)));
+        }
+        out.push('\n');
     }
     out
 }
@@ -270,11 +292,60 @@ fn loss_plot(run: &Run) -> Result<bool, PipelineError> {
         y_label: "loss".into(),
         series: series
             .into_iter()
-            .map(|(name, points)| dnc_plot::Series { name, points })
+            .map(|(name, points)| dnc_plot::Series {
+                name,
+                points,
+                errors: Vec::new(),
+            })
             .collect(),
         ..dnc_plot::LineChart::default()
     };
     dnc_plot::line_chart(&run.dir.root().join("loss.png"), &chart)
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::ModelEval;
+    use dnc_eval::FewLabelScore;
+
+    fn few(fraction: f64, top1_mean: f64) -> FewLabelScore {
+        FewLabelScore {
+            fraction,
+            draws: 1,
+            items: 10,
+            top1_mean,
+            top1_per_draw: vec![top1_mean],
+        }
+    }
+
+    #[test]
+    fn results_table_has_a_column_per_few_label_fraction() {
+        let mut summary = Summary::default();
+        let eval = |knn_top1, linear_top1, few_label| ModelEval {
+            knn_top1,
+            linear_top1,
+            few_label,
+            ..ModelEval::default()
+        };
+        summary
+            .eval
+            .insert("untrained".into(), eval(0.1, None, vec![]));
+        let base = eval(0.5, Some(0.6), vec![few(0.1, 0.45), few(0.01, 0.3)]);
+        summary.eval.insert("base".into(), base);
+        assert_eq!(
+            results_table(&summary),
+            "| model | k-NN top-1 | linear top-1 | linear 1% | linear 10% |\n\
+             |---|---|---|---|---|\n\
+             | untrained | 10.00% | - | - | - |\n\
+             | base | 50.00% | 60.00% | 30.00% | 45.00% |\n"
+        );
+        summary.eval.remove("base");
+        assert_eq!(
+            results_table(&summary),
+            "| model | k-NN top-1 | linear top-1 |\n|---|---|---|\n| untrained | 10.00% | - |\n"
+        );
+    }
 }

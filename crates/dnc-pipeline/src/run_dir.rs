@@ -141,6 +141,9 @@ pub struct ModelEval {
     /// Per-class linear-probe accuracy, in class-id order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub linear_per_class: Vec<f64>,
+    /// Linear probes on few labels, one entry per `eval.linear.few_label_fractions` value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub few_label: Vec<dnc_eval::FewLabelScore>,
 }
 
 impl Summary {

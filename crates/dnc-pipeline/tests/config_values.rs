@@ -2,24 +2,10 @@
 //! an error naming the key, or accepted, and never panics; a NaN or infinite number is never
 //! accepted.
 
-use dnc_pipeline::{RunConfig, validate};
+mod common;
 
-/// Dotted paths of every leaf value of a TOML table (arrays are leaves).
-fn leaves(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
-    match value {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&path, v, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.clone())),
-    }
-}
+use common::leaves;
+use dnc_pipeline::{RunConfig, validate};
 
 fn set(doc: &mut toml::Value, path: &str, value: toml::Value) {
     let mut node = doc;

@@ -69,6 +69,23 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(raw["stages"]["distill"]["done"], true);
     assert!(raw["eval"]["dnc"]["knn_top1"].is_number());
+    // Few-label probes with the default fractions: 1% and 10% of 20 bank images per class.
+    let few = raw["eval"]["base"]["few_label"]
+        .as_array()
+        .expect("few-label scores of the base");
+    assert_eq!(few.len(), 2, "{few:?}");
+    for (score, (fraction, items)) in few.iter().zip([(0.01, 10), (0.1, 20)]) {
+        assert_eq!(score["fraction"], fraction, "{score}");
+        assert_eq!(
+            (&score["draws"], &score["items"]),
+            (&3.into(), &items.into())
+        );
+        let per_draw: Vec<f64> = serde_json::from_value(score["top1_per_draw"].clone()).unwrap();
+        assert_eq!(per_draw.len(), 3, "{score}");
+        assert!(per_draw.iter().all(|t| (0.0..=1.0).contains(t)), "{score}");
+        let mean = score["top1_mean"].as_f64().unwrap();
+        assert!((mean - per_draw.iter().sum::<f64>() / 3.0).abs() < 1e-12);
+    }
 
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let stages: BTreeSet<String> = metrics
@@ -86,6 +103,10 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         report.contains("| untrained |") && report.contains("| dnc |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| linear top-1 | linear 1% | linear 10% |"),
         "{report}"
     );
     assert!(report.contains("## Clusters"));
@@ -182,6 +203,19 @@ fn bad_configs_name_the_key() {
         .unwrap()
         .to_string();
     assert!(err.contains("base.batch_size"), "{err}");
+    let text = common::tiny_config_toml().replace(
+        "[eval.linear]\nepochs = 5",
+        "[eval.linear]\nepochs = 5\nfew_label_fractions = [0.01, 1.5]",
+    );
+    let cfg = RunConfig::from_toml(&text).unwrap();
+    let err = Run::create(cfg, &dir.path().join("run-few"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("few_label_fractions") && err.contains("1.5"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -23,14 +23,17 @@ fn main() -> Result<(), PlotError> {
             Series {
                 name: "base".into(),
                 points: curve(8.0, 0.5),
+                errors: Vec::new(),
             },
             Series {
                 name: "expert-0".into(),
                 points: curve(6.0, 0.8),
+                errors: Vec::new(),
             },
             Series {
                 name: "distill".into(),
                 points: curve(1.5, 0.05),
+                errors: Vec::new(),
             },
         ],
         log_y: true,

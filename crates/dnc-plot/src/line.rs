@@ -22,6 +22,9 @@ pub struct Series {
     pub name: String,
     /// `(x, y)` points in drawing order; points with a non-finite coordinate are skipped.
     pub points: Vec<(f64, f64)>,
+    /// Error bars: `y ± errors[i]` drawn at `points[i]` (e.g. a standard deviation over
+    /// seeds); empty for none, else one per point (a non-finite or zero one draws no bar).
+    pub errors: Vec<f64>,
 }
 
 /// A line chart description for [`line_chart`].
@@ -54,11 +57,16 @@ impl Default for LineChart {
     }
 }
 
+/// One drawn error bar: `(x, y − e, y + e)`.
+type ErrorBar = (f64, f64, f64);
+
 /// The drawable part of a chart: kept points per series and the axis ranges.
 #[derive(Debug, Clone, PartialEq)]
 struct Prepared {
     /// (series index, kept points); series left without points are absent.
     lines: Vec<(usize, Vec<(f64, f64)>)>,
+    /// (series index, its drawn error bars).
+    bars: Vec<(usize, Vec<ErrorBar>)>,
     x: Range<f64>,
     y: Range<f64>,
 }
@@ -91,20 +99,45 @@ fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
         return Err(PlotError::invalid(&spec.title, "has no series"));
     }
     let mut lines = Vec::with_capacity(spec.series.len());
+    let mut bars = Vec::new();
     for (i, series) in spec.series.iter().enumerate() {
         if series.points.is_empty() {
             let reason = format!("series `{}` has no points", series.name);
+            return Err(PlotError::invalid(&spec.title, reason));
+        }
+        if !series.errors.is_empty() && series.errors.len() != series.points.len() {
+            let reason = format!(
+                "series `{}` has {} error bars for {} points",
+                series.name,
+                series.errors.len(),
+                series.points.len()
+            );
             return Err(PlotError::invalid(&spec.title, reason));
         }
         let kept = drawable_points(spec, series);
         if !kept.is_empty() {
             lines.push((i, kept));
         }
+        let drawn: Vec<ErrorBar> = series
+            .points
+            .iter()
+            .zip(&series.errors)
+            .filter(|&(&(x, y), &e)| x.is_finite() && y.is_finite() && e.is_finite() && e > 0.0)
+            .map(|(&(x, y), &e)| (x, y - e, y + e))
+            .filter(|&(_, lo, _)| !spec.log_y || lo > 0.0)
+            .collect();
+        if !drawn.is_empty() {
+            bars.push((i, drawn));
+        }
     }
     let all = || lines.iter().flat_map(|(_, pts)| pts.iter());
+    let ends = || {
+        bars.iter()
+            .flat_map(|(_, b)| b.iter().flat_map(|&(_, lo, hi)| [lo, hi]))
+    };
     let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (
         scale::min_max(all().map(|p| p.0)),
-        scale::min_max(all().map(|p| p.1)),
+        scale::min_max(all().map(|p| p.1).chain(ends())),
     ) else {
         let what = if spec.log_y {
             "finite, positive-y"
@@ -118,6 +151,7 @@ fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
     };
     Ok(Prepared {
         lines,
+        bars,
         x: scale::padded_range(x_lo, x_hi, false),
         y: scale::padded_range(y_lo, y_hi, spec.log_y),
     })
@@ -186,6 +220,13 @@ where
             chart.draw_series(markers)?;
         }
     }
+    for (i, bars) in &prepared.bars {
+        let colour = colours[*i];
+        let segments = bars
+            .iter()
+            .map(|&(x, lo, hi)| PathElement::new([(x, lo), (x, hi)], colour.stroke_width(2)));
+        chart.draw_series(segments)?;
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -206,7 +247,21 @@ mod tests {
         Series {
             name: name.into(),
             points,
+            errors: Vec::new(),
         }
+    }
+
+    #[test]
+    fn error_bars_widen_the_y_range_and_must_match_the_points() {
+        let mut s = series("a", &[(0.0, 1.0), (1.0, 2.0)]);
+        s.errors = vec![0.5, f64::NAN];
+        let p = prepare(&chart(vec![s.clone()])).unwrap();
+        assert_eq!(p.bars, vec![(0, vec![(0.0, 0.5, 1.5)])]);
+        // y spans 0.5..2 (the bar's low end), widened by 5%.
+        assert!((p.y.start - 0.425).abs() < 1e-12, "{:?}", p.y);
+        s.errors = vec![0.5];
+        let err = prepare(&chart(vec![s])).unwrap_err().to_string();
+        assert!(err.contains("1 error bars for 2 points"), "{err}");
     }
 
     fn chart(series: Vec<Series>) -> LineChart {

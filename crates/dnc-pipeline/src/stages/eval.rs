@@ -1,6 +1,6 @@
-//! Evaluation (SPEC protocol): weighted k-NN and a linear probe on frozen backbone features of
-//! every model of the run, always beside the untrained floor; then, in a DnC run, the
-//! [diagnostics](super::diagnostics) of where accuracy is won or lost.
+//! Evaluation (SPEC protocol): weighted k-NN, a linear probe and few-label linear probes on frozen
+//! backbone features of every model of the run, always beside the untrained floor; then, in a DnC
+//! run, the [diagnostics](super::diagnostics) of where accuracy is won or lost.
 
 use super::experts::expert_dir;
 use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split, record_skipped};
@@ -11,7 +11,7 @@ use crate::run_dir::ModelEval;
 use crate::weights::{fresh_encoder, load_encoder};
 use candle_core::Tensor;
 use dnc_data::ImageFolder;
-use dnc_eval::{Comparison, StreamingKnn, linear_probe_evaluate};
+use dnc_eval::{Comparison, StreamingKnn, few_label_probe_evaluate, linear_probe_evaluate};
 use dnc_models::Encoder;
 use std::sync::Arc;
 
@@ -133,9 +133,9 @@ fn backbone_features(
     Ok((features, labels))
 }
 
-/// k-NN and linear probe of one encoder. The test split's features are held; the bank is
-/// streamed through the encoder a batch at a time into the k-NN vote ([`StreamingKnn`]), and
-/// kept only when the linear probe needs it.
+/// k-NN, linear probe and few-label linear probes of one encoder. The test split's features are
+/// held; the bank is streamed through the encoder a batch at a time into the k-NN vote
+/// ([`StreamingKnn`]), and kept only when the linear probes need it.
 fn evaluate_encoder(
     run: &Run,
     encoder: &Encoder,
@@ -186,20 +186,17 @@ fn evaluate_encoder(
         )));
     }
     let knn = knn.evaluate(&query_labels).map_err(failed)?;
-    let linear = if protocol.linear_probe {
-        Some(
-            linear_probe_evaluate(
-                &Tensor::cat(&bank, 0)?,
-                &bank_labels,
-                &queries,
-                &query_labels,
-                num_classes,
-                &protocol.linear,
-            )
-            .map_err(failed)?,
-        )
+    let (linear, few_label) = if protocol.linear_probe {
+        let bank = Tensor::cat(&bank, 0)?;
+        let (x, y, q, qy) = (&bank, &bank_labels, &queries, &query_labels);
+        let linear =
+            linear_probe_evaluate(x, y, q, qy, num_classes, &protocol.linear).map_err(failed)?;
+        // The same features, with a few labelled bank items of each class per probe.
+        let few_label =
+            few_label_probe_evaluate(x, y, q, qy, num_classes, &protocol.linear).map_err(failed)?;
+        (Some(linear), few_label)
     } else {
-        None
+        (None, Vec::new())
     };
     let r = dnc_eval::EvalResult {
         knn_top1: knn.top1,
@@ -210,8 +207,12 @@ fn evaluate_encoder(
     let per_class = |v: &[dnc_eval::ClassAccuracy]| -> Vec<f64> {
         v.iter().map(|c| c.accuracy().unwrap_or(f64::NAN)).collect()
     };
+    let few: String = few_label
+        .iter()
+        .map(|s| format!(", linear {} {:.4}", s.percent(), s.top1_mean))
+        .collect();
     tracing::info!(
-        "{name}: k-NN top-1 {:.4}{}",
+        "{name}: k-NN top-1 {:.4}{}{few}",
         r.knn_top1,
         r.linear_top1
             .map(|l| format!(", linear top-1 {l:.4}"))
@@ -226,5 +227,6 @@ fn evaluate_encoder(
             .as_deref()
             .map(per_class)
             .unwrap_or_default(),
+        few_label,
     })
 }

@@ -1,4 +1,8 @@
-//! A tiny but complete run configuration on the repository's fixtures, for end-to-end tests.
+//! Helpers of the integration tests: a tiny but complete run configuration on the repository's
+//! fixtures, and the leaves of a TOML document.
+
+// Each test file uses some of these.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -70,4 +74,21 @@ epochs = 5
 "#,
         root = fixtures().display()
     )
+}
+
+/// Dotted paths of every leaf value of a TOML table (arrays are leaves).
+pub(crate) fn leaves(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
 }

@@ -1,0 +1,313 @@
+//! Stages shared between runs: a run takes the finished stages of another run whose settings for
+//! those stages are the same, instead of training them again. A budget study's MoCLR run at E
+//! epochs is then the base of its Divide and Contrast runs at 2E, and the arms of one budget
+//! (a random partition, the base distilled alone) share their base, clusters and experts.
+//!
+//! Only a leading run of stages can be taken (base; base and embed; ... up to distill), since
+//! each stage reads the ones before it. Files are hard-linked where the filesystem allows (a
+//! stage folder is never written again once done) and copied otherwise; each stage folder
+//! appears whole or not at all.
+
+use crate::config::RunConfig;
+use crate::error::PipelineError;
+use crate::lock::RunLock;
+use crate::run::Run;
+use crate::run_dir::RunDir;
+use crate::stage::Stage;
+use std::path::Path;
+use toml::{Table, Value};
+
+/// The stages that can be taken from another run, in the order they must be taken.
+const SHAREABLE: [Stage; 5] = [
+    Stage::Base,
+    Stage::Embed,
+    Stage::Cluster,
+    Stage::Experts,
+    Stage::Distill,
+];
+
+impl Run {
+    /// Takes `stages` (a leading run of base, embed, cluster, experts, distill) from the run in
+    /// `donor`: each must be done there, with the same settings as here for everything it
+    /// depends on (else the error names the first key that differs). Stages already done here
+    /// are left as they are. The resized image cache is shared too when this run has none.
+    pub fn adopt_stages(&self, donor: &Path, stages: &[Stage]) -> Result<(), PipelineError> {
+        if let Some(bad) = stages
+            .iter()
+            .enumerate()
+            .find(|(i, s)| SHAREABLE.get(*i) != Some(s))
+        {
+            return Err(PipelineError::Other(format!(
+                "stage {} cannot be taken here: shared stages must be a leading run of {}",
+                bad.1,
+                SHAREABLE.map(Stage::name).join(", ")
+            )));
+        }
+        let donor_dir = RunDir::open(donor)?;
+        let donor_cfg = RunConfig::from_file(&donor_dir.config_path())?;
+        let donor_summary = donor_dir.read_summary()?;
+        let _lock = RunLock::acquire(self.dir.root())?;
+        let here = self.dir.read_summary()?;
+        for &stage in stages {
+            if here.is_done(stage.name()) {
+                continue;
+            }
+            if !donor_summary.is_done(stage.name()) {
+                return Err(PipelineError::Other(format!(
+                    "stage {stage} is not done in {}: nothing to take",
+                    donor.display()
+                )));
+            }
+            let (mine, theirs) = (
+                stage_settings(&self.cfg, stage),
+                stage_settings(&donor_cfg, stage),
+            );
+            if let Some((key, a, b)) = first_difference("", &mine, &theirs) {
+                return Err(PipelineError::Other(format!(
+                    "stage {stage} of {} was trained with other settings: {key} is {b} there \
+                     and {a} here",
+                    donor.display()
+                )));
+            }
+        }
+        let cache = self.dir.root().join("cache");
+        let donor_cache = donor.join("cache");
+        if !cache.exists() && donor_cache.is_dir() {
+            link_tree_atomically(&donor_cache, &cache)?;
+        }
+        for &stage in stages {
+            if here.is_done(stage.name()) {
+                continue;
+            }
+            let folder = self.dir.root().join(stage.name());
+            if folder.exists() {
+                std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
+            }
+            let from = donor.join(stage.name());
+            if from.is_dir() {
+                link_tree_atomically(&from, &folder)?;
+            }
+            let status = donor_summary.stages[stage.name()].clone();
+            let info: Vec<(String, serde_json::Value)> = info_keys(stage)
+                .into_iter()
+                .filter_map(|k| Some((k.clone(), donor_summary.info.get(&k)?.clone())))
+                .collect();
+            self.dir.update_summary(|s| {
+                s.stages.insert(stage.name().into(), status);
+                s.info.extend(info);
+            })?;
+            tracing::info!("stage {stage}: taken from {}", donor.display());
+        }
+        Ok(())
+    }
+}
+
+/// The `summary.json` info entries a stage writes.
+fn info_keys(stage: Stage) -> Vec<String> {
+    let name = stage.name();
+    let mut keys = vec![name.to_string(), format!("{name}_training")];
+    if stage == Stage::Base {
+        keys.push("init_from".into());
+    }
+    keys
+}
+
+/// The settings `stage`'s results depend on, as a TOML table: the whole config without what
+/// only names the run, evaluates it, or configures later stages.
+fn stage_settings(cfg: &RunConfig, stage: Stage) -> Table {
+    let Ok(Value::Table(mut t)) = Value::try_from(cfg) else {
+        unreachable!("the run config serialises to a table")
+    };
+    for key in ["name", "method", "baseline", "eval"] {
+        t.remove(key);
+    }
+    if let Some(Value::Table(data)) = t.get_mut("data") {
+        // Evaluation's images, and how many threads read the training ones.
+        for key in [
+            "test_limit",
+            "eval_bank",
+            "eval_bank_limit",
+            "workers",
+            "prefetch_batches",
+        ] {
+            data.remove(key);
+        }
+    }
+    let later: &[&str] = match stage {
+        Stage::Base => &["divide", "experts", "distill"],
+        Stage::Embed | Stage::Cluster | Stage::Experts => &["distill"],
+        _ => &[],
+    };
+    for key in later {
+        t.remove(*key);
+    }
+    match stage {
+        Stage::Embed => {
+            // The layer and the batch only; k-means and the experts come later.
+            if let Some(Value::Table(divide)) = t.get_mut("divide") {
+                divide.remove("kmeans");
+            }
+            t.remove("experts");
+        }
+        Stage::Cluster => {
+            // Small clusters are merged by the experts' batch size; the partition is drawn here.
+            let experts = &cfg.experts;
+            let mut kept = Table::new();
+            kept.insert(
+                "partition".into(),
+                Value::try_from(experts.partition).expect("serialises"),
+            );
+            kept.insert(
+                "small_cluster".into(),
+                Value::try_from(experts.small_cluster).expect("serialises"),
+            );
+            kept.insert(
+                "batch_size".into(),
+                Value::Integer(cfg.expert_train().batch_size as i64),
+            );
+            t.insert("experts".into(), Value::Table(kept));
+        }
+        _ => {}
+    }
+    t
+}
+
+/// The first leaf (dotted key, value here, value there) where two tables differ; a key missing
+/// on one side reads as "unset".
+fn first_difference(prefix: &str, a: &Table, b: &Table) -> Option<(String, String, String)> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (a.get(key), b.get(key)) {
+            (Some(Value::Table(x)), Some(Value::Table(y))) => {
+                if let Some(found) = first_difference(&path, x, y) {
+                    return Some(found);
+                }
+            }
+            (x, y) if x != y => {
+                let show = |v: Option<&Value>| v.map_or("unset".to_string(), Value::to_string);
+                return Some((path, show(x), show(y)));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `from`'s files under `to` (hard links, else copies), written under a temporary name and
+/// renamed into place, so that `to` never exists half-filled.
+fn link_tree_atomically(from: &Path, to: &Path) -> Result<(), PipelineError> {
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("stage");
+    let partial = to.with_file_name(format!(".{name}.taking"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| PipelineError::io(&partial, e))?;
+    }
+    link_tree(from, &partial)?;
+    std::fs::rename(&partial, to).map_err(|e| PipelineError::io(to, e))
+}
+
+fn link_tree(from: &Path, to: &Path) -> Result<(), PipelineError> {
+    std::fs::create_dir_all(to).map_err(|e| PipelineError::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| PipelineError::io(from, e))? {
+        let entry = entry.map_err(|e| PipelineError::io(from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| PipelineError::io(&src, e))?;
+        if kind.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(|e| PipelineError::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_settings_ignore_later_stages_and_evaluation() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.name = "other".into();
+        b.method = crate::config::Method::Moclr;
+        b.experts.epochs += 3;
+        b.distill.epochs += 1;
+        b.divide.kmeans.n_clusters += 1;
+        b.eval.linear_probe = !a.eval.linear_probe;
+        b.data.workers += 1;
+        assert_eq!(
+            first_difference(
+                "",
+                &stage_settings(&a, Stage::Base),
+                &stage_settings(&b, Stage::Base)
+            ),
+            None
+        );
+        // The embedding does not depend on k-means; the clusters do.
+        assert_eq!(
+            first_difference(
+                "",
+                &stage_settings(&a, Stage::Embed),
+                &stage_settings(&b, Stage::Embed)
+            ),
+            None
+        );
+        let (key, _, _) = first_difference(
+            "",
+            &stage_settings(&a, Stage::Cluster),
+            &stage_settings(&b, Stage::Cluster),
+        )
+        .unwrap();
+        assert_eq!(key, "divide.kmeans.n_clusters");
+        b.base.epochs += 1;
+        let (key, here, there) = first_difference(
+            "",
+            &stage_settings(&a, Stage::Base),
+            &stage_settings(&b, Stage::Base),
+        )
+        .unwrap();
+        assert_eq!(key, "base.epochs");
+        assert_eq!(
+            (here, there),
+            (a.base.epochs.to_string(), b.base.epochs.to_string())
+        );
+    }
+
+    #[test]
+    fn experts_settings_see_the_experts_but_not_the_student() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.distill.epochs += 1;
+        assert_eq!(
+            first_difference(
+                "",
+                &stage_settings(&a, Stage::Experts),
+                &stage_settings(&b, Stage::Experts)
+            ),
+            None
+        );
+        b.experts.init = crate::config::Init::Base;
+        assert!(
+            first_difference(
+                "",
+                &stage_settings(&a, Stage::Cluster),
+                &stage_settings(&b, Stage::Cluster)
+            )
+            .is_none()
+        );
+        let (key, _, _) = first_difference(
+            "",
+            &stage_settings(&a, Stage::Experts),
+            &stage_settings(&b, Stage::Experts),
+        )
+        .unwrap();
+        assert_eq!(key, "experts.init");
+    }
+}

@@ -1,0 +1,90 @@
+//! Stages taken from another run: the results are those the run would have trained itself, a
+//! stage trained with other settings is refused by name, and a MoCLR run's base serves a DnC run.
+
+mod common;
+
+use dnc_pipeline::{Run, RunConfig, Stage};
+
+fn tiny(edit: impl Fn(&mut RunConfig)) -> RunConfig {
+    let mut cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    cfg.baseline = false;
+    cfg.eval.bn_adapted_floor = false;
+    edit(&mut cfg);
+    cfg
+}
+
+#[test]
+fn adopted_stages_give_the_results_of_training_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = Run::create(tiny(|_| {}), &dir.path().join("whole")).unwrap();
+    whole.run_all(false).unwrap();
+
+    // A MoCLR run with the same base settings serves as the donor of the base.
+    let moclr = Run::create(
+        tiny(|c| c.method = dnc_pipeline::config::Method::Moclr),
+        &dir.path().join("moclr"),
+    )
+    .unwrap();
+    moclr.run_all(false).unwrap();
+    let taker = Run::create(tiny(|_| {}), &dir.path().join("taker")).unwrap();
+    taker
+        .adopt_stages(&dir.path().join("moclr"), &[Stage::Base])
+        .unwrap();
+    let summary = taker.dir.read_summary().unwrap();
+    assert!(summary.is_done("base") && !summary.is_done("embed"));
+    assert!(summary.info.contains_key("base_training"));
+    taker.run_all(false).unwrap();
+    let (a, b) = (
+        whole.dir.read_summary().unwrap(),
+        taker.dir.read_summary().unwrap(),
+    );
+    assert_eq!(a.eval, b.eval);
+    assert_eq!(a.info["cluster"], b.info["cluster"]);
+
+    // An arm that changes only the student takes everything up to the experts; taking again is
+    // a no-op.
+    let arm = Run::create(
+        tiny(|c| c.distill.teachers = dnc_pipeline::Teachers::Base),
+        &dir.path().join("arm"),
+    )
+    .unwrap();
+    let upto_experts = [Stage::Base, Stage::Embed, Stage::Cluster, Stage::Experts];
+    arm.adopt_stages(&dir.path().join("whole"), &upto_experts)
+        .unwrap();
+    arm.adopt_stages(&dir.path().join("whole"), &upto_experts)
+        .unwrap();
+    let summary = arm.dir.read_summary().unwrap();
+    assert!(upto_experts.iter().all(|s| summary.is_done(s.name())));
+    assert!(!summary.is_done("distill"));
+    assert!(dir.path().join("arm/experts").is_dir());
+    arm.run_all(false).unwrap();
+    assert!(arm.dir.read_summary().unwrap().eval.contains_key("dnc"));
+}
+
+#[test]
+fn a_stage_trained_otherwise_or_out_of_order_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let donor = Run::create(tiny(|_| {}), &dir.path().join("donor")).unwrap();
+    donor.run_stage(Stage::Base, false).unwrap();
+
+    let longer = Run::create(tiny(|c| c.base.epochs += 1), &dir.path().join("longer")).unwrap();
+    let err = longer
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Base])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("base.epochs"), "{err}");
+    assert!(!longer.dir.read_summary().unwrap().is_done("base"));
+
+    let same = Run::create(tiny(|_| {}), &dir.path().join("same")).unwrap();
+    let err = same
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Embed])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("leading run"), "{err}");
+    let err = same
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Base, Stage::Embed])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("embed is not done"), "{err}");
+    assert!(!same.dir.read_summary().unwrap().is_done("base"));
+}

@@ -1,0 +1,651 @@
+//! `cargo xtask experiment budget`: accuracy against total training epochs, MoCLR beside Divide
+//! and Contrast, the paper's central comparison in small.
+//!
+//! MoCLR trains at every point E of a ladder of total epochs (E₁ < E₂ < ..., usually doubling).
+//! Divide and Contrast at a total T spends T/2 epochs on its base, T/4 on the experts and the
+//! rest on distillation, and its base *is* the MoCLR run of T/2 epochs (taken with
+//! `dnc adopt`, never trained twice), so DnC is drawn at every total whose half is on the ladder.
+//! The control arms of one total take from the DnC run whatever they share with it (base and
+//! embeddings for a random partition; everything up to the experts for the base distilled
+//! alone) and train only what they change. Every point is an ordinary run directory under the
+//! experiment folder, so an interrupted study resumes and a finished point is never trained
+//! again.
+//!
+//! The report (`report.md`, `summary.json`, `budget-knn.png`, `budget-linear.png`) gives each
+//! method's accuracy at each total (mean ± std over seeds), the saturation budget E* (the first
+//! ladder point where doubling MoCLR's epochs gains at most 0.5 k-NN points), DnC against MoCLR
+//! at equal totals with per-seed wins, and wall times side by side.
+
+use super::{mean_std, summary_of, write_results};
+use crate::util::{build_dnc, run_cmd, workspace_root};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Args)]
+pub(crate) struct BudgetArgs {
+    /// The preset every run starts from.
+    #[arg(long, default_value = "configs/gtsrb-tiny.toml")]
+    config: PathBuf,
+    /// Data folder with train/ and test/ (as `dnc train --data`); default: the preset's.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// MoCLR's total epochs, ascending; DnC runs at every total whose half is also here.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+    ladder: Vec<u64>,
+    /// Seeds 0..N of every point.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// DnC arms at each total (comma-separated): dnc, random, base-only, experts-scratch.
+    #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
+    arms: Vec<String>,
+    /// Experiment folder (default runs/budget-<preset file stem>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Config overrides for every run (repeatable), e.g. `--set base.optimizer.base_lr=0.3`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// `cpu`, `cuda:N` or `auto`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Extra cargo features for the `dnc` build, e.g. `cuda`.
+    #[arg(long)]
+    features: Vec<String>,
+    /// Run this `dnc` binary instead of building one (e.g. a copy that stays fixed while the
+    /// sources change during a long study).
+    #[arg(long)]
+    dnc: Option<PathBuf>,
+    /// Write the report from the runs finished so far; train nothing.
+    #[arg(long)]
+    report_only: bool,
+}
+
+/// One Divide and Contrast variant trained at every total.
+struct Arm {
+    name: &'static str,
+    what: &'static str,
+    overrides: &'static [&'static str],
+    /// Stages taken from the `dnc` arm of the same total and seed (the base always comes from
+    /// the MoCLR run of half the total).
+    shares: &'static str,
+}
+
+const ARMS: [Arm; 4] = [
+    Arm {
+        name: "dnc",
+        what: "Divide and Contrast as the preset sets it",
+        overrides: &[],
+        shares: "",
+    },
+    Arm {
+        name: "random",
+        what: "control: experts on a random partition with the k-means sizes (paper Table 10)",
+        overrides: &["experts.partition=\"random\""],
+        shares: "base,embed",
+    },
+    Arm {
+        name: "base-only",
+        what: "control: the base distilled alone, no experts (paper Table 11)",
+        overrides: &["distill.teachers=\"base\""],
+        shares: "base,embed,cluster,experts",
+    },
+    Arm {
+        name: "experts-scratch",
+        what: "experts from scratch (the paper), the student from the base",
+        overrides: &["experts.init=\"scratch\"", "distill.init=\"base\""],
+        shares: "base,embed,cluster",
+    },
+];
+
+/// Epochs of each DnC stage at total `t`: base t/2 (a MoCLR ladder point), experts t/4,
+/// distillation the rest.
+fn split(t: u64) -> (u64, u64, u64) {
+    let (base, experts) = (t / 2, t / 4);
+    (base, experts, t - base - experts)
+}
+
+/// The totals DnC is drawn at: ladder points whose half is a ladder point, with at least one
+/// expert epoch.
+fn dnc_totals(ladder: &[u64]) -> Vec<u64> {
+    ladder
+        .iter()
+        .copied()
+        .filter(|&t| t % 2 == 0 && ladder.contains(&(t / 2)) && t / 4 >= 1)
+        .collect()
+}
+
+fn moclr_dir(out: &Path, epochs: u64, seed: u64) -> PathBuf {
+    out.join(format!("moclr-e{epochs}-s{seed}"))
+}
+
+fn arm_dir(out: &Path, arm: &str, total: u64, seed: u64) -> PathBuf {
+    out.join(format!("{arm}-t{total}-s{seed}"))
+}
+
+fn is_finished(dir: &Path) -> bool {
+    summary_of(dir).is_some_and(|s| s["stages"]["eval"]["done"] == true)
+}
+
+pub(crate) fn run(args: BudgetArgs) -> Result<()> {
+    let root = workspace_root();
+    let config = root.join(&args.config);
+    if !config.is_file() {
+        bail!("no preset at {}", config.display());
+    }
+    let mut ladder = args.ladder.clone();
+    ladder.sort_unstable();
+    ladder.dedup();
+    if ladder.is_empty() || ladder[0] == 0 {
+        bail!("--ladder needs at least one total of 1 epoch or more");
+    }
+    let arms: Vec<&Arm> = args
+        .arms
+        .iter()
+        .map(|name| {
+            ARMS.iter().find(|a| a.name == name).with_context(|| {
+                let known: Vec<&str> = ARMS.iter().map(|a| a.name).collect();
+                format!("unknown arm `{name}`; known: {}", known.join(", "))
+            })
+        })
+        .collect::<Result<_>>()?;
+    if arms.iter().any(|a| !a.shares.is_empty()) && !arms.iter().any(|a| a.name == "dnc") {
+        bail!("the control arms share stages with the `dnc` arm: add it to --arms");
+    }
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("preset");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join(format!("runs/budget-{stem}")));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if !args.report_only {
+        let dnc = match &args.dnc {
+            Some(path) => path.clone(),
+            None => build_dnc(&args.features)?,
+        };
+        let study = Study {
+            dnc: &dnc,
+            args: &args,
+            config: &config,
+            out: &out,
+        };
+        let totals = dnc_totals(&ladder);
+        for seed in 0..args.seeds {
+            // Ascending totals, each MoCLR point followed by the DnC arms it completes, so that
+            // the small budgets are known first.
+            for &e in &ladder {
+                study.moclr(e, seed)?;
+                if totals.contains(&e) {
+                    for arm in &arms {
+                        study.arm(arm, e, seed)?;
+                    }
+                }
+            }
+        }
+    }
+    let md = report(&args, &out, stem, &ladder, &arms)?;
+    println!("{md}");
+    Ok(())
+}
+
+/// What every run of the study shares.
+struct Study<'a> {
+    dnc: &'a Path,
+    args: &'a BudgetArgs,
+    config: &'a Path,
+    out: &'a Path,
+}
+
+impl Study<'_> {
+    fn command(&self, sub: &str) -> Command {
+        let mut cmd = Command::new(self.dnc);
+        cmd.arg(sub).current_dir(workspace_root());
+        cmd
+    }
+
+    /// The preset, the data, the device, the seed and the run's own overrides, then the user's.
+    fn configured(&self, cmd: &mut Command, seed: u64, name: &str, own: &[String]) {
+        cmd.arg("--config").arg(self.config);
+        if let Some(data) = &self.args.data {
+            cmd.arg("--data").arg(data);
+        }
+        if let Some(d) = &self.args.device {
+            cmd.args(["--device", d]);
+        }
+        cmd.args(["--set", &format!("seed={seed}")]);
+        cmd.args(["--set", &format!("name=\"{name}\"")]);
+        cmd.args(["--set", "baseline=false"]);
+        for o in own.iter().chain(&self.args.overrides) {
+            cmd.args(["--set", o]);
+        }
+    }
+
+    fn moclr(&self, epochs: u64, seed: u64) -> Result<()> {
+        let dir = moclr_dir(self.out, epochs, seed);
+        if is_finished(&dir) {
+            eprintln!("{}: done, skipped", dir.display());
+            return Ok(());
+        }
+        let mut cmd = self.command("train");
+        cmd.arg("--out").arg(&dir);
+        if dir.join("config.toml").is_file() {
+            cmd.arg("--resume");
+        } else {
+            let name = format!("moclr-e{epochs}-s{seed}");
+            let own = [
+                "method=\"moclr\"".to_string(),
+                format!("base.epochs={epochs}"),
+            ];
+            self.configured(&mut cmd, seed, &name, &own);
+        }
+        eprintln!("training MoCLR, {epochs} epochs, seed {seed}");
+        run_cmd(&mut cmd)
+    }
+
+    fn arm(&self, arm: &Arm, total: u64, seed: u64) -> Result<()> {
+        let dir = arm_dir(self.out, arm.name, total, seed);
+        if is_finished(&dir) {
+            eprintln!("{}: done, skipped", dir.display());
+            return Ok(());
+        }
+        if !dir.join("config.toml").is_file() {
+            let (base, experts, distill) = split(total);
+            let mut own = vec![
+                "method=\"dnc\"".to_string(),
+                format!("base.epochs={base}"),
+                format!("experts.epochs={experts}"),
+                format!("distill.epochs={distill}"),
+            ];
+            own.extend(arm.overrides.iter().map(|o| o.to_string()));
+            let mut cmd = self.command("init");
+            cmd.arg("--out").arg(&dir);
+            self.configured(
+                &mut cmd,
+                seed,
+                &format!("{}-t{total}-s{seed}", arm.name),
+                &own,
+            );
+            run_cmd(&mut cmd)?;
+        }
+        let base = moclr_dir(self.out, total / 2, seed);
+        run_cmd(
+            self.command("adopt")
+                .arg("--run")
+                .arg(&dir)
+                .arg("--from")
+                .arg(&base)
+                .args(["--stages", "base"]),
+        )?;
+        if !arm.shares.is_empty() {
+            let donor = arm_dir(self.out, "dnc", total, seed);
+            run_cmd(
+                self.command("adopt")
+                    .arg("--run")
+                    .arg(&dir)
+                    .arg("--from")
+                    .arg(&donor)
+                    .args(["--stages", arm.shares]),
+            )?;
+        }
+        eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
+        run_cmd(self.command("train").arg("--out").arg(&dir).arg("--resume"))
+    }
+}
+
+/// One finished run's numbers: k-NN and linear top-1 (%), few-label probes (fraction → %),
+/// and the wall seconds of its training stages.
+struct Point {
+    knn: f64,
+    linear: Option<f64>,
+    few_label: Vec<(f64, f64)>,
+    seconds: f64,
+}
+
+fn point(dir: &Path, model: &str) -> Option<Point> {
+    let summary = summary_of(dir)?;
+    if summary["stages"]["eval"]["done"] != true {
+        return None;
+    }
+    let eval = &summary["eval"][model];
+    let few_label = eval["few_label"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| Some((f["fraction"].as_f64()?, 100.0 * f["top1_mean"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let seconds = summary["stages"]
+        .as_object()?
+        .iter()
+        .filter(|(name, _)| name.as_str() != "eval")
+        .filter_map(|(_, s)| s["seconds"].as_f64())
+        .sum();
+    Some(Point {
+        knn: 100.0 * eval["knn_top1"].as_f64()?,
+        linear: eval["linear_top1"].as_f64().map(|x| 100.0 * x),
+        few_label,
+        seconds,
+    })
+}
+
+/// A method's finished points at one total, over seeds.
+struct Cell {
+    total: u64,
+    /// (seed, point)
+    points: Vec<(u64, Point)>,
+}
+
+impl Cell {
+    fn stat(&self, f: impl Fn(&Point) -> Option<f64>) -> Option<(f64, f64)> {
+        let xs: Vec<f64> = self.points.iter().filter_map(|(_, p)| f(p)).collect();
+        (!xs.is_empty()).then(|| mean_std(&xs))
+    }
+}
+
+fn cells(seeds: u64, totals: &[u64], dir: impl Fn(u64, u64) -> PathBuf, model: &str) -> Vec<Cell> {
+    totals
+        .iter()
+        .map(|&total| Cell {
+            total,
+            points: (0..seeds)
+                .filter_map(|s| Some((s, point(&dir(total, s), model)?)))
+                .collect(),
+        })
+        .filter(|c| !c.points.is_empty())
+        .collect()
+}
+
+fn show((mean, std): (f64, f64), n: usize) -> String {
+    if n > 1 {
+        format!("{mean:.2} ± {std:.2}")
+    } else {
+        format!("{mean:.2}")
+    }
+}
+
+/// The saturation budget: the first ladder point E whose double 2E is on the ladder and gains at
+/// most 0.5 k-NN points over it.
+fn saturation(moclr: &[Cell]) -> Option<u64> {
+    let knn = |t: u64| moclr.iter().find(|c| c.total == t)?.stat(|p| Some(p.knn));
+    moclr
+        .iter()
+        .map(|c| c.total)
+        .find(|&e| matches!((knn(e), knn(2 * e)), (Some((a, _)), Some((b, _))) if b - a <= 0.5))
+}
+
+fn report(
+    args: &BudgetArgs,
+    out: &Path,
+    stem: &str,
+    ladder: &[u64],
+    arms: &[&Arm],
+) -> Result<String> {
+    let totals = dnc_totals(ladder);
+    let moclr = cells(args.seeds, ladder, |t, s| moclr_dir(out, t, s), "base");
+    if moclr.is_empty() {
+        bail!("no finished MoCLR run under {}", out.display());
+    }
+    let arm_cells: Vec<(&Arm, Vec<Cell>)> = arms
+        .iter()
+        .map(|arm| {
+            (
+                *arm,
+                cells(
+                    args.seeds,
+                    &totals,
+                    |t, s| arm_dir(out, arm.name, t, s),
+                    "dnc",
+                ),
+            )
+        })
+        .collect();
+    let fractions: Vec<f64> = {
+        let mut f: Vec<f64> = moclr
+            .iter()
+            .flat_map(|c| {
+                c.points
+                    .iter()
+                    .flat_map(|(_, p)| p.few_label.iter().map(|x| x.0))
+            })
+            .collect();
+        f.sort_by(f64::total_cmp);
+        f.dedup();
+        f
+    };
+    let few = |p: &Point, fraction: f64| {
+        p.few_label
+            .iter()
+            .find(|(f, _)| *f == fraction)
+            .map(|x| x.1)
+    };
+
+    let mut table = String::from("| method | total epochs | seeds | k-NN | linear |");
+    for f in &fractions {
+        let _ = write!(table, " linear {}% |", 100.0 * f);
+    }
+    table.push_str(" wall s |\n|---|---|---|---|---|");
+    table.push_str(&"---|".repeat(fractions.len() + 1));
+    table.push('\n');
+    let mut summary = serde_json::Map::new();
+    let mut rows = |name: &str, list: &[Cell]| {
+        let mut entries = Vec::new();
+        for c in list {
+            let n = c.points.len();
+            let knn = c.stat(|p| Some(p.knn)).expect("cells hold points");
+            let linear = c.stat(|p| p.linear);
+            let secs = c.stat(|p| Some(p.seconds)).expect("cells hold points");
+            let _ = write!(
+                table,
+                "| {name} | {} | {n} | {} | {} |",
+                c.total,
+                show(knn, n),
+                linear.map_or("–".into(), |l| show(l, n))
+            );
+            let mut few_json = serde_json::Map::new();
+            for &f in &fractions {
+                let cell = c.stat(|p| few(p, f));
+                let _ = write!(table, " {} |", cell.map_or("–".into(), |x| show(x, n)));
+                if let Some((m, s)) = cell {
+                    few_json.insert(f.to_string(), json!({"mean": m, "std": s}));
+                }
+            }
+            let _ = writeln!(table, " {:.0} |", secs.0);
+            entries.push(json!({
+                "total_epochs": c.total,
+                "seeds": c.points.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+                "knn": {"mean": knn.0, "std": knn.1},
+                "linear": linear.map(|(m, s)| json!({"mean": m, "std": s})),
+                "few_label": few_json,
+                "wall_seconds": {"mean": secs.0, "std": secs.1},
+            }));
+        }
+        summary.insert(name.to_string(), Value::Array(entries));
+    };
+    rows("moclr", &moclr);
+    for (arm, list) in &arm_cells {
+        rows(arm.name, list);
+    }
+
+    let e_star = saturation(&moclr);
+    let mut versus = String::from(
+        "| method | total | base epochs | Δ k-NN | Δ linear | k-NN wins (seeds) | wall time / MoCLR's |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (arm, list) in &arm_cells {
+        for c in list {
+            let Some(m) = moclr.iter().find(|m| m.total == c.total) else {
+                continue;
+            };
+            let paired: Vec<(&Point, &Point)> = c
+                .points
+                .iter()
+                .filter_map(|(s, p)| Some((p, &m.points.iter().find(|(t, _)| t == s)?.1)))
+                .collect();
+            if paired.is_empty() {
+                continue;
+            }
+            let delta = |f: &dyn Fn(&Point) -> Option<f64>| {
+                let d: Vec<f64> = paired
+                    .iter()
+                    .filter_map(|(a, b)| Some(f(a)? - f(b)?))
+                    .collect();
+                (!d.is_empty()).then(|| mean_std(&d))
+            };
+            let wins = paired.iter().filter(|(a, b)| a.knn > b.knn).count();
+            let ratio: f64 = paired
+                .iter()
+                .map(|(a, b)| a.seconds / b.seconds)
+                .sum::<f64>()
+                / paired.len() as f64;
+            let n = paired.len();
+            let _ = writeln!(
+                versus,
+                "| {} | {} | {} | {} | {} | {wins} of {n} | {ratio:.2} |",
+                arm.name,
+                c.total,
+                split(c.total).0,
+                delta(&|p| Some(p.knn)).map_or("–".into(), |d| format!("{:+.2}", d.0)),
+                delta(&|p| p.linear).map_or("–".into(), |d| format!("{:+.2}", d.0)),
+            );
+        }
+    }
+
+    let chart = |metric: &str, f: &dyn Fn(&Point) -> Option<f64>| -> Result<String> {
+        let file = format!("budget-{metric}.png");
+        let mut series = Vec::new();
+        let mut push = |name: &str, list: &[Cell]| {
+            let stats: Vec<(f64, (f64, f64))> = list
+                .iter()
+                .filter_map(|c| Some((c.total as f64, c.stat(f)?)))
+                .collect();
+            if !stats.is_empty() {
+                series.push(dnc_plot::Series {
+                    name: name.to_string(),
+                    points: stats.iter().map(|(t, (m, _))| (*t, *m)).collect(),
+                    errors: stats.iter().map(|(_, (_, s))| *s).collect(),
+                });
+            }
+        };
+        push("MoCLR", &moclr);
+        for (arm, list) in &arm_cells {
+            push(arm.name, list);
+        }
+        dnc_plot::line_chart(
+            &out.join(&file),
+            &dnc_plot::LineChart {
+                title: format!("{stem}: {metric} top-1 against total epochs"),
+                x_label: "total training epochs".into(),
+                y_label: format!("{metric} top-1 (%)"),
+                series,
+                ..dnc_plot::LineChart::default()
+            },
+        )?;
+        Ok(file)
+    };
+    let knn_png = chart("knn", &|p| Some(p.knn))?;
+    let linear_png = chart("linear", &|p| p.linear)?;
+
+    let arm_lines: String = arms
+        .iter()
+        .map(|a| {
+            let with = if a.overrides.is_empty() {
+                String::new()
+            } else {
+                format!(" (`{}`)", a.overrides.join("`, `"))
+            };
+            format!("- `{}`: {}{with}\n", a.name, a.what)
+        })
+        .collect();
+    let e_star_line = match e_star {
+        Some(e) => format!(
+            "**E\\* = {e}**: doubling MoCLR's epochs from {e} to {} gains at most 0.5 k-NN points. \
+             DnC is compared at totals ≥ {} with a base of ≥ {e} epochs.",
+            2 * e,
+            2 * e
+        ),
+        None => {
+            "**E\\* not reached**: every doubling on the ladder still gains more than 0.5 k-NN \
+                 points, so MoCLR has not saturated at these budgets."
+                .to_string()
+        }
+    };
+    let overrides = if args.overrides.is_empty() {
+        String::new()
+    } else {
+        format!(" --set {}", args.overrides.join(" --set "))
+    };
+    let ladder_arg: Vec<String> = ladder.iter().map(u64::to_string).collect();
+    let arms_arg: Vec<&str> = arms.iter().map(|a| a.name).collect();
+    let md = format!(
+        "# Training budget: MoCLR and Divide and Contrast ({stem})\n\n\
+         `cargo xtask experiment budget --config {config} --ladder {ladder} --seeds {seeds} --arms {arms}{overrides}`\n\n\
+         MoCLR trains every total on the ladder. DnC at a total T trains its base T/2 epochs (the MoCLR run \
+         of T/2 epochs, shared), its experts T/4 and its student the rest. Top-1 in % on the preset's test \
+         split (mean ± std over seeds where several ran); wall time is the sum of the training stages' \
+         seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
+         ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
+         ![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
+        config = args.config.display(),
+        ladder = ladder_arg.join(","),
+        seeds = args.seeds,
+        arms = arms_arg.join(","),
+    );
+    summary.insert("saturation_epochs".into(), json!(e_star));
+    summary.insert("ladder".into(), json!(ladder));
+    write_results(out, &md, summary)?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_split_into_a_ladder_base_and_the_rest() {
+        assert_eq!(split(20), (10, 5, 5));
+        assert_eq!(split(10), (5, 2, 3));
+        assert_eq!(dnc_totals(&[5, 10, 20, 40]), vec![10, 20, 40]);
+        assert_eq!(dnc_totals(&[2, 4, 6]), vec![4]);
+        assert!(dnc_totals(&[1, 2]).is_empty());
+    }
+
+    fn cell(total: u64, knns: &[f64]) -> Cell {
+        Cell {
+            total,
+            points: knns
+                .iter()
+                .enumerate()
+                .map(|(s, &knn)| {
+                    (
+                        s as u64,
+                        Point {
+                            knn,
+                            linear: None,
+                            few_label: Vec::new(),
+                            seconds: 1.0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn saturation_is_the_first_doubling_that_gains_half_a_point_or_less() {
+        let ladder = [
+            cell(5, &[30.0]),
+            cell(10, &[36.0]),
+            cell(20, &[39.0, 39.2]),
+            cell(40, &[39.5, 39.5]),
+            cell(80, &[39.6]),
+        ];
+        assert_eq!(saturation(&ladder), Some(20));
+        assert_eq!(saturation(&ladder[..4]), Some(20));
+        assert_eq!(saturation(&ladder[..3]), None);
+    }
+}
