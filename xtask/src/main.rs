@@ -24,6 +24,8 @@ mod bench;
 mod ci;
 mod cuda;
 mod device_check;
+#[cfg(test)]
+mod doc_commands;
 mod experiment;
 mod longtail;
 mod reliability;

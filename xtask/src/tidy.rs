@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("dnc-kernels", 0),
     ("dnc-plot", 0),
     ("dnc-dist", 0),
+    ("dnc-docs", 0),
     ("dnc-data", 1),
     ("dnc-augment", 2),
     ("dnc-models", 2),

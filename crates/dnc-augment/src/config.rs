@@ -215,9 +215,10 @@ fn check_normalisation(mean: &[f32; 3], std: &[f32; 3]) -> Result<(), AugmentErr
 
 /// The two views of a pair. Defaults are BYOL's asymmetric pair at 224 pixels.
 ///
-/// A `[view1]` or `[view2]` table read from TOML starts from [`ViewConfig::default`] (BYOL's
-/// first view) for the keys it leaves out, so a `[view2]` table should state `blur_p` and
-/// `solarize_p` when they matter.
+/// Read on its own, a `[view1]` or `[view2]` table starts from [`ViewConfig::default`] (BYOL's
+/// first view) for the keys it leaves out. In a run configuration (`dnc-pipeline`), a partial
+/// view table keeps instead every key at the value in force (the CIFAR pair unless the preset
+/// says otherwise).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwoViewConfig {

@@ -9,6 +9,9 @@ use dnc_pipeline::{
 };
 use std::path::{Path, PathBuf};
 
+#[path = "resume.rs"]
+mod resume;
+
 #[derive(Args)]
 pub(crate) struct ConfigArgs {
     /// Experiment configuration (TOML). Without it, the built-in defaults.
@@ -104,7 +107,9 @@ pub(crate) struct TrainArgs {
     /// Run directory (default `runs/<config name>`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in `--out`: skip finished stages, resume the current one.
+    /// Continue the run in `--out`: skip finished stages, resume the current one. With
+    /// `--baseline`, add the baseline stage to a run made without it; other flags that would
+    /// change the run's configuration are refused.
     #[arg(long)]
     resume: bool,
 }
@@ -267,8 +272,15 @@ fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
 fn run_stage_command(stage: Stage, args: StageOnlyArgs) -> Result<()> {
     let run = Run::open(&args.run, args.device)?;
     if !run.stages().contains(&stage) {
+        let hint = match stage {
+            Stage::Baseline => format!(
+                " (add it with `dnc train --out {} --resume --baseline`)",
+                args.run.display()
+            ),
+            _ => String::new(),
+        };
         bail!(
-            "this run has no {stage} stage; its stages are {:?}",
+            "this run has no {stage} stage; its stages are {:?}{hint}",
             names(&run)
         );
     }
@@ -306,7 +318,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     logging::init(Some(&out.join("log.txt")));
     let run = if args.resume {
-        Run::open(&out, args.config.device)?
+        resume::open(&args, &out)?
     } else {
         Run::create(resolve_config(&args.config)?, &out)?
     };
@@ -397,6 +409,81 @@ pub(crate) struct ShardsArgs {
     /// Images per shard.
     #[arg(long, default_value_t = 10_000)]
     shard_size: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct MixArgs {
+    /// A source: a folder of class folders, with `=N` to keep N of its images (shared among its
+    /// classes by `--subset`), e.g. `../shared/datasets/gtsrb/train=10000` (repeatable).
+    #[arg(long = "source", value_name = "DIR[=N]", required = true)]
+    sources: Vec<String>,
+    /// How a source's N images are shared among its classes: `balanced` or `proportional`.
+    #[arg(long, default_value = "proportional")]
+    subset: String,
+    /// The list file to write (one absolute path per line, sources in the order given).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Writes one unlabelled list file of several labelled collections' images: an uncurated
+/// mixture to train on (`data.train`), each source still evaluated on its own.
+pub(crate) fn mix(args: MixArgs) -> Result<()> {
+    use dnc_data::Dataset as _;
+    logging::init(None);
+    let subset: dnc_data::SubsetRule = toml::Value::String(args.subset.clone())
+        .try_into()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--subset {}: expected balanced or proportional",
+                args.subset
+            )
+        })?;
+    let mut lines = String::new();
+    let mut counts = Vec::new();
+    for source in &args.sources {
+        let (dir, limit) = match source.rsplit_once('=') {
+            Some((dir, n)) => {
+                let n: usize = n
+                    .parse()
+                    .with_context(|| format!("--source {source}: `{n}` is not an image count"))?;
+                (PathBuf::from(dir), Some(n))
+            }
+            None => (PathBuf::from(source), None),
+        };
+        let config = dnc_data::ImageFolderConfig {
+            limit,
+            subset,
+            ..Default::default()
+        };
+        let folder = dnc_data::ImageFolder::open(&dir, &config)
+            .with_context(|| format!("--source {source}"))?;
+        let root = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
+        for i in 0..folder.len() {
+            let path = folder
+                .path(i)
+                .context("a class folder's image has a path")?;
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                root.join(path)
+            };
+            lines.push_str(&path.to_string_lossy());
+            lines.push('\n');
+        }
+        counts.push(format!("{} from {}", folder.len(), dir.display()));
+    }
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    dnc_pipeline::write_atomic(&args.out, lines.as_bytes())?;
+    println!(
+        "wrote {} ({}); train with --data {}",
+        args.out.display(),
+        counts.join(", "),
+        args.out.display()
+    );
+    Ok(())
 }
 
 /// Writes the images of `--src` into WebDataset shards and prints the pattern to train on.

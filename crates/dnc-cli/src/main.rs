@@ -10,6 +10,8 @@
 mod bench;
 mod commands;
 mod device_check;
+#[cfg(test)]
+mod doc_commands;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,9 @@ enum Command {
     Report(commands::RunArgs),
     /// Export a trained backbone as a hub-ready folder (model.safetensors, config.json, README.md).
     Export(commands::ExportArgs),
+    /// Write one list file of several labelled collections' images (an uncurated mixture to
+    /// train on), each source whole or a subset of it.
+    Mix(commands::MixArgs),
     /// Write images (a folder tree or a list file) into WebDataset tar shards.
     Shards(commands::ShardsArgs),
     /// Throughput benchmarks (JSON on the last line).
@@ -85,6 +90,7 @@ fn main() {
         Command::Eval(a) => commands::stage_only("eval", a),
         Command::Report(a) => commands::report(a),
         Command::Export(a) => commands::export(a),
+        Command::Mix(a) => commands::mix(a),
         Command::Shards(a) => commands::shards(a),
         Command::Bench(b) => bench::run(b),
         Command::DeviceCheck(a) => device_check::run(a),

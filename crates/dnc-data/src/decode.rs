@@ -9,6 +9,12 @@
 //! whole decode: 1/4 or 1/8 ([`MIN_REDUCTION`]) and at most [`MAX_REDUCED_WIDTH`] pixels wide,
 //! i.e. small views (CIFAR-sized ones) of ordinary photos. Every other format and JPEG is decoded
 //! whole.
+//!
+//! Before any pixel is decoded, the size the file's header declares is checked against a limit
+//! ([`DEFAULT_MAX_IMAGE_PIXELS`] by default): a small file can declare billions of pixels (a
+//! "decompression bomb"), which would take minutes and gigabytes to decode. TIFFs with a colour
+//! palette or grey + alpha, which `image` does not read, are decoded by
+//! [`tiff_modes`](crate::tiff_modes).
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, RgbImage};
@@ -28,12 +34,29 @@ impl LoadFailure {
         }
     }
 
-    fn decode(message: impl ToString) -> Self {
+    pub(crate) fn decode(message: impl ToString) -> Self {
         Self {
             io_kind: None,
             message: message.to_string(),
         }
     }
+}
+
+/// The default largest image, in pixels (width × height as the file declares it), that is
+/// decoded: Pillow's `Image.MAX_IMAGE_PIXELS`, about 9,500 × 9,500 (256 MiB of RGBA at 8 bits).
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// Fails when a `width × height` image is larger than `max_pixels`, naming both and the setting
+/// that raises the limit.
+pub(crate) fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), LoadFailure> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(LoadFailure::decode(format!(
+            "the image declares {width} × {height} = {pixels} pixels, more than the limit of \
+             {max_pixels} (data.max_image_pixels; raise it to read this image)"
+        )));
+    }
+    Ok(())
 }
 
 /// Given an image's width and height (after its EXIF orientation), the smallest width and height
@@ -60,14 +83,24 @@ pub fn full_size(width: u32, height: u32) -> (u32, u32) {
 /// Decodes one file's bytes (format from its content, the first frame of an animation),
 /// applies its EXIF orientation, and converts any colour mode (greyscale, palette, alpha, 16-bit,
 /// CMYK) to 8-bit RGB. A JPEG is decoded at the smallest DCT scale (1/8, 1/4 or 1) whose image
-/// is at least `want(width, height)` on both axes; the result keeps the aspect ratio.
-pub(crate) fn decode(bytes: &[u8], want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
+/// is at least `want(width, height)` on both axes; the result keeps the aspect ratio. An image
+/// whose header declares more than `max_pixels` pixels fails before its pixels are read.
+pub(crate) fn decode(
+    bytes: &[u8],
+    want: SizeRequest<'_>,
+    max_pixels: u64,
+) -> Result<RgbImage, LoadFailure> {
     if bytes.is_empty() {
         return Err(LoadFailure::decode("the file is empty"));
     }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(LoadFailure::decode)?;
+    if reader.format() == Some(image::ImageFormat::Tiff)
+        && let Some(image) = crate::tiff_modes::decode(bytes, max_pixels)?
+    {
+        return Ok(image);
+    }
     let jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
     if jpeg && !jpeg_is_complete(bytes) {
         // The JPEG decoder fills a cut-off scan with grey rather than failing.
@@ -76,14 +109,14 @@ pub(crate) fn decode(bytes: &[u8], want: SizeRequest<'_>) -> Result<RgbImage, Lo
         ));
     }
     let mut decoder = reader.into_decoder().map_err(LoadFailure::decode)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    if jpeg {
-        let size = decoder.dimensions();
-        if let Some(reduction) = worth_reducing(size.0, size.1, orientation, want)
-            && let Some(image) = decode_jpeg_reduced(bytes, size, reduction, orientation)
-        {
-            return Ok(image);
-        }
+    if jpeg
+        && let Some(reduction) = worth_reducing(width, height, orientation, want)
+        && let Some(image) = decode_jpeg_reduced(bytes, (width, height), reduction, orientation)
+    {
+        return Ok(image);
     }
     let mut image = DynamicImage::from_decoder(decoder).map_err(LoadFailure::decode)?;
     image.apply_orientation(orientation);
@@ -193,3 +226,11 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 #[cfg(test)]
 #[path = "decode_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "bomb_tests.rs"]
+mod bomb_tests;
+
+#[cfg(test)]
+#[path = "colour_tests.rs"]
+pub(crate) mod colour_tests;

@@ -2,6 +2,11 @@ use image::{Rgb, RgbImage};
 
 use super::*;
 
+/// [`super::decode`] at the default pixel limit.
+fn decode(bytes: &[u8], want: SizeRequest<'_>) -> Result<RgbImage, LoadFailure> {
+    super::decode(bytes, want, DEFAULT_MAX_IMAGE_PIXELS)
+}
+
 /// A smooth colour gradient of `w × h`, encoded as a JPEG (quality 95).
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = RgbImage::from_fn(w, h, |x, y| {

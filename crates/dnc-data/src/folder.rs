@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::balanced::{SubsetRule, subset_named};
 use crate::cache::{ResizedCache, ResizedCacheConfig, shrink_to_side};
-use crate::decode::{LoadFailure, SizeRequest, decode, full_size, size_for_side};
+use crate::decode::{
+    DEFAULT_MAX_IMAGE_PIXELS, LoadFailure, SizeRequest, decode, full_size, size_for_side,
+};
 use crate::scan::{Layout, ScanCounts, scan, scan_tree};
 use crate::shards::{Member, expand_pattern, index_shards, is_shard_spec, read_member};
 use crate::{DataError, Dataset};
@@ -33,7 +35,7 @@ pub enum OnCorrupt {
 }
 
 /// How an [`ImageFolder`] is opened.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageFolderConfig {
     /// Decode every image once, resized to a side, into a memory-mapped file
@@ -48,6 +50,21 @@ pub struct ImageFolderConfig {
     pub limit: Option<usize>,
     /// How `limit` is shared among the classes.
     pub subset: SubsetRule,
+    /// The largest image decoded, in pixels (width × height as the file's header declares it):
+    /// a larger one is an unreadable image under `on_corrupt`, found before any pixel is decoded.
+    pub max_image_pixels: u64,
+}
+
+impl Default for ImageFolderConfig {
+    fn default() -> Self {
+        Self {
+            resized_cache: None,
+            on_corrupt: OnCorrupt::default(),
+            limit: None,
+            subset: SubsetRule::default(),
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+        }
+    }
 }
 
 impl ImageFolderConfig {
@@ -58,6 +75,13 @@ impl ImageFolderConfig {
                 "limit",
                 0,
                 "must be at least 1 (leave it unset to keep every image)",
+            ));
+        }
+        if self.max_image_pixels == 0 {
+            return Err(DataError::invalid(
+                "max_image_pixels",
+                0,
+                "must be at least 1",
             ));
         }
         Ok(())
@@ -96,6 +120,7 @@ pub struct ImageFolder {
     labels: Vec<Option<u32>>,
     scan_counts: ScanCounts,
     on_corrupt: OnCorrupt,
+    max_pixels: u64,
     cache: Option<ResizedCache>,
     corrupt: Mutex<BTreeMap<usize, PathBuf>>,
 }
@@ -305,6 +330,7 @@ impl ImageFolder {
             labels,
             scan_counts,
             on_corrupt: config.on_corrupt,
+            max_pixels: config.max_image_pixels,
             cache: None,
             corrupt: Mutex::new(BTreeMap::new()),
         };
@@ -336,6 +362,11 @@ impl ImageFolder {
         let mut h = dnc_core::Fnv1a::new();
         h.write(b"resized-v1");
         h.write(&side.to_le_bytes());
+        // A cache records the images over the limit as unreadable; the default limit keeps the
+        // names of caches built before the limit existed.
+        if self.max_pixels != DEFAULT_MAX_IMAGE_PIXELS {
+            h.write(&self.max_pixels.to_le_bytes());
+        }
         let mut stamp = |path: &Path| {
             h.write(path.as_os_str().as_encoded_bytes());
             if let Ok(meta) = std::fs::metadata(path) {
@@ -463,7 +494,7 @@ impl ImageFolder {
             None => std::fs::read(&self.paths[index]),
         };
         let bytes = bytes.map_err(|e| LoadFailure::io(&e))?;
-        decode(&bytes, want)
+        decode(&bytes, want, self.max_pixels)
     }
 
     fn failure(&self, index: usize, failure: LoadFailure) -> DataError {

@@ -26,11 +26,14 @@ mod scan;
 pub mod shards;
 mod stack;
 mod subset;
+#[cfg(test)]
+mod test_images;
+mod tiff_modes;
 
 pub use balanced::{SubsetRule, balanced_counts, balanced_subset, proportional_counts};
 pub use cache::ResizedCacheConfig;
 pub use dataset::{Dataset, InMemory};
-pub use decode::{SizeRequest, full_size, size_for_side};
+pub use decode::{DEFAULT_MAX_IMAGE_PIXELS, SizeRequest, full_size, size_for_side};
 pub use error::{BoxError, DataError};
 pub use folder::{ImageFolder, ImageFolderConfig, ImageItem, OnCorrupt, UNLABELLED_PREFIX};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};

@@ -11,12 +11,17 @@
 //! warm-up in which only the heads learn, heads whose last layer starts at zero, where the
 //! expert heads' BatchNorm takes its statistics, an in-batch contrastive term beside the
 //! regression, a MoCLR term that keeps training the student on its own views, and which layer
-//! the heads regress (the teachers' projections, or their backbone features).
+//! the heads regress (the teachers' projections, or their backbone features). With
+//! [`CachedTargets`] (the paper's cheap variant) the teachers' targets are computed once per image
+//! beforehand and a step runs the student alone.
 
+mod cached;
 mod options;
+mod provider;
 mod step;
 mod teacher;
 
-pub use options::{DistillOptions, DistillTarget, HeadBatchNorm, StudentMoclr};
+pub use cached::CachedTargets;
+pub use options::{DistillOptions, DistillTarget, HeadBatchNorm, StudentMoclr, TargetSource};
 pub use step::{DistillBatch, DistillStep};
 pub use teacher::Teacher;

@@ -1,6 +1,8 @@
 //! The distillation training step.
 
+use crate::cached::CachedTargets;
 use crate::options::{DistillOptions, HeadBatchNorm};
+use crate::provider::Provider;
 use crate::teacher::Teacher;
 use candle_core::{DType, Device, Result, Tensor, Var, bail};
 use candle_nn::{VarBuilder, VarMap};
@@ -12,16 +14,19 @@ use dnc_models::{
 };
 use dnc_objectives::{info_nce, moclr_loss_in};
 
-/// One augmented view per image and the cluster of each image, and a second view when the
-/// student trains with its own MoCLR term.
+/// One augmented view per image and the cluster of each image, a second view when the student
+/// trains with its own MoCLR term, and each image's dataset index when the targets are cached.
 ///
 /// # Shapes
-/// `images`, `second_view`: `[B, 3, H, W]`; `clusters`: `B` cluster ids in `0..K`.
+/// `images`, `second_view`: `[B, 3, H, W]`; `clusters`: `B` cluster ids in `0..K`; `indices`:
+/// `B` dataset indices.
 #[derive(Debug, Clone)]
 pub struct DistillBatch {
     pub images: Tensor,
     pub clusters: Vec<u32>,
     pub second_view: Option<Tensor>,
+    /// The dataset index of every image, which [`CachedTargets`] are looked up by.
+    pub indices: Option<Vec<usize>>,
 }
 
 impl DistillBatch {
@@ -31,7 +36,14 @@ impl DistillBatch {
             images,
             clusters,
             second_view: None,
+            indices: None,
         }
+    }
+
+    /// The batch with the dataset index of every image.
+    pub fn with_indices(mut self, indices: Vec<usize>) -> Self {
+        self.indices = Some(indices);
+        self
     }
 }
 
@@ -48,14 +60,15 @@ struct StudentTarget {
 /// Variables: `backbone.*`, `projector.*` (as any encoder) and `heads.<k>.*`, head 0 for the
 /// base and head `c + 1` for expert `c`. Each expert runs only on the sub-batch of its own
 /// cluster's images (no wasted teacher forwards), and only those images enter its head's loss.
-/// With no experts the student distils the base alone (the paper's Table 11 control); cluster
-/// ids are then ignored.
+/// With [`CachedTargets`] no teacher runs at all: a step is one forward and backward of the
+/// student. With no experts the student distils the base alone (the paper's Table 11 control);
+/// cluster ids are then ignored.
 pub struct DistillStep {
     student: Encoder,
     heads: Vec<RegressionHead>,
     vars: VarMap,
-    base: Teacher,
-    experts: Vec<Teacher>,
+    provider: Provider,
+    n_experts: usize,
     params: Vec<(String, Var)>,
     options: DistillOptions,
     target: Option<StudentTarget>,
@@ -89,12 +102,40 @@ impl DistillStep {
         device: &Device,
         options: DistillOptions,
     ) -> Result<Self> {
+        let provider = Provider::Teachers {
+            base: Box::new(base),
+            experts,
+        };
+        Self::build(model, provider, seed, device, options)
+    }
+
+    /// A fresh student (seeded) trained on `targets`, computed beforehand for every image of
+    /// the dataset that the batches' indices name: no teacher runs during training.
+    pub fn with_cached_targets(
+        model: &EncoderConfig,
+        targets: CachedTargets,
+        seed: u64,
+        device: &Device,
+        options: DistillOptions,
+    ) -> Result<Self> {
+        Self::build(model, Provider::Cached(targets), seed, device, options)
+    }
+
+    fn build(
+        model: &EncoderConfig,
+        provider: Provider,
+        seed: u64,
+        device: &Device,
+        options: DistillOptions,
+    ) -> Result<Self> {
         options.validate()?;
+        let n_experts = provider.n_experts();
         let map = SeededVarMap::new(seed);
         let vb = map.var_builder(DType::F32, device);
         let student = Encoder::new(model, vb.clone())?;
         let (in_dim, head_cfg) = options.target.head_shape(model, &student);
-        let heads = (0..=experts.len())
+        provider.check_width(head_cfg.out, options.target)?;
+        let heads = (0..=n_experts)
             .map(|k| RegressionHead::new(in_dim, &head_cfg, vb.pp("heads").pp(k.to_string())))
             .collect::<Result<Vec<_>>>()?;
         let vars = map.varmap().clone();
@@ -110,8 +151,8 @@ impl DistillStep {
             student,
             heads,
             vars,
-            base,
-            experts,
+            provider,
+            n_experts,
             params,
             options,
             target,
@@ -151,7 +192,17 @@ impl DistillStep {
     }
 
     pub fn num_experts(&self) -> usize {
-        self.experts.len()
+        self.n_experts
+    }
+
+    /// Whether the targets are cached (no teacher runs in a step).
+    pub fn cached_targets(&self) -> bool {
+        matches!(self.provider, Provider::Cached(_))
+    }
+
+    /// The frozen teachers (base, experts), `None` with cached targets.
+    pub fn teachers(&self) -> Option<(&Teacher, &[Teacher])> {
+        self.provider.teachers()
     }
 
     /// The heads' input (the student's layer of `options.target`) for the first view, and its
@@ -188,11 +239,16 @@ impl DistillStep {
     }
 
     /// The expert heads' regression and contrastive sums over their clusters' images, and how
-    /// many images had an expert.
-    fn expert_terms(&self, batch: &DistillBatch, z: &Tensor) -> Result<(Terms, usize)> {
+    /// many images had an expert. `cached`: the batch's cached expert targets, `[B, D]`.
+    fn expert_terms(
+        &self,
+        batch: &DistillBatch,
+        z: &Tensor,
+        cached: Option<&Tensor>,
+    ) -> Result<(Terms, usize)> {
         let mut terms = Terms::default();
         let mut routed = 0;
-        for (c, expert) in self.experts.iter().enumerate() {
+        for c in 0..self.n_experts {
             let rows: Vec<u32> = (0..batch.clusters.len() as u32)
                 .filter(|&i| batch.clusters[i as usize] as usize == c)
                 .collect();
@@ -201,8 +257,12 @@ impl DistillStep {
             }
             routed += rows.len();
             let idx = Tensor::new(rows.as_slice(), z.device())?;
-            let images = batch.images.index_select(&idx, 0)?;
-            let target = expert.target(&images, self.options.target)?;
+            let target = match cached {
+                Some(all) => all.index_select(&idx, 0)?,
+                None => self
+                    .provider
+                    .expert_target(c, batch, &idx, self.options.target)?,
+            };
             let head = &self.heads[c + 1];
             let pred = match self.options.head_batch_norm {
                 HeadBatchNorm::Batch => head.forward_t(z, true)?.index_select(&idx, 0)?,
@@ -302,26 +362,26 @@ impl TrainStep for DistillStep {
                 batch.clusters.len()
             )
         }
-        if !self.experts.is_empty()
+        if self.n_experts > 0
             && let Some(&bad) = batch
                 .clusters
                 .iter()
-                .find(|&&c| c as usize >= self.experts.len())
+                .find(|&&c| c as usize >= self.n_experts)
         {
             bail!(
                 "cluster id {bad} in a batch, but there are {} experts",
-                self.experts.len()
+                self.n_experts
             )
         }
         let heads_only = self.options.heads_only(ctx.step, ctx.steps_per_epoch);
         let (z, student_moclr) = self.student_forward(batch)?;
         let z = if heads_only { z.detach() } else { z };
-        let t0 = self.base.target(&batch.images, self.options.target)?;
+        let (t0, cached_experts) = self.provider.targets(batch, self.options.target)?;
         let r0 = self.heads[0].forward_t(&z, true)?;
         let mut base = Terms::default();
         base.add(&r0, &t0, &self.options)?;
-        let (experts, routed) = self.expert_terms(batch, &z)?;
-        debug_assert!(self.experts.is_empty() || routed == b);
+        let (experts, routed) = self.expert_terms(batch, &z, cached_experts.as_ref())?;
+        debug_assert!(self.n_experts == 0 || routed == b);
         let per_image = 1.0 / b as f64;
         let mut metrics = Vec::new();
         let mut loss: Option<Tensor> = None;
@@ -389,3 +449,7 @@ fn scalar(t: &Tensor) -> Result<f64> {
 #[cfg(test)]
 #[path = "step_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "step_cached_tests.rs"]
+mod cached_tests;

@@ -5,7 +5,7 @@ use crate::{DistillOptions, DistillTarget, HeadBatchNorm};
 use dnc_core::SeededRng;
 use dnc_models::{Arch, BackboneConfig, ProjectorConfig};
 
-fn small_model() -> EncoderConfig {
+pub(super) fn small_model() -> EncoderConfig {
     EncoderConfig {
         backbone: BackboneConfig {
             arch: Arch::Tiny,
@@ -21,10 +21,15 @@ fn small_model() -> EncoderConfig {
     }
 }
 
-fn teacher(seed: u64) -> Teacher {
+pub(super) fn teacher(seed: u64) -> Teacher {
     let map = SeededVarMap::new(seed);
     Encoder::new(&small_model(), map.var_builder(DType::F32, &Device::Cpu)).unwrap();
     Teacher::new(&small_model(), map.varmap().clone(), &Device::Cpu).unwrap()
+}
+
+/// The base and the experts of a step that runs its teachers.
+fn teachers(step: &DistillStep) -> (&Teacher, &[Teacher]) {
+    step.teachers().expect("a step with teachers")
 }
 
 fn step_with(k: usize) -> DistillStep {
@@ -44,13 +49,13 @@ fn step_with_options(k: usize, options: DistillOptions) -> DistillStep {
     .unwrap()
 }
 
-fn images(seed: u64, b: usize) -> Tensor {
+pub(super) fn images(seed: u64, b: usize) -> Tensor {
     let mut rng = SeededRng::new(seed);
     let v: Vec<f32> = (0..b * 3 * 8 * 8).map(|_| rng.normal() as f32).collect();
     Tensor::from_vec(v, (b, 3, 8, 8), &Device::Cpu).unwrap()
 }
 
-fn ctx() -> StepContext {
+pub(super) fn ctx() -> StepContext {
     ctx_at(0, 1)
 }
 
@@ -96,6 +101,7 @@ fn images_of_one_cluster_train_the_base_head_and_their_expert_head_only() {
         images: images(1, 4),
         clusters: vec![1; 4],
         second_view: None,
+        indices: None,
     };
     let grads = step
         .forward(&batch, &ctx())
@@ -169,8 +175,8 @@ fn loss_and_hand_computed(target: DistillTarget) -> (f32, f32) {
         .unwrap();
     let out = step.student().forward_t(&x, true).unwrap();
     let input = target.layer(&out);
-    let t0 = step
-        .base
+    let t0 = teachers(&step)
+        .0
         .target(&x, target)
         .unwrap()
         .to_vec2::<f32>()
@@ -186,7 +192,7 @@ fn loss_and_hand_computed(target: DistillTarget) -> (f32, f32) {
     for c in 0..2u32 {
         let rows: Vec<u32> = (0..6).filter(|&i| clusters[i as usize] == c).collect();
         let idx = Tensor::new(rows.as_slice(), &Device::Cpu).unwrap();
-        let t = step.experts[c as usize]
+        let t = teachers(&step).1[c as usize]
             .target(&x.index_select(&idx, 0).unwrap(), target)
             .unwrap()
             .to_vec2::<f32>()
@@ -213,6 +219,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
                 images: images(3, 3),
                 clusters: vec![0, 0, 0],
                 second_view: None,
+                indices: None,
             },
             &ctx(),
         )
@@ -224,6 +231,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
                 images: images(3, 3),
                 clusters: vec![0, 1, 0],
                 second_view: None,
+                indices: None,
             },
             &ctx(),
         )
@@ -240,6 +248,7 @@ fn one_expert_works_and_bad_cluster_ids_are_errors() {
                 images: images(3, 3),
                 clusters: vec![0],
                 second_view: None,
+                indices: None,
             },
             &ctx(),
         )
@@ -254,8 +263,8 @@ fn teachers_stay_frozen_while_the_student_learns() {
     let mut step = step_with(2);
     let x = images(4, 8);
     let batch = DistillBatch::new(x.clone(), vec![0, 1, 0, 1, 0, 1, 0, 1]);
-    let base_before = step
-        .base
+    let base_before = teachers(&step)
+        .0
         .target(&x, DistillTarget::Projection)
         .unwrap()
         .to_vec2::<f32>()
@@ -276,7 +285,8 @@ fn teachers_stay_frozen_while_the_student_learns() {
     }
     assert!(losses[14] < 0.7 * losses[0], "losses {losses:?}");
     assert_eq!(
-        step.base
+        teachers(&step)
+            .0
             .target(&x, DistillTarget::Projection)
             .unwrap()
             .to_vec2::<f32>()
@@ -342,6 +352,7 @@ fn heads_alone_learn_during_the_warm_up_and_the_student_after_it() {
         images: images(6, 6),
         clusters: vec![0, 1, 0, 1, 1, 0],
         second_view: None,
+        indices: None,
     };
     // 4 steps per epoch: steps 0..6 are the warm-up, step 6 is the first full step.
     for (at, student_learns) in [(0, false), (5, false), (6, true), (20, true)] {
@@ -373,6 +384,7 @@ fn zero_initialised_heads_start_at_half_a_unit_per_term_and_spare_the_student() 
         images: images(7, 4),
         clusters: vec![0, 1, 1, 0],
         second_view: None,
+        indices: None,
     };
     let out = step.forward(&batch, &ctx()).unwrap();
     // Predictions are 0 and targets unit vectors: ½ per image for the base, ½ for the expert.
@@ -397,7 +409,10 @@ fn base_alone_is_distilled_when_there_are_no_experts() {
     // Cluster ids do not matter without experts.
     let loss = loss_of(&mut step, &x, &[3, 0, 9, 1]);
     let z = step.student().forward_t(&x, true).unwrap().z;
-    let t0 = step.base.target(&x, DistillTarget::Projection).unwrap();
+    let t0 = teachers(&step)
+        .0
+        .target(&x, DistillTarget::Projection)
+        .unwrap();
     let r0 = step.heads[0].forward_t(&z, true).unwrap();
     let expected = ((r0 - t0).unwrap().sqr().unwrap().sum_all().unwrap())
         .to_scalar::<f32>()
@@ -437,7 +452,10 @@ fn contrastive_term_adds_weighted_info_nce_of_each_head() {
     let mut expected = 6.0
         * nce(
             &step.heads[0].forward_t(&z, true).unwrap(),
-            &step.base.target(&x, DistillTarget::Projection).unwrap(),
+            &teachers(&step)
+                .0
+                .target(&x, DistillTarget::Projection)
+                .unwrap(),
         );
     for c in 0..2u32 {
         let idx = Tensor::new(&[3 * c, 3 * c + 1, 3 * c + 2], &Device::Cpu).unwrap();
@@ -446,7 +464,7 @@ fn contrastive_term_adds_weighted_info_nce_of_each_head() {
             .unwrap()
             .index_select(&idx, 0)
             .unwrap();
-        let target = step.experts[c as usize]
+        let target = teachers(&step).1[c as usize]
             .target(&x.index_select(&idx, 0).unwrap(), DistillTarget::Projection)
             .unwrap();
         expected += 3.0 * nce(&pred, &target);

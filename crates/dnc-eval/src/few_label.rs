@@ -71,6 +71,10 @@ pub fn few_label_subset(
 /// probes, each on one [`few_label_subset`] of `train` (seeded by `config.seed`), and scores them
 /// on the whole of `test`.
 ///
+/// Each probe takes as many optimiser steps as the full probe does on all of `train` (its
+/// epochs scaled up by the ratio of batches per epoch): at the full probe's epochs, a 1% subset
+/// would train for only one step per epoch and stay far from its optimum.
+///
 /// # Shapes
 /// `train`: `[N, D]`, `test`: `[M, D]`, labels one per row, below `num_classes`.
 pub fn few_label_probe_evaluate(
@@ -95,8 +99,12 @@ pub fn few_label_probe_evaluate(
             let rows: Vec<u32> = subset.iter().map(|&i| i as u32).collect();
             let rows = Tensor::from_vec(rows, items, train.device())?;
             let x = train.index_select(&rows, 0)?;
+            let same_steps = LinearProbeConfig {
+                epochs: epochs_for_equal_steps(config, n, items),
+                ..config.clone()
+            };
             let accuracy =
-                linear_probe_evaluate(&x, &labels, test, test_labels, num_classes, config)?;
+                linear_probe_evaluate(&x, &labels, test, test_labels, num_classes, &same_steps)?;
             top1_per_draw.push(accuracy.top1);
         }
         let top1_mean = top1_per_draw.iter().sum::<f64>() / top1_per_draw.len() as f64;
@@ -115,6 +123,17 @@ pub fn few_label_probe_evaluate(
         });
     }
     Ok(scores)
+}
+
+/// The epochs over `items` rows that take as many steps as `config.epochs` over `full` rows, at
+/// `config.batch_size` rows a step (the last, partial batch included).
+pub(crate) fn epochs_for_equal_steps(
+    config: &LinearProbeConfig,
+    full: usize,
+    items: usize,
+) -> usize {
+    let batches = |rows: usize| rows.div_ceil(config.batch_size).max(1);
+    (config.epochs * batches(full)).div_ceil(batches(items))
 }
 
 #[cfg(test)]

@@ -151,3 +151,17 @@ fn bad_inputs_are_errors() {
         Err(EvalError::Params(ParamError::ZeroFewLabelDraws))
     ));
 }
+
+#[test]
+fn few_label_probes_take_the_full_probes_steps() {
+    let config = LinearProbeConfig {
+        epochs: 30,
+        batch_size: 256,
+        ..LinearProbeConfig::default()
+    };
+    // 10,000 rows: 40 batches an epoch, 1,200 steps in all.
+    assert_eq!(epochs_for_equal_steps(&config, 10_000, 103), 1_200);
+    assert_eq!(epochs_for_equal_steps(&config, 10_000, 1_002), 300);
+    assert_eq!(epochs_for_equal_steps(&config, 10_000, 10_000), 30);
+    assert_eq!(epochs_for_equal_steps(&config, 100, 10), 30);
+}

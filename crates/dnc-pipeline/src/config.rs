@@ -81,6 +81,10 @@ pub struct DataConfig {
     pub eval_bank_limit: usize,
     /// `skip` (count and report) or `fail` on an undecodable image.
     pub on_corrupt: dnc_data::OnCorrupt,
+    /// The largest image read, in pixels (width × height as its header declares it; Pillow's
+    /// limit by default): a larger one is an undecodable image under `on_corrupt`, found without
+    /// decoding it (a small file can declare billions of pixels).
+    pub max_image_pixels: u64,
     /// Decode every image once, shrunk so that its shorter side is the views' size, into a
     /// memory-mapped file in `<run>/cache/` that every stage reads (right for data read for
     /// many epochs; no decoded image is held in memory either way). The trade-off: a small
@@ -111,6 +115,7 @@ impl Default for DataConfig {
             eval_bank: None,
             eval_bank_limit: 0,
             on_corrupt: dnc_data::OnCorrupt::Skip,
+            max_image_pixels: dnc_data::DEFAULT_MAX_IMAGE_PIXELS,
             cache_resized: false,
             shuffle_buffer: 0,
             workers: 1,
@@ -337,6 +342,11 @@ pub struct DistillConfig {
     /// The layer the heads read from the student and regress on every teacher: `projection`
     /// (the paper) or `features` (the backbone features, which evaluation reads).
     pub target_layer: dnc_distill::DistillTarget,
+    /// Where the heads' targets come from: `augmented` (the frozen teachers run on every step's
+    /// view) or `cached` (the paper's cheaper variant: the base's and the own cluster's expert's
+    /// targets of every training image's centre crop, computed once into
+    /// `distill/targets.safetensors` and reused on resume; a step then runs the student alone).
+    pub targets: dnc_distill::TargetSource,
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub log_every: usize,
@@ -361,6 +371,7 @@ impl Default for DistillConfig {
             contrastive_temperature: options.contrastive_temperature,
             student_moclr_weight: 1.0,
             target_layer: options.target,
+            targets: dnc_distill::TargetSource::Augmented,
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,

@@ -30,6 +30,7 @@ fn folder_config(run: &Run, limit: usize) -> ImageFolderConfig {
         on_corrupt: cfg.on_corrupt,
         limit: (limit > 0).then_some(limit),
         subset: cfg.subset,
+        max_image_pixels: cfg.max_image_pixels,
     }
 }
 

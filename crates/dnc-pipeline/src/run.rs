@@ -1,6 +1,6 @@
 //! A run: its directory, resolved configuration and device, and how stages are executed.
 
-use crate::config::RunConfig;
+use crate::config::{Method, RunConfig};
 use crate::error::PipelineError;
 use crate::lock::RunLock;
 use crate::run_dir::{RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic};
@@ -124,7 +124,7 @@ impl Run {
         }
         let earlier = summary.stages.get(stage.name()).map_or(0.0, |s| s.seconds);
         self.dir.update_summary(|s| {
-            mark_stale(s, stage);
+            mark_stale(s, stage, resume);
             s.stages.insert(
                 stage.name().into(),
                 StageStatus {
@@ -224,7 +224,7 @@ impl Run {
             return Ok(());
         }
         self.dir.update_summary(|s| {
-            mark_stale(s, Stage::Experts);
+            mark_stale(s, Stage::Experts, resume);
             s.stages
                 .entry(Stage::Experts.name().into())
                 .or_default()
@@ -252,6 +252,34 @@ impl Run {
         Ok(())
     }
 
+    /// Adds the baseline stage to a DnC run created without it: `baseline = true` is written to
+    /// its `config.toml` (atomically, under the run's lock). The stage is then not done, and
+    /// running it marks the evaluation not done, so [`run_all`](Self::run_all) trains the
+    /// baseline and evaluates it, and nothing else. Returns whether the run changed.
+    pub fn add_baseline(&mut self) -> Result<bool, PipelineError> {
+        if self.cfg.method != Method::Dnc {
+            return Err(PipelineError::Other(format!(
+                "the run in {} is a MoCLR run (method = \"moclr\"): its base model is the MoCLR \
+                 baseline, there is no baseline stage to add",
+                self.dir.root().display()
+            )));
+        }
+        if self.cfg.baseline {
+            return Ok(false);
+        }
+        let _lock = RunLock::acquire(self.dir.root())?;
+        let mut cfg = self.cfg.clone();
+        cfg.baseline = true;
+        validate(&cfg)?;
+        write_atomic(&self.dir.config_path(), cfg.to_toml().as_bytes())?;
+        self.cfg = cfg;
+        tracing::info!(
+            "added the baseline stage to {} (baseline = true in its config.toml)",
+            self.dir.root().display()
+        );
+        Ok(true)
+    }
+
     /// Runs every stage that is not done yet, then writes the report.
     pub fn run_all(&self, resume: bool) -> Result<(), PipelineError> {
         for stage in self.stages() {
@@ -266,17 +294,68 @@ impl Run {
 }
 
 /// Marks the stages after `stage` not done: their results no longer follow from its results
-/// until they run again. Evaluation results are removed rather than left looking current.
-fn mark_stale(s: &mut Summary, stage: Stage) {
+/// until they run again. Evaluation results that read `stage` are removed rather than left
+/// looking current: all of them, except that the baseline is read by its own row alone, and a
+/// resumed evaluation keeps the rows it has written (it evaluates only the models without one).
+fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
     let stale = stage.downstream();
     for later in &stale {
         if let Some(status) = s.stages.get_mut(later.name()) {
             status.done = false;
         }
     }
-    if stage == Stage::Eval || stale.contains(&Stage::Eval) {
-        s.eval.clear();
-        s.info.remove("eval");
-        s.info.remove("diagnostics");
+    match stage {
+        Stage::Eval if resume => {}
+        Stage::Baseline => {
+            s.eval.remove(Stage::Baseline.name());
+        }
+        _ if stage == Stage::Eval || stale.contains(&Stage::Eval) => {
+            s.eval.clear();
+            s.info.remove("eval");
+            s.info.remove("diagnostics");
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::ModelEval;
+
+    fn finished() -> Summary {
+        let mut s = Summary::default();
+        for stage in Stage::ALL {
+            s.stages.entry(stage.name().into()).or_default().done = true;
+        }
+        for model in ["untrained", "base", "dnc", "baseline"] {
+            s.eval.insert(model.into(), ModelEval::default());
+        }
+        s.info.insert("diagnostics".into(), serde_json::json!({}));
+        s
+    }
+
+    #[test]
+    fn the_baseline_makes_its_own_row_stale_and_a_resumed_evaluation_keeps_its_rows() {
+        let mut s = finished();
+        mark_stale(&mut s, Stage::Baseline, false);
+        assert!(!s.is_done("eval") && s.is_done("distill"));
+        assert_eq!(
+            s.eval.keys().collect::<Vec<_>>(),
+            ["base", "dnc", "untrained"]
+        );
+        assert!(s.info.contains_key("diagnostics"));
+
+        let mut s = finished();
+        mark_stale(&mut s, Stage::Eval, true);
+        assert_eq!(s.eval.len(), 4);
+        for (stage, resume) in [(Stage::Eval, false), (Stage::Distill, true)] {
+            let mut s = finished();
+            mark_stale(&mut s, stage, resume);
+            assert!(
+                s.eval.is_empty() && !s.info.contains_key("diagnostics"),
+                "{stage}"
+            );
+        }
     }
 }

@@ -212,6 +212,8 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
             batch.items.retain(|_| keep.next().unwrap_or(false));
             clusters.retain(|&c| c != UNASSIGNED);
         }
+        // Cached distillation targets are looked up by the same index as the clusters.
+        let indices = batch.items.iter().map(|(_, _, source)| *source).collect();
         if batch.items.len() < MIN_BATCH {
             return Ok(None);
         }
@@ -233,6 +235,7 @@ impl<D: Dataset<Item = ImageItem> + 'static> DistillSource<D> {
             images,
             clusters,
             second_view,
+            indices: Some(indices),
         }))
     }
 }
@@ -375,6 +378,7 @@ mod tests {
             .collect();
         assert_eq!(shape, [Some(2), None, None, Some(2)]);
         assert_eq!(batches[3].as_ref().unwrap().clusters, [0, 0]);
+        assert_eq!(batches[3].as_ref().unwrap().indices, Some(vec![9, 11]));
     }
 
     #[test]

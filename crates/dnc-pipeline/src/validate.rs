@@ -166,6 +166,12 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         "must be at least 1",
     )?;
     check(
+        cfg.data.max_image_pixels >= 1,
+        "data.max_image_pixels",
+        cfg.data.max_image_pixels,
+        "must be at least 1",
+    )?;
+    check(
         cfg.data.train.is_some() || !cfg.data.root.as_os_str().is_empty(),
         "data.root",
         "\"\"",

@@ -39,7 +39,8 @@ pub(crate) struct BudgetArgs {
     /// Seeds 0..N of every point.
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    /// DnC arms at each total (comma-separated): dnc, random, base-only, experts-scratch.
+    /// DnC arms at each total (comma-separated): dnc, random, base-only, experts-scratch, paper,
+    /// paper-experts-base.
     #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
     arms: Vec<String>,
     /// Experiment folder (default runs/budget-<preset file stem>).
@@ -54,6 +55,17 @@ pub(crate) struct BudgetArgs {
     /// Extra cargo features for the `dnc` build, e.g. `cuda`.
     #[arg(long)]
     features: Vec<String>,
+    /// Evaluate every run on each of these labelled folders (`NAME=DIR`, DIR holding train/ and
+    /// test/; repeatable), each on its own, instead of on the preset's evaluation data: for a
+    /// mixture of sources trained on as one list (`dnc mix`). The report gives each source and
+    /// their mean. Each evaluation is a run folder `<run>@<NAME>` that takes the run's trained
+    /// stages.
+    #[arg(long = "eval-on", value_name = "NAME=DIR")]
+    eval_on: Vec<String>,
+    /// With `--eval-on`: the k-NN bank and probe training set of each source is this many of its
+    /// train images (shared among classes by the preset's `data.subset`; 0 = all).
+    #[arg(long, default_value_t = 10_000)]
+    eval_bank_limit: usize,
     /// Run this `dnc` binary instead of building one (e.g. a copy that stays fixed while the
     /// sources change during a long study).
     #[arg(long)]
@@ -73,7 +85,7 @@ struct Arm {
     shares: &'static str,
 }
 
-const ARMS: [Arm; 4] = [
+const ARMS: [Arm; 6] = [
     Arm {
         name: "dnc",
         what: "Divide and Contrast as the preset sets it",
@@ -97,6 +109,31 @@ const ARMS: [Arm; 4] = [
         what: "experts from scratch (the paper), the student from the base",
         overrides: &["experts.init=\"scratch\"", "distill.init=\"base\""],
         shares: "base,embed,cluster",
+    },
+    Arm {
+        name: "paper",
+        what: "the paper's recipe: experts and student from scratch, random heads, regression \
+               only, targets cached once from centre crops",
+        overrides: &[
+            "experts.init=\"scratch\"",
+            "distill.init=\"scratch\"",
+            "distill.head_init=\"random\"",
+            "distill.student_moclr_weight=0.0",
+            "distill.targets=\"cached\"",
+        ],
+        shares: "base,embed,cluster",
+    },
+    Arm {
+        name: "paper-experts-base",
+        what: "the paper's distillation (student from scratch, random heads, regression only, \
+               cached targets) from the preset's experts (trained from the base)",
+        overrides: &[
+            "distill.init=\"scratch\"",
+            "distill.head_init=\"random\"",
+            "distill.student_moclr_weight=0.0",
+            "distill.targets=\"cached\"",
+        ],
+        shares: "base,embed,cluster,experts",
     },
 ];
 
@@ -154,6 +191,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
     if arms.iter().any(|a| !a.shares.is_empty()) && !arms.iter().any(|a| a.name == "dnc") {
         bail!("the control arms share stages with the `dnc` arm: add it to --arms");
     }
+    let sources = eval_sources(&args.eval_on)?;
     let stem = config
         .file_stem()
         .and_then(|s| s.to_str())
@@ -173,6 +211,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
             args: &args,
             config: &config,
             out: &out,
+            sources: &sources,
         };
         let totals = dnc_totals(&ladder);
         for seed in 0..args.seeds {
@@ -188,9 +227,39 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
             }
         }
     }
-    let md = report(&args, &out, stem, &ladder, &arms)?;
+    let md = report(&args, &out, stem, &ladder, &arms, &sources)?;
     println!("{md}");
     Ok(())
+}
+
+/// `NAME=DIR` evaluation sources.
+fn eval_sources(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (name, dir) = spec
+                .split_once('=')
+                .with_context(|| format!("--eval-on {spec}: expected NAME=DIR"))?;
+            let dir = PathBuf::from(dir);
+            if !dir.join("train").is_dir() || !dir.join("test").is_dir() {
+                bail!(
+                    "--eval-on {spec}: {} has no train/ and test/ folders",
+                    dir.display()
+                );
+            }
+            if name.is_empty() || name.contains(['/', '@']) {
+                bail!("--eval-on {spec}: the name must be non-empty, without `/` or `@`");
+            }
+            Ok((name.to_string(), std::fs::canonicalize(&dir)?))
+        })
+        .collect()
+}
+
+/// The folder of `run`'s evaluation on source `name`.
+fn eval_dir(run: &Path, name: &str) -> PathBuf {
+    let mut file = run.file_name().unwrap_or_default().to_os_string();
+    file.push(format!("@{name}"));
+    run.with_file_name(file)
 }
 
 /// What every run of the study shares.
@@ -199,6 +268,7 @@ struct Study<'a> {
     args: &'a BudgetArgs,
     config: &'a Path,
     out: &'a Path,
+    sources: &'a [(String, PathBuf)],
 }
 
 impl Study<'_> {
@@ -227,12 +297,17 @@ impl Study<'_> {
 
     fn moclr(&self, epochs: u64, seed: u64) -> Result<()> {
         let dir = moclr_dir(self.out, epochs, seed);
-        if is_finished(&dir) {
+        self.train_moclr(&dir, epochs, seed)?;
+        self.evaluate_on_sources(&dir, "base")
+    }
+
+    fn train_moclr(&self, dir: &Path, epochs: u64, seed: u64) -> Result<()> {
+        if is_finished(dir) {
             eprintln!("{}: done, skipped", dir.display());
             return Ok(());
         }
         let mut cmd = self.command("train");
-        cmd.arg("--out").arg(&dir);
+        cmd.arg("--out").arg(dir);
         if dir.join("config.toml").is_file() {
             cmd.arg("--resume");
         } else {
@@ -249,7 +324,54 @@ impl Study<'_> {
 
     fn arm(&self, arm: &Arm, total: u64, seed: u64) -> Result<()> {
         let dir = arm_dir(self.out, arm.name, total, seed);
-        if is_finished(&dir) {
+        self.train_arm(arm, &dir, total, seed)?;
+        self.evaluate_on_sources(&dir, "base,embed,cluster,experts,distill")
+    }
+
+    /// Evaluates the trained run `dir` on every `--eval-on` source, each in a run folder of its
+    /// own that takes `stages` from it.
+    fn evaluate_on_sources(&self, dir: &Path, stages: &str) -> Result<()> {
+        for (name, source) in self.sources {
+            let eval = eval_dir(dir, name);
+            if is_finished(&eval) {
+                continue;
+            }
+            if !eval.join("config.toml").is_file() {
+                let mut cmd = self.command("init");
+                cmd.arg("--config")
+                    .arg(dir.join("config.toml"))
+                    .arg("--out")
+                    .arg(&eval);
+                for o in [
+                    format!("eval.data={}", toml_string(source)),
+                    format!("data.eval_bank={}", toml_string(&source.join("train"))),
+                    format!("data.eval_bank_limit={}", self.args.eval_bank_limit),
+                ] {
+                    cmd.args(["--set", &o]);
+                }
+                run_cmd(&mut cmd)?;
+            }
+            run_cmd(
+                self.command("adopt")
+                    .arg("--run")
+                    .arg(&eval)
+                    .arg("--from")
+                    .arg(dir)
+                    .args(["--stages", stages]),
+            )?;
+            eprintln!("evaluating {} on {name}", dir.display());
+            run_cmd(
+                self.command("train")
+                    .arg("--out")
+                    .arg(&eval)
+                    .arg("--resume"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn train_arm(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
+        if is_finished(dir) {
             eprintln!("{}: done, skipped", dir.display());
             return Ok(());
         }
@@ -263,7 +385,7 @@ impl Study<'_> {
             ];
             own.extend(arm.overrides.iter().map(|o| o.to_string()));
             let mut cmd = self.command("init");
-            cmd.arg("--out").arg(&dir);
+            cmd.arg("--out").arg(dir);
             self.configured(
                 &mut cmd,
                 seed,
@@ -276,7 +398,7 @@ impl Study<'_> {
         run_cmd(
             self.command("adopt")
                 .arg("--run")
-                .arg(&dir)
+                .arg(dir)
                 .arg("--from")
                 .arg(&base)
                 .args(["--stages", "base"]),
@@ -286,15 +408,20 @@ impl Study<'_> {
             run_cmd(
                 self.command("adopt")
                     .arg("--run")
-                    .arg(&dir)
+                    .arg(dir)
                     .arg("--from")
                     .arg(&donor)
                     .args(["--stages", arm.shares]),
             )?;
         }
         eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
-        run_cmd(self.command("train").arg("--out").arg(&dir).arg("--resume"))
+        run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))
     }
+}
+
+/// `path` as a TOML string value.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
 }
 
 /// One finished run's numbers: k-NN and linear top-1 (%), few-label probes (fraction → %),
@@ -304,13 +431,62 @@ struct Point {
     linear: Option<f64>,
     few_label: Vec<(f64, f64)>,
     seconds: f64,
+    /// With `--eval-on`: k-NN top-1 (%) on each source, in the order given (`knn` is their
+    /// mean).
+    per_source: Vec<f64>,
 }
 
-fn point(dir: &Path, model: &str) -> Option<Point> {
+/// The scores of `model` in the finished run `dir`, and its training stages' seconds; with
+/// evaluation sources, each scored in its own `<dir>@<name>` run and averaged.
+fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point> {
     let summary = summary_of(dir)?;
     if summary["stages"]["eval"]["done"] != true {
         return None;
     }
+    let seconds = summary["stages"]
+        .as_object()?
+        .iter()
+        .filter(|(name, _)| name.as_str() != "eval")
+        .filter_map(|(_, s)| s["seconds"].as_f64())
+        .sum();
+    if sources.is_empty() {
+        return scores(&summary, model, seconds);
+    }
+    let each: Vec<Point> = sources
+        .iter()
+        .map(|(name, _)| {
+            let eval = summary_of(&eval_dir(dir, name))?;
+            (eval["stages"]["eval"]["done"] == true).then_some(())?;
+            scores(&eval, model, seconds)
+        })
+        .collect::<Option<_>>()?;
+    let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len() as f64;
+    let few_label = each[0]
+        .few_label
+        .iter()
+        .filter_map(|&(f, _)| {
+            let all: Option<Vec<f64>> = each
+                .iter()
+                .map(|p| p.few_label.iter().find(|x| x.0 == f).map(|x| x.1))
+                .collect();
+            Some((f, mean(all?)))
+        })
+        .collect();
+    Some(Point {
+        knn: mean(each.iter().map(|p| p.knn).collect()),
+        linear: each
+            .iter()
+            .map(|p| p.linear)
+            .collect::<Option<Vec<f64>>>()
+            .map(mean),
+        few_label,
+        seconds,
+        per_source: each.iter().map(|p| p.knn).collect(),
+    })
+}
+
+/// `model`'s scores in one run's summary, in %.
+fn scores(summary: &Value, model: &str, seconds: f64) -> Option<Point> {
     let eval = &summary["eval"][model];
     let few_label = eval["few_label"]
         .as_array()
@@ -320,17 +496,12 @@ fn point(dir: &Path, model: &str) -> Option<Point> {
                 .collect()
         })
         .unwrap_or_default();
-    let seconds = summary["stages"]
-        .as_object()?
-        .iter()
-        .filter(|(name, _)| name.as_str() != "eval")
-        .filter_map(|(_, s)| s["seconds"].as_f64())
-        .sum();
     Some(Point {
         knn: 100.0 * eval["knn_top1"].as_f64()?,
         linear: eval["linear_top1"].as_f64().map(|x| 100.0 * x),
         few_label,
         seconds,
+        per_source: Vec::new(),
     })
 }
 
@@ -348,13 +519,19 @@ impl Cell {
     }
 }
 
-fn cells(seeds: u64, totals: &[u64], dir: impl Fn(u64, u64) -> PathBuf, model: &str) -> Vec<Cell> {
+fn cells(
+    seeds: u64,
+    totals: &[u64],
+    dir: impl Fn(u64, u64) -> PathBuf,
+    model: &str,
+    sources: &[(String, PathBuf)],
+) -> Vec<Cell> {
     totals
         .iter()
         .map(|&total| Cell {
             total,
             points: (0..seeds)
-                .filter_map(|s| Some((s, point(&dir(total, s), model)?)))
+                .filter_map(|s| Some((s, point(&dir(total, s), model, sources)?)))
                 .collect(),
         })
         .filter(|c| !c.points.is_empty())
@@ -385,9 +562,16 @@ fn report(
     stem: &str,
     ladder: &[u64],
     arms: &[&Arm],
+    sources: &[(String, PathBuf)],
 ) -> Result<String> {
     let totals = dnc_totals(ladder);
-    let moclr = cells(args.seeds, ladder, |t, s| moclr_dir(out, t, s), "base");
+    let moclr = cells(
+        args.seeds,
+        ladder,
+        |t, s| moclr_dir(out, t, s),
+        "base",
+        sources,
+    );
     if moclr.is_empty() {
         bail!("no finished MoCLR run under {}", out.display());
     }
@@ -401,6 +585,7 @@ fn report(
                     &totals,
                     |t, s| arm_dir(out, arm.name, t, s),
                     "dnc",
+                    sources,
                 ),
             )
         })
@@ -425,12 +610,16 @@ fn report(
             .map(|x| x.1)
     };
 
-    let mut table = String::from("| method | total epochs | seeds | k-NN | linear |");
+    let mut table = String::from("| method | total epochs | seeds | k-NN |");
+    for (name, _) in sources {
+        let _ = write!(table, " k-NN {name} |");
+    }
+    table.push_str(" linear |");
     for f in &fractions {
         let _ = write!(table, " linear {}% |", 100.0 * f);
     }
     table.push_str(" wall s |\n|---|---|---|---|---|");
-    table.push_str(&"---|".repeat(fractions.len() + 1));
+    table.push_str(&"---|".repeat(sources.len() + fractions.len() + 1));
     table.push('\n');
     let mut summary = serde_json::Map::new();
     let mut rows = |name: &str, list: &[Cell]| {
@@ -440,13 +629,16 @@ fn report(
             let knn = c.stat(|p| Some(p.knn)).expect("cells hold points");
             let linear = c.stat(|p| p.linear);
             let secs = c.stat(|p| Some(p.seconds)).expect("cells hold points");
-            let _ = write!(
-                table,
-                "| {name} | {} | {n} | {} | {} |",
-                c.total,
-                show(knn, n),
-                linear.map_or("–".into(), |l| show(l, n))
-            );
+            let _ = write!(table, "| {name} | {} | {n} | {} |", c.total, show(knn, n));
+            let mut per_source = serde_json::Map::new();
+            for (i, (source, _)) in sources.iter().enumerate() {
+                let cell = c.stat(|p| p.per_source.get(i).copied());
+                let _ = write!(table, " {} |", cell.map_or("–".into(), |x| show(x, n)));
+                if let Some((m, s)) = cell {
+                    per_source.insert(source.clone(), json!({"mean": m, "std": s}));
+                }
+            }
+            let _ = write!(table, " {} |", linear.map_or("–".into(), |l| show(l, n)));
             let mut few_json = serde_json::Map::new();
             for &f in &fractions {
                 let cell = c.stat(|p| few(p, f));
@@ -460,6 +652,7 @@ fn report(
                 "total_epochs": c.total,
                 "seeds": c.points.iter().map(|(s, _)| s).collect::<Vec<_>>(),
                 "knn": {"mean": knn.0, "std": knn.1},
+                "knn_per_source": per_source,
                 "linear": linear.map(|(m, s)| json!({"mean": m, "std": s})),
                 "few_label": few_json,
                 "wall_seconds": {"mean": secs.0, "std": secs.1},
@@ -568,17 +761,25 @@ fn report(
             2 * e,
             2 * e
         ),
-        None => {
-            "**E\\* not reached**: every doubling on the ladder still gains more than 0.5 k-NN \
-                 points, so MoCLR has not saturated at these budgets."
-                .to_string()
-        }
+        None => "**E\\* not found**: no doubling measured on the ladder gains 0.5 k-NN points or \
+             less, so MoCLR has not been seen to saturate at these budgets."
+            .to_string(),
     };
     let overrides = if args.overrides.is_empty() {
         String::new()
     } else {
         format!(" --set {}", args.overrides.join(" --set "))
     };
+    let mut overrides = overrides;
+    if let Some(dir) = &args.out {
+        overrides.push_str(&format!(" --out {}", dir.display()));
+    }
+    for spec in &args.eval_on {
+        overrides.push_str(&format!(" --eval-on {spec}"));
+    }
+    if !args.eval_on.is_empty() {
+        overrides.push_str(&format!(" --eval-bank-limit {}", args.eval_bank_limit));
+    }
     let ladder_arg: Vec<String> = ladder.iter().map(u64::to_string).collect();
     let arms_arg: Vec<&str> = arms.iter().map(|a| a.name).collect();
     let md = format!(
@@ -628,6 +829,7 @@ mod tests {
                             linear: None,
                             few_label: Vec::new(),
                             seconds: 1.0,
+                            per_source: Vec::new(),
                         },
                     )
                 })

@@ -1,7 +1,10 @@
 //! Distil the base model and the experts into one student (SPEC step 4).
 //!
 //! Writes `distill/student.safetensors` (student with its K + 1 heads, or one head when
-//! `distill.teachers = "base"`) and `distill/model.safetensors` (its encoder: the DnC model).
+//! `distill.teachers = "base"`) and `distill/model.safetensors` (its encoder: the DnC model);
+//! with `distill.targets = "cached"`, first `distill/targets.safetensors` ([`targets`]).
+
+mod targets;
 
 use super::cluster::{UNASSIGNED, load_assignments};
 use super::experts::{cluster_count, expert_dir};
@@ -15,7 +18,7 @@ use crate::weights::{load_encoder, save_encoder, save_vars};
 use candle_core::Var;
 use candle_nn::VarMap;
 use dnc_data::{Dataset, Loader};
-use dnc_distill::{DistillStep, Teacher};
+use dnc_distill::{DistillStep, TargetSource, Teacher};
 use dnc_engine::{FitIo, fit};
 use std::sync::Arc;
 
@@ -115,15 +118,28 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         .take(n_experts)
         .map(|vars| Ok(Teacher::new(&cfg.model, vars, &run.device)?))
         .collect::<Result<Vec<_>, PipelineError>>()?;
+    let base = Teacher::new(&cfg.model, base_vars.clone(), &run.device)?;
     let seed = cfg.seed ^ STUDENT_SEED;
-    let mut step = DistillStep::with_options(
-        &cfg.model,
-        Teacher::new(&cfg.model, base_vars.clone(), &run.device)?,
-        experts,
-        seed,
-        &run.device,
-        cfg.distill_options(),
-    )?;
+    let (mut step, clusters) = match cfg.distill.targets {
+        TargetSource::Augmented => {
+            let options = cfg.distill_options();
+            let step =
+                DistillStep::with_options(&cfg.model, base, experts, seed, &run.device, options)?;
+            (step, clusters)
+        }
+        TargetSource::Cached => {
+            // The teachers run here, once per image, and are dropped before training.
+            let cached = targets::prepare(run, &train, &clusters, base, experts, resume)?;
+            let step = DistillStep::with_cached_targets(
+                &cfg.model,
+                cached.targets,
+                seed,
+                &run.device,
+                cfg.distill_options(),
+            )?;
+            (step, cached.clusters)
+        }
+    };
     if let Some(init) = &student_init {
         step.init_student_from(init)?;
     }

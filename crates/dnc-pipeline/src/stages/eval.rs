@@ -71,13 +71,23 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     }
     let num_classes = train.classes().len();
     let mut comparison = Comparison::new();
+    // Rows already written stand (a resumed evaluation, or one run again for a baseline added
+    // to the run, see `Run::add_baseline`): only the models without one are evaluated.
+    let earlier = run.dir.read_summary()?;
+    let fresh = |name: &str| !earlier.eval.contains_key(name);
+    for (name, row) in &earlier.eval {
+        tracing::info!("eval {name}: evaluated earlier, kept");
+        comparison.push_scores(name.clone(), row.knn_top1, row.linear_top1);
+    }
     let mut models: Vec<(String, Encoder)> = Vec::new();
-    models.push((
-        "untrained".into(),
-        fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0,
-    ));
+    if fresh("untrained") {
+        models.push((
+            "untrained".into(),
+            fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?.0,
+        ));
+    }
     let mut read = vec![train.clone(), test.clone()];
-    if run.cfg.eval.bn_adapted_floor {
+    if run.cfg.eval.bn_adapted_floor && fresh("untrained-bn") {
         let (encoder, _) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
         let images = open_split(run, Split::Train)?;
         adapt_batch_norm(run, &encoder, images.clone())?;
@@ -85,7 +95,9 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         models.push(("untrained-bn".into(), encoder));
     }
     for (name, path) in trained_models(run) {
-        models.push((name, load_encoder(&run.cfg.model, &path, &run.device)?.0));
+        if fresh(&name) {
+            models.push((name, load_encoder(&run.cfg.model, &path, &run.device)?.0));
+        }
     }
     for (name, encoder) in &models {
         let result = evaluate_encoder(run, encoder, name, &train, &test, num_classes)?;
@@ -95,10 +107,22 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         })?;
     }
     tracing::info!("\n{}", comparison.to_plain());
-    let read: Vec<&ImageFolder> = read.iter().map(|f| &**f).collect();
-    record_skipped(run, "eval", &read)?;
-    // The diagnostics load their own models; free these first.
+    // A pass that kept rows read no more images than the pass that wrote them: the skipped
+    // images that pass recorded stand.
+    let recorded = earlier
+        .info
+        .get("eval")
+        .is_some_and(|e| e.get("skipped").is_some());
+    if earlier.eval.is_empty() || !recorded {
+        let read: Vec<&ImageFolder> = read.iter().map(|f| &**f).collect();
+        record_skipped(run, "eval", &read)?;
+    }
+    // The diagnostics load their own models; free these first. They read no baseline, so
+    // diagnostics already written stand too.
     drop(models);
+    if earlier.info.contains_key("diagnostics") {
+        return Ok(());
+    }
     super::diagnostics::run(run, &train, &test, num_classes)
 }
 
