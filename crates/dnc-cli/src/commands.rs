@@ -455,18 +455,15 @@ pub(crate) fn mix(args: MixArgs) -> Result<()> {
             subset,
             ..Default::default()
         };
-        let folder = dnc_data::ImageFolder::open(&dir, &config)
+        // Opened by its absolute path, so that every listed path is absolute.
+        let root = std::fs::canonicalize(&dir)
+            .with_context(|| format!("--source {source}: {}", dir.display()))?;
+        let folder = dnc_data::ImageFolder::open(&root, &config)
             .with_context(|| format!("--source {source}"))?;
-        let root = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
         for i in 0..folder.len() {
             let path = folder
                 .path(i)
                 .context("a class folder's image has a path")?;
-            let path = if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                root.join(path)
-            };
             lines.push_str(&path.to_string_lossy());
             lines.push('\n');
         }

@@ -42,6 +42,18 @@ fn mix_lists_every_source_with_its_subset() {
         .collect();
     assert_eq!(classes.len(), 10, "{classes:?}");
 
+    // A source named by a relative path lists the same absolute paths.
+    let relative = dir.path().join("relative.txt");
+    let status = Command::new(DNC)
+        .current_dir(fixtures())
+        .args(["mix", "--source", "test", "--out"])
+        .arg(&relative)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listed = std::fs::read_to_string(&relative).unwrap();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), lines[30..].to_vec());
+
     let out = Command::new(DNC)
         .args(["mix", "--source"])
         .arg(format!("{}=many", train.display()))

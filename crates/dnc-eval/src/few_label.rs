@@ -1,4 +1,4 @@
-//! Few-label linear probes: the linear probe trained on a small class-balanced fraction of the
+//! Few-label linear probes: the linear probe trained on a small stratified fraction of the
 //! labelled bank and scored on the whole test split (the 1% / 10% label evaluation of
 //! semi-supervised learning, reported on ImageNet by the DnC paper, Tian et al. 2021,
 //! arXiv 2105.08054).
@@ -41,7 +41,7 @@ impl FewLabelScore {
     }
 }
 
-/// Indices (increasing) of a class-balanced draw of `fraction` of the items labelled `labels`:
+/// Indices (increasing) of a stratified draw of `fraction` of the items labelled `labels`:
 /// `round(fraction · n_c)` items of every class `c` that has `n_c ≥ 1` items, at least one, chosen
 /// without replacement by the stream of `(seed, draw, c)`.
 pub fn few_label_subset(

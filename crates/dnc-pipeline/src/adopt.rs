@@ -48,6 +48,23 @@ impl Run {
         let donor_summary = donor_dir.read_summary()?;
         let _lock = RunLock::acquire(self.dir.root())?;
         let here = self.dir.read_summary()?;
+        // A stage done here can stand under stages taken from the donor only if it is the
+        // donor's own output (taken earlier, or from the run the donor took it from): later
+        // stages would otherwise read results they were not computed from.
+        if let Some(last_taken) = stages.iter().rposition(|s| !here.is_done(s.name())) {
+            for &stage in &stages[..last_taken] {
+                let (mine, theirs) = (self.dir.root().join(stage.name()), donor.join(stage.name()));
+                if here.is_done(stage.name()) && !same_files(&theirs, &mine)? {
+                    return Err(PipelineError::Other(format!(
+                        "stage {stage} is done here with results of its own, and {} would be \
+                         taken from {}, computed from that run's {stage}: take them all from one \
+                         run, or none",
+                        stages[last_taken],
+                        donor.display()
+                    )));
+                }
+            }
+        }
         for &stage in stages {
             if here.is_done(stage.name()) {
                 continue;
@@ -198,6 +215,35 @@ fn first_difference(prefix: &str, a: &Table, b: &Table) -> Option<(String, Strin
         }
     }
     None
+}
+
+/// Whether every file under `theirs` is under `mine` with the same contents (the same file, by
+/// a hard link, or equal bytes).
+fn same_files(theirs: &Path, mine: &Path) -> Result<bool, PipelineError> {
+    use std::os::unix::fs::MetadataExt;
+    if !theirs.is_dir() {
+        return Ok(!mine.exists());
+    }
+    for entry in std::fs::read_dir(theirs).map_err(|e| PipelineError::io(theirs, e))? {
+        let entry = entry.map_err(|e| PipelineError::io(theirs, e))?;
+        let (a, b) = (entry.path(), mine.join(entry.file_name()));
+        let Ok(mb) = std::fs::metadata(&b) else {
+            return Ok(false);
+        };
+        let ma = std::fs::metadata(&a).map_err(|e| PipelineError::io(&a, e))?;
+        let same = if ma.is_dir() {
+            mb.is_dir() && same_files(&a, &b)?
+        } else {
+            (ma.dev(), ma.ino()) == (mb.dev(), mb.ino())
+                || (ma.len() == mb.len()
+                    && std::fs::read(&a).map_err(|e| PipelineError::io(&a, e))?
+                        == std::fs::read(&b).map_err(|e| PipelineError::io(&b, e))?)
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `from`'s files under `to` (hard links, else copies), written under a temporary name and

@@ -475,9 +475,17 @@ impl RunConfig {
     /// kind's defaults, and a partial `experts.train` from the `[base]` in force. Errors name the
     /// key.
     pub fn from_value(doc: toml::Value) -> Result<Self, String> {
-        let toml::Value::Table(doc) = doc else {
+        let toml::Value::Table(mut doc) = doc else {
             return Err("a run config is a TOML table".into());
         };
+        // The older name of `data.cache_resized`, read as it (the defaults carry the new name,
+        // and the two together would be a duplicate key).
+        if let Some(toml::Value::Table(data)) = doc.get_mut("data")
+            && !data.contains_key("cache_resized")
+            && let Some(old) = data.remove("cache_decoded")
+        {
+            data.insert("cache_resized".into(), old);
+        }
         let toml::Value::Table(defaults) =
             toml::Value::try_from(Self::default()).expect("the default config serialises")
         else {

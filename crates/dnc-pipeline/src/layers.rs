@@ -31,8 +31,10 @@ pub(crate) fn lay_over(defaults: &mut Table, doc: Table) {
     }
 }
 
+/// Whether `table` names a `kind` and the table in force names another (a table in force
+/// without a `kind`, a preset's partial one, keeps its keys).
 fn names_other_kind(in_force: &Table, table: &Table) -> bool {
-    matches!(table.get("kind"), Some(kind) if in_force.get("kind") != Some(kind))
+    matches!((table.get("kind"), in_force.get("kind")), (Some(new), Some(old)) if new != old)
 }
 
 /// The run config's document with every key it leaves out taken from `defaults` (the

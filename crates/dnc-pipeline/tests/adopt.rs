@@ -75,6 +75,24 @@ fn a_stage_trained_otherwise_or_out_of_order_is_refused() {
     assert!(err.contains("base.epochs"), "{err}");
     assert!(!longer.dir.read_summary().unwrap().is_done("base"));
 
+    // A base trained here cannot stand under embeddings computed from the donor's base.
+    donor.run_stage(Stage::Embed, false).unwrap();
+    let own = Run::create(tiny(|_| {}), &dir.path().join("own")).unwrap();
+    own.run_stage(Stage::Base, false).unwrap();
+    let err = own
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Base, Stage::Embed])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("results of its own"), "{err}");
+    // A base taken from the donor can.
+    let taken = Run::create(tiny(|_| {}), &dir.path().join("taken")).unwrap();
+    taken
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Base])
+        .unwrap();
+    taken
+        .adopt_stages(&dir.path().join("donor"), &[Stage::Base, Stage::Embed])
+        .unwrap();
+
     let same = Run::create(tiny(|_| {}), &dir.path().join("same")).unwrap();
     let err = same
         .adopt_stages(&dir.path().join("donor"), &[Stage::Embed])
@@ -82,9 +100,12 @@ fn a_stage_trained_otherwise_or_out_of_order_is_refused() {
         .to_string();
     assert!(err.contains("leading run"), "{err}");
     let err = same
-        .adopt_stages(&dir.path().join("donor"), &[Stage::Base, Stage::Embed])
+        .adopt_stages(
+            &dir.path().join("donor"),
+            &[Stage::Base, Stage::Embed, Stage::Cluster],
+        )
         .unwrap_err()
         .to_string();
-    assert!(err.contains("embed is not done"), "{err}");
+    assert!(err.contains("cluster is not done"), "{err}");
     assert!(!same.dir.read_summary().unwrap().is_done("base"));
 }

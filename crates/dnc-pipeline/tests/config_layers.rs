@@ -143,3 +143,18 @@ fn a_bad_value_in_a_partial_table_names_its_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_run_folder_written_before_cache_resized_still_reads() {
+    let cfg = RunConfig::from_toml("[data]\ncache_decoded = true\n").unwrap();
+    assert!(cfg.data.cache_resized);
+}
+
+#[test]
+fn a_kind_set_on_a_table_without_one_keeps_the_tables_keys() {
+    let cfg = load(
+        "[base.optimizer]\nbase_lr = 0.3\n",
+        &["base.optimizer.kind=\"lars\"".into()],
+    );
+    assert_eq!(cfg.base.optimizer.base_lr(), 0.3);
+}

@@ -178,7 +178,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
     if ladder.is_empty() || ladder[0] == 0 {
         bail!("--ladder needs at least one total of 1 epoch or more");
     }
-    let arms: Vec<&Arm> = args
+    let mut arms: Vec<&Arm> = args
         .arms
         .iter()
         .map(|name| {
@@ -188,6 +188,9 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
+    // The `dnc` arm first: the others take stages from it.
+    arms.sort_by_key(|a| a.name != "dnc");
+    arms.dedup_by_key(|a| a.name);
     if arms.iter().any(|a| !a.shares.is_empty()) && !arms.iter().any(|a| a.name == "dnc") {
         bail!("the control arms share stages with the `dnc` arm: add it to --arms");
     }
@@ -787,7 +790,8 @@ fn report(
          `cargo xtask experiment budget --config {config} --ladder {ladder} --seeds {seeds} --arms {arms}{overrides}`\n\n\
          MoCLR trains every total on the ladder. DnC at a total T trains its base T/2 epochs (the MoCLR run \
          of T/2 epochs, shared), its experts T/4 and its student the rest. Top-1 in % on the preset's test \
-         split (mean ± std over seeds where several ran); wall time is the sum of the training stages' \
+         split, or with `--eval-on` the mean over the sources, each on its own (mean ± std over seeds where \
+         several ran); wall time is the sum of the training stages' \
          seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
          ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
          ![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
