@@ -207,7 +207,7 @@ pub(crate) fn init(args: InitArgs) -> Result<()> {
     let cfg = resolve_config(&args.config)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    logging::init(Some(&args.out.join("log.txt")));
+    logging::init(Some(&dnc_pipeline::RunDir::new(&args.out).log_path()));
     let run = Run::create(cfg, &args.out)?;
     tracing::info!(
         "created run {} ({} stages)",
@@ -226,7 +226,7 @@ pub(crate) fn stages(args: RunArgs) -> Result<()> {
 }
 
 pub(crate) fn adopt(args: AdoptArgs) -> Result<()> {
-    logging::init(Some(&args.run.join("log.txt")));
+    logging::init(Some(&dnc_pipeline::RunDir::new(&args.run).log_path()));
     let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
     let stages = args
         .stages
@@ -250,11 +250,9 @@ fn run_one(stage: Stage, args: StageOnlyArgs) -> Result<()> {
     // Under a launcher every process is a rank of one data-parallel group; rank 0 writes the
     // run's log, the others their own.
     let rank = dnc_dist::LaunchEnv::detect()?.map_or(0, |env| env.rank);
-    let log = match rank {
-        0 => "log.txt".to_string(),
-        r => format!("log.rank-{r}.txt"),
-    };
-    logging::init(Some(&args.run.join(log)));
+    logging::init(Some(
+        &dnc_pipeline::RunDir::new(&args.run).rank_log_path(rank),
+    ));
     let launch = dnc_dist::launch(!args.per_rank_batch_norm)?;
     let result = run_stage_command(stage, args);
     if let Err(e) = &result
@@ -316,7 +314,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         None => default_out(args.config.config.as_deref()),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    logging::init(Some(&out.join("log.txt")));
+    logging::init(Some(&dnc_pipeline::RunDir::new(&out).log_path()));
     let run = if args.resume {
         resume::open(&args, &out)?
     } else {
@@ -367,16 +365,12 @@ fn print_results(run: &Run) -> Result<()> {
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
     logging::init(None);
     let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
-    let file = match args.model.as_str() {
-        "dnc" => run.dir.root().join("distill/model.safetensors"),
-        "base" | "baseline" => run.dir.root().join(&args.model).join("model.safetensors"),
-        other => match other.strip_prefix("expert-") {
-            Some(k) => run
-                .dir
-                .root()
-                .join(format!("experts/expert-{k}/model.safetensors")),
-            None => bail!("unknown model {other:?}: expected dnc, base, baseline or expert-<k>"),
-        },
+    let file = match dnc_pipeline::ModelRef::parse(&args.model) {
+        Some(dnc_pipeline::ModelRef::DncStart) | None => bail!(
+            "unknown model {:?}: expected dnc, base, baseline or expert-<k>",
+            args.model
+        ),
+        Some(model) => run.dir.model_path(model),
     };
     if !file.is_file() {
         bail!(

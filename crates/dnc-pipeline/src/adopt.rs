@@ -46,14 +46,17 @@ impl Run {
         let donor_dir = RunDir::open(donor)?;
         let donor_cfg = RunConfig::from_file(&donor_dir.config_path())?;
         let donor_summary = donor_dir.read_summary()?;
-        let _lock = RunLock::acquire(self.dir.root())?;
+        let _lock = RunLock::acquire(&self.dir)?;
         let here = self.dir.read_summary()?;
         // A stage done here can stand under stages taken from the donor only if it is the
         // donor's own output (taken earlier, or from the run the donor took it from): later
         // stages would otherwise read results they were not computed from.
         if let Some(last_taken) = stages.iter().rposition(|s| !here.is_done(s.name())) {
             for &stage in &stages[..last_taken] {
-                let (mine, theirs) = (self.dir.root().join(stage.name()), donor.join(stage.name()));
+                let (mine, theirs) = (
+                    self.dir.stage_path(stage.name()),
+                    donor_dir.stage_path(stage.name()),
+                );
                 if here.is_done(stage.name()) && !same_files(&theirs, &mine)? {
                     return Err(PipelineError::Other(format!(
                         "stage {stage} is done here with results of its own, and {} would be \
@@ -87,8 +90,8 @@ impl Run {
                 )));
             }
         }
-        let cache = self.dir.root().join("cache");
-        let donor_cache = donor.join("cache");
+        let cache = self.dir.resized_cache_dir();
+        let donor_cache = donor_dir.resized_cache_dir();
         if !cache.exists() && donor_cache.is_dir() {
             link_tree_atomically(&donor_cache, &cache)?;
         }
@@ -96,11 +99,11 @@ impl Run {
             if here.is_done(stage.name()) {
                 continue;
             }
-            let folder = self.dir.root().join(stage.name());
+            let folder = self.dir.stage_path(stage.name());
             if folder.exists() {
                 std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
             }
-            let from = donor.join(stage.name());
+            let from = donor_dir.stage_path(stage.name());
             if from.is_dir() {
                 link_tree_atomically(&from, &folder)?;
             }

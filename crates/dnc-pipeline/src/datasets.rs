@@ -39,7 +39,7 @@ fn folder_config(run: &Run, limit: usize) -> ImageFolderConfig {
 fn resized_cache(run: &Run) -> ResizedCacheConfig {
     let augment = &run.cfg.augment;
     ResizedCacheConfig {
-        dir: run.dir.root().join("cache"),
+        dir: run.dir.resized_cache_dir(),
         side: augment.view1.size.max(augment.view2.size),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }

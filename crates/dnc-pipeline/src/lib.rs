@@ -9,6 +9,7 @@
 //! - [`apply_overrides`]: `--set key.path=value` on top of a config file.
 
 mod adopt;
+mod assignments;
 mod audit;
 pub mod config;
 mod datasets;
@@ -29,6 +30,7 @@ mod train;
 mod validate;
 mod weights;
 
+pub use assignments::{ClusterInfo, UNASSIGNED, load_assignments};
 pub use config::{HeadInit, Init, Partition, RunConfig, StudentInit, Teachers};
 pub use datasets::{Split, open_split};
 pub use error::PipelineError;
@@ -37,11 +39,11 @@ pub use lock::RunLock;
 pub use overrides::apply_overrides;
 pub use report::{ordered_models, results_table, write_report};
 pub use run::Run;
-pub use run_dir::{ModelEval, RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic};
-pub use stage::Stage;
-pub use stages::{
-    ClusterInfo, ExpertPlan, ExpertSelection, UNASSIGNED, expert_plan, load_assignments,
+pub use run_dir::{
+    ModelEval, ModelRef, RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic,
 };
+pub use stage::Stage;
+pub use stages::{ExpertPlan, ExpertSelection, expert_plan};
 pub use status::{ExpertState, RunStatus, StageState};
 pub use validate::validate;
 pub use weights::{fresh_encoder, load_encoder, save_encoder};

@@ -7,6 +7,7 @@
 //! names the host, so the user can remove it once that process is known to be gone.
 
 use crate::error::PipelineError;
+use crate::run_dir::RunDir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -60,10 +61,10 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Takes `<dir>/lock`, taking over a stale one. Fails with the holder when another live
-    /// process holds it.
-    pub fn acquire(dir: &Path) -> Result<Self, PipelineError> {
-        Self::acquire_file(dir.join("lock"))
+    /// Takes the run's lock ([`RunDir::lock_path`]), taking over a stale one. Fails with the
+    /// holder when another live process holds it.
+    pub fn acquire(run: &RunDir) -> Result<Self, PipelineError> {
+        Self::acquire_file(run.lock_path())
     }
 
     /// Takes the lock file `path` (e.g. one expert's `experts/expert-3.lock`), as
@@ -159,27 +160,28 @@ mod tests {
     #[test]
     fn a_second_holder_is_refused_and_a_dead_ones_lock_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = RunLock::acquire(dir.path()).unwrap();
-        let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        let run = RunDir::new(dir.path());
+        let lock = RunLock::acquire(&run).unwrap();
+        let err = RunLock::acquire(&run).unwrap_err().to_string();
         let me = Holder::current();
         assert!(
             err.contains(&format!("process {} on {}", me.pid, me.host)),
             "{err}"
         );
         drop(lock);
-        assert!(!dir.path().join("lock").exists(), "released on drop");
+        assert!(!run.lock_path().exists(), "released on drop");
 
         // A process on another host: never guessed stale.
-        std::fs::write(dir.path().join("lock"), "4242 elsewhere\n").unwrap();
-        let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        std::fs::write(run.lock_path(), "4242 elsewhere\n").unwrap();
+        let err = RunLock::acquire(&run).unwrap_err().to_string();
         assert!(err.contains("process 4242 on elsewhere"), "{err}");
 
         if Path::new("/proc/self").exists() {
             // A pid that cannot run (above Linux's pid_max) on this host: stale.
             let dead = format!("{} {}\n", u32::MAX - 1, me.host);
-            std::fs::write(dir.path().join("lock"), dead).unwrap();
-            let lock = RunLock::acquire(dir.path()).unwrap();
-            let text = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+            std::fs::write(run.lock_path(), dead).unwrap();
+            let lock = RunLock::acquire(&run).unwrap();
+            let text = std::fs::read_to_string(run.lock_path()).unwrap();
             assert_eq!(Holder::parse(&text), Some(me));
             drop(lock);
         }

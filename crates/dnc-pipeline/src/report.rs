@@ -1,10 +1,13 @@
 //! `report.md`: the run for people — results table, stage times, clusters, diagnostics and loss
 //! curves.
 
+use crate::assignments::ClusterInfo;
 use crate::error::PipelineError;
 use crate::run::Run;
-use crate::run_dir::{Summary, write_atomic};
-use crate::stages::{ClusterInfo, Diagnostics};
+use crate::run_dir::{
+    COMPOSITION_PLOT, DIAGNOSTICS_PLOT, EXAMPLES_PLOT, LOSS_PLOT, Summary, write_atomic,
+};
+use crate::stages::Diagnostics;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -137,7 +140,7 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
         md.push_str(&diagnostics_section(&d, plotted));
     }
     if loss_plot(run)? {
-        md.push_str("\n## Training loss\n\n![loss per stage](loss.png)\n");
+        let _ = writeln!(md, "\n## Training loss\n\n![loss per stage]({LOSS_PLOT})");
     }
     write_atomic(&run.dir.report_path(), md.as_bytes())
 }
@@ -156,12 +159,13 @@ fn cluster_section(info: &ClusterInfo) -> String {
         let _ = writeln!(md, "\n- merged {m}");
     }
     if info.nmi.is_some() {
-        md.push_str("\n![cluster composition by class](cluster/composition.png)\n");
+        let _ = writeln!(md, "\n![cluster composition by class]({COMPOSITION_PLOT})");
     }
     if !info.examples.is_empty() {
-        md.push_str(
+        let _ = writeln!(
+            md,
             "\nExample images, one row per cluster (the nearest to their k-means centroid):\n\n\
-             ![example images of each cluster](cluster/examples.png)\n",
+             ![example images of each cluster]({EXAMPLES_PLOT})",
         );
     }
     md
@@ -202,8 +206,9 @@ fn diagnostics_section(d: &Diagnostics, plotted: bool) -> String {
     }
     let _ = writeln!(md, "\n**Verdict:** {}", d.verdict);
     if plotted {
-        md.push_str(
-            "\n![k-NN top-1 of base, expert and student within each cluster](diagnostics.png)\n",
+        let _ = writeln!(
+            md,
+            "\n![k-NN top-1 of base, expert and student within each cluster]({DIAGNOSTICS_PLOT})",
         );
     }
     let c = &d.ceiling;
@@ -255,7 +260,7 @@ fn diagnostics_plot(run: &Run, d: &Diagnostics) -> Result<bool, PipelineError> {
         ],
         ..dnc_plot::ErrorBars::default()
     };
-    dnc_plot::bar_chart_with_errors(&run.dir.root().join("diagnostics.png"), &chart)
+    dnc_plot::bar_chart_with_errors(&run.dir.diagnostics_plot_path(), &chart)
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     Ok(true)
 }
@@ -300,7 +305,7 @@ fn loss_plot(run: &Run) -> Result<bool, PipelineError> {
             .collect(),
         ..dnc_plot::LineChart::default()
     };
-    dnc_plot::line_chart(&run.dir.root().join("loss.png"), &chart)
+    dnc_plot::line_chart(&run.dir.loss_plot_path(), &chart)
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     Ok(true)
 }

@@ -94,7 +94,7 @@ impl Run {
             crate::stages::run(self, stage, resume)?;
             return comm.barrier().map_err(wait);
         }
-        let lock = RunLock::acquire(self.dir.root())?;
+        let lock = RunLock::acquire(&self.dir)?;
         let start = self.begin_stage(stage, resume)?;
         comm.barrier().map_err(wait)?;
         crate::stages::run(self, stage, resume)?;
@@ -107,7 +107,7 @@ impl Run {
 
     /// [`run_stage`](Self::run_stage) in a single process.
     fn run_stage_alone(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
-        let _lock = RunLock::acquire(self.dir.root())?;
+        let _lock = RunLock::acquire(&self.dir)?;
         let start = self.begin_stage(stage, resume)?;
         crate::stages::run(self, stage, resume)?;
         self.end_stage(stage, start)
@@ -167,7 +167,7 @@ impl Run {
                 return Err(PipelineError::Other(format!(
                     "stage {stage} needs every expert; not complete in {}: {} \
                      (run `dnc stage experts --run {} --expert K` for each, or `dnc status`)",
-                    self.dir.root().join("experts").display(),
+                    self.dir.experts_dir().display(),
                     names.join(", "),
                     self.dir.root().display()
                 )));
@@ -207,7 +207,7 @@ impl Run {
             )));
         }
         // Expert jobs never take the run's lock themselves (they would refuse each other).
-        let run_lock = self.dir.root().join("lock");
+        let run_lock = self.dir.lock_path();
         if let Some((holder, false)) = crate::lock::lock_holder(&run_lock) {
             return Err(PipelineError::Locked {
                 path: run_lock,
@@ -267,7 +267,7 @@ impl Run {
         if self.cfg.baseline {
             return Ok(false);
         }
-        let _lock = RunLock::acquire(self.dir.root())?;
+        let _lock = RunLock::acquire(&self.dir)?;
         let mut cfg = self.cfg.clone();
         cfg.baseline = true;
         validate(&cfg)?;

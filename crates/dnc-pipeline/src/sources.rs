@@ -1,7 +1,7 @@
 //! Batch sources: the data crate's [`Loader`] adapted to the engine's [`BatchSource`], turning
 //! mapped items into tensors on the training device.
 
-use crate::stages::UNASSIGNED;
+use crate::assignments::UNASSIGNED;
 use candle_core::Device;
 use dnc_augment::{TwoViewMapper, TwoViews, ViewConfig, augment_view, view_decode_size};
 use dnc_core::SeededRng;

@@ -5,9 +5,8 @@
 use crate::error::PipelineError;
 use crate::lock::lock_holder;
 use crate::run::Run;
-use crate::run_dir::Summary;
+use crate::run_dir::{ModelRef, Summary};
 use crate::stage::Stage;
-use crate::stages::{FAILED_FILE, expert_dir, expert_lock_path};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -60,9 +59,9 @@ fn live_holder(path: &Path) -> Option<String> {
     }
 }
 
-/// The step of the newest checkpoint in `dir/checkpoints` (`step-000000054`).
-fn last_checkpoint(dir: &Path) -> Option<u64> {
-    std::fs::read_dir(dir.join("checkpoints"))
+/// The step of the newest checkpoint in `checkpoints` (`step-000000054`).
+fn last_checkpoint(checkpoints: &Path) -> Option<u64> {
+    std::fs::read_dir(checkpoints)
         .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -83,20 +82,19 @@ fn expert_count(summary: &Summary) -> Option<usize> {
 }
 
 fn expert_state(run: &Run, k: usize) -> ExpertState {
-    let dir = expert_dir(run, k);
-    if dir.join("model.safetensors").is_file() {
+    if run.dir.model_path(ModelRef::Expert(k)).is_file() {
         return ExpertState::Done;
     }
-    let checkpoint = last_checkpoint(&dir);
-    if let Some(holder) = live_holder(&expert_lock_path(run, k)) {
+    let checkpoint = last_checkpoint(&run.dir.checkpoints_dir(ModelRef::Expert(k)));
+    if let Some(holder) = live_holder(&run.dir.expert_lock_path(k)) {
         return ExpertState::Running { holder, checkpoint };
     }
-    if let Ok(message) = std::fs::read_to_string(dir.join(FAILED_FILE)) {
+    if let Ok(message) = std::fs::read_to_string(run.dir.expert_failed_path(k)) {
         return ExpertState::Failed {
             message: message.trim().to_string(),
         };
     }
-    if dir.exists() {
+    if run.dir.expert_dir(k).exists() {
         ExpertState::Interrupted { checkpoint }
     } else {
         ExpertState::NotStarted
@@ -106,7 +104,7 @@ fn expert_state(run: &Run, k: usize) -> ExpertState {
 /// The experts of the run that are not complete (none before the cluster stage is done).
 pub(crate) fn incomplete_experts(run: &Run, summary: &Summary) -> Vec<usize> {
     (0..expert_count(summary).unwrap_or(0))
-        .filter(|&k| !expert_dir(run, k).join("model.safetensors").is_file())
+        .filter(|&k| !run.dir.model_path(ModelRef::Expert(k)).is_file())
         .collect()
 }
 
@@ -114,7 +112,7 @@ impl RunStatus {
     /// Reads the run directory.
     pub fn read(run: &Run) -> Result<Self, PipelineError> {
         let summary = run.dir.read_summary()?;
-        let run_holder = live_holder(&run.dir.root().join("lock"));
+        let run_holder = live_holder(&run.dir.lock_path());
         let experts: Vec<(usize, ExpertState)> = match expert_count(&summary) {
             Some(k) if run.stages().contains(&Stage::Experts) => {
                 (0..k).map(|k| (k, expert_state(run, k))).collect()

@@ -11,7 +11,7 @@ use dnc_augment::TwoViewMapper;
 use dnc_data::{DataError, Dataset, ImageItem, Loader, LoaderConfig};
 use dnc_engine::{FitConfig, FitIo, FitReport, MetricsWriter, fit};
 use dnc_moclr::{MoclrConfig, MoclrStep};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One MoCLR training job.
@@ -24,8 +24,10 @@ pub(crate) struct MoclrJob<'a> {
     pub seed: u64,
     /// Start from these weights instead of a fresh initialisation.
     pub init: Option<&'a VarMap>,
-    /// Folder of the job: `checkpoints/` inside, `model.safetensors` at the end.
-    pub dir: &'a Path,
+    /// The job's checkpoints folder ([`RunDir::checkpoints_dir`](crate::RunDir::checkpoints_dir)).
+    pub checkpoints: PathBuf,
+    /// The encoder written at the end ([`RunDir::model_path`](crate::RunDir::model_path)).
+    pub model: PathBuf,
 }
 
 /// Loader settings of a training stage.
@@ -71,7 +73,7 @@ pub(crate) fn name_batch_size(e: DataError, key: &str, stage: &str) -> PipelineE
     }
 }
 
-/// Trains one MoCLR encoder on `dataset` and writes `<dir>/model.safetensors`.
+/// Trains one MoCLR encoder on `dataset` and writes `job.model`.
 pub(crate) fn train_moclr<D>(
     run: &RunConfig,
     job: MoclrJob<'_>,
@@ -119,12 +121,12 @@ where
         job.train.keep_checkpoints,
     );
     let io = FitIo::new(job.name.clone())
-        .with_checkpoints(job.dir.join("checkpoints"))
+        .with_checkpoints(job.checkpoints.clone())
         .with_metrics(metrics)
         .with_resume(resume);
     let report = fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
     if group.is_leader() {
-        save_encoder(step.online_vars(), &job.dir.join("model.safetensors"))?;
+        save_encoder(step.online_vars(), &job.model)?;
     }
     Ok(report)
 }

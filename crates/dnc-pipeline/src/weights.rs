@@ -21,15 +21,7 @@ pub(crate) fn save_vars(
             .map(|(name, var)| (name.clone(), var.as_detached_tensor()))
             .collect()
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let tmp = crate::run_dir::temp_path(path)?;
     candle_core::safetensors::save(&tensors, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| PipelineError::io(path, e))
 }

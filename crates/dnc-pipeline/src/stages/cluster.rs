@@ -16,50 +16,17 @@
 //! [`default_sample_size`]), and every image is then assigned by reading the features a chunk of
 //! rows at a time. With no more images than the sample, it fits on all of them at once.
 
-use super::embed::{NO_LABEL, features_dir};
+use crate::assignments::{ClusterInfo, NO_LABEL};
 use crate::config::{ClusterLayer, Partition, SmallCluster};
 use crate::datasets::{Split, open_split};
 use crate::error::PipelineError;
 use crate::feature_store::{FeatureMatrix, FeatureReader};
 use crate::run::Run;
+use crate::stage::Stage;
 use candle_core::{Device, Tensor};
 use dnc_cluster::{
     CentroidSums, ClusterAssignments, KMeansConfig, Metric, ari, majority_vote_accuracy, nmi,
 };
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-
-/// What the cluster stage found, as stored in `summary.json` (`info.cluster`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClusterInfo {
-    /// Clusters after merging (the number of experts).
-    pub k: usize,
-    pub sizes: Vec<usize>,
-    /// Clusters merged away, e.g. "cluster 3 (12 images) into cluster 1".
-    pub merged: Vec<String>,
-    /// Agreement with the class labels, when the data has them.
-    pub nmi: Option<f64>,
-    pub ari: Option<f64>,
-    /// Majority-vote accuracy (purity).
-    pub purity: Option<f64>,
-    /// `composition[c][class]`: images of each class in each cluster.
-    pub composition: Vec<Vec<usize>>,
-    pub class_names: Vec<String>,
-    /// Final k-means inertia.
-    pub inertia: f64,
-    /// Per cluster, the training images shown in `cluster/examples.png` (dataset indices): the
-    /// nearest to the k-means centroid they were assigned to (for a cluster merged into another,
-    /// its own former centroid; with a random partition, the first by index).
-    #[serde(default)]
-    pub examples: Vec<Vec<u64>>,
-}
-
-pub(crate) fn assignments_path(run: &Run) -> PathBuf {
-    run.dir
-        .root()
-        .join("cluster")
-        .join("assignments.safetensors")
-}
 
 /// Rows of features read at a time when assigning every image.
 const ASSIGN_CHUNK_ROWS: usize = 8192;
@@ -81,7 +48,7 @@ struct Clustering {
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
-    let store = FeatureReader::open(&features_dir(run))?;
+    let store = FeatureReader::open(&run.dir.features_dir())?;
     let key = match run.cfg.divide.layer {
         ClusterLayer::Hidden => "hidden",
         ClusterLayer::Backbone => "backbone",
@@ -112,8 +79,8 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         (run.cfg.experts.partition != Partition::Random).then_some(clustering.distances.as_slice());
     let examples = pick_examples(&ids, &labels, nearness, centroids.dim(0)?);
     let assignments = ClusterAssignments::new(ids, labels, centroids, metric)?;
-    run.dir.stage_dir("cluster")?;
-    assignments.save(&assignments_path(run))?;
+    run.dir.stage_dir(Stage::Cluster.name())?;
+    assignments.save(&run.dir.assignments_path())?;
     let train = open_split(run, Split::Train)?;
     let mut info = describe(
         train.classes(),
@@ -124,7 +91,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     )?;
     write_examples(run, &train, &examples)?;
     info.examples = examples;
-    let sizes_path = run.dir.root().join("cluster").join("sizes.json");
+    let sizes_path = run.dir.cluster_sizes_path();
     let json = serde_json::to_string_pretty(&info).expect("cluster info serialises");
     crate::run_dir::write_atomic(&sizes_path, json.as_bytes())?;
     plot_composition(run, &info)?;
@@ -373,7 +340,7 @@ fn write_examples(
             image::imageops::replace(&mut canvas, &thumb, i64::from(x), i64::from(y));
         }
     }
-    let path = run.dir.root().join("cluster").join("examples.png");
+    let path = run.dir.cluster_examples_path();
     let mut png = Vec::new();
     canvas
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -398,30 +365,8 @@ fn plot_composition(run: &Run, info: &ClusterInfo) -> Result<(), PipelineError> 
             .collect(),
         ..dnc_plot::StackedBars::default()
     };
-    let path = run.dir.root().join("cluster").join("composition.png");
+    let path = run.dir.cluster_composition_path();
     dnc_plot::stacked_bar_chart(&path, &chart).map_err(|e| PipelineError::Other(e.to_string()))
-}
-
-/// The cluster id of a training image that has none: the embed stage skipped it (an unreadable
-/// or undecodable file), so the cluster stage never saw it.
-pub const UNASSIGNED: u32 = u32::MAX;
-
-/// The cluster of every image of the training split, by dataset index; [`UNASSIGNED`] for the
-/// images the embed stage skipped.
-pub fn load_assignments(run: &Run, n_images: usize) -> Result<Vec<u32>, PipelineError> {
-    let path = assignments_path(run);
-    let a = ClusterAssignments::load(&path, &Device::Cpu)?;
-    let mut by_index = vec![UNASSIGNED; n_images];
-    for (&id, &label) in a.image_ids.iter().zip(&a.labels) {
-        let slot = by_index.get_mut(id as usize).ok_or_else(|| {
-            PipelineError::Other(format!(
-                "{}: image id {id} is outside the training split of {n_images} images",
-                path.display()
-            ))
-        })?;
-        *slot = label;
-    }
-    Ok(by_index)
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 
 mod targets;
 
-use super::cluster::{UNASSIGNED, load_assignments};
-use super::experts::{cluster_count, expert_dir};
+use crate::assignments::{UNASSIGNED, cluster_count, load_assignments};
 use crate::config::{StudentInit, Teachers};
 use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::run::Run;
+use crate::run_dir::ModelRef;
 use crate::sources::{DistillSource, DistillViewMapper};
+use crate::stage::Stage;
 use crate::train::{fit_config, train_loader_config};
 use crate::weights::{load_encoder, save_encoder, save_vars};
 use candle_core::Var;
@@ -81,7 +82,7 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let train = open_split(run, Split::Train)?;
     let clusters = load_assignments(run, train.len())?;
     let k = cluster_count(&clusters);
-    let base_path = run.dir.root().join("base/model.safetensors");
+    let base_path = run.dir.model_path(ModelRef::Base);
     let (_, base_vars) = load_encoder(&cfg.model, &base_path, &run.device)?;
     let n_experts = match cfg.distill.teachers {
         Teachers::All => k,
@@ -94,7 +95,7 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     let loaded = if n_experts > 0 || merges { k } else { 0 };
     let expert_vars = (0..loaded)
         .map(|c| {
-            let path = expert_dir(run, c).join("model.safetensors");
+            let path = run.dir.model_path(ModelRef::Expert(c));
             Ok(load_encoder(&cfg.model, &path, &run.device)?.1)
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
@@ -176,10 +177,10 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         d.checkpoint_every,
         d.keep_checkpoints,
     );
-    let dir = run.dir.stage_dir("distill")?;
+    run.dir.stage_dir(Stage::Distill.name())?;
     let mut metrics = run.metrics()?;
     let io = FitIo::new("distill")
-        .with_checkpoints(dir.join("checkpoints"))
+        .with_checkpoints(run.dir.checkpoints_dir(ModelRef::Dnc))
         .with_metrics(&mut metrics)
         .with_resume(resume);
     {
@@ -192,16 +193,16 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
     if !group.is_leader() {
         return Ok(());
     }
-    save_vars(step.vars(), &dir.join("student.safetensors"), |_| true)?;
+    save_vars(step.vars(), &run.dir.student_path(), |_| true)?;
     // The merged experts the student started from, so evaluation can tell what the merge gave
     // from what distillation added; a re-run with another start leaves no stale file behind.
-    let start = dir.join("start.safetensors");
+    let start = run.dir.model_path(ModelRef::DncStart);
     if let (true, Some(init)) = (merges, &student_init) {
         save_encoder(init, &start)?;
     } else if start.is_file() {
         std::fs::remove_file(&start).map_err(|e| PipelineError::io(&start, e))?;
     }
-    save_encoder(step.vars(), &dir.join("model.safetensors"))?;
+    save_encoder(step.vars(), &run.dir.model_path(ModelRef::Dnc))?;
     record_skipped(run, "distill", &[&train])?;
     Ok(())
 }

@@ -6,33 +6,28 @@
 //! `output.npy` (the projection), `indices.npy` (dataset index of each row) and `labels.npy`
 //! (class id, `u32::MAX` where unknown). The cluster stage reads it in chunks.
 
+use crate::assignments::NO_LABEL;
 use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::feature_store::FeatureWriter;
 use crate::features::for_each_embedded;
 use crate::run::Run;
+use crate::run_dir::ModelRef;
+use crate::stage::Stage;
 use crate::weights::load_encoder;
-use std::path::PathBuf;
-
-/// Label value of an image without a label.
-pub(super) const NO_LABEL: u32 = u32::MAX;
 
 /// The stored matrices, in the order the encoder gives them.
 const MATRICES: [&str; 3] = ["backbone", "hidden", "output"];
 
-pub(crate) fn features_dir(run: &Run) -> PathBuf {
-    run.dir.root().join("embed").join("features")
-}
-
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     let (encoder, _vars) = load_encoder(
         &run.cfg.model,
-        &run.dir.root().join("base").join("model.safetensors"),
+        &run.dir.model_path(ModelRef::Base),
         &run.device,
     )?;
     let train = open_split(run, Split::Train)?;
-    let dir = features_dir(run);
-    run.dir.stage_dir("embed")?;
+    let dir = run.dir.features_dir();
+    run.dir.stage_dir(Stage::Embed.name())?;
     let mut writer = FeatureWriter::create(&dir, &MATRICES)?;
     let mut n = 0;
     for_each_embedded(

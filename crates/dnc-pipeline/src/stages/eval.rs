@@ -1,13 +1,14 @@
 //! Evaluation (SPEC protocol): weighted k-NN, a linear probe and few-label linear probes on frozen
 //! backbone features of every model of the run, always beside the untrained floor; then, in a DnC
-//! run, the [diagnostics](super::diagnostics) of where accuracy is won or lost.
+//! run, the [diagnostics](diagnostics) of where accuracy is won or lost.
 
-use super::experts::expert_dir;
+mod diagnostics;
+
 use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::features::{embed_dataset, for_each_embedded};
 use crate::run::Run;
-use crate::run_dir::ModelEval;
+use crate::run_dir::{ModelEval, ModelRef};
 use crate::weights::{fresh_encoder, load_encoder};
 use candle_core::Tensor;
 use dnc_data::ImageFolder;
@@ -15,25 +16,27 @@ use dnc_eval::{Comparison, StreamingKnn, few_label_probe_evaluate, linear_probe_
 use dnc_models::Encoder;
 use std::sync::Arc;
 
+pub(crate) use diagnostics::Diagnostics;
+
 /// The models of the run that exist on disk, by report name, in report order.
 fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
-    let root = run.dir.root();
-    let mut models = vec![("base".to_string(), root.join("base/model.safetensors"))];
-    for (name, file) in [
-        // The distillation student's start when it is merged from the experts.
-        ("dnc-start", "distill/start.safetensors"),
-        ("dnc", "distill/model.safetensors"),
-        ("baseline", "baseline/model.safetensors"),
-    ] {
-        models.push((name.to_string(), root.join(file)));
-    }
+    // `dnc-start`: the distillation student's start when it is merged from the experts.
+    let mut models: Vec<(String, std::path::PathBuf)> = [
+        ModelRef::Base,
+        ModelRef::DncStart,
+        ModelRef::Dnc,
+        ModelRef::Baseline,
+    ]
+    .into_iter()
+    .map(|m| (m.name(), run.dir.model_path(m)))
+    .collect();
     if run.cfg.eval.experts {
         for k in 0.. {
-            let path = expert_dir(run, k).join("model.safetensors");
+            let path = run.dir.model_path(ModelRef::Expert(k));
             if !path.is_file() {
                 break;
             }
-            models.push((format!("expert-{k}"), path));
+            models.push((ModelRef::Expert(k).name(), path));
         }
     }
     models.into_iter().filter(|(_, p)| p.is_file()).collect()
@@ -123,7 +126,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     if earlier.info.contains_key("diagnostics") {
         return Ok(());
     }
-    super::diagnostics::run(run, &train, &test, num_classes)
+    diagnostics::run(run, &train, &test, num_classes)
 }
 
 /// One pass over the training images in training mode, so that the BatchNorm running statistics

@@ -8,13 +8,15 @@
 //! ([`run_selected`]) train a selection of the experts in separate processes that share the run
 //! directory, each expert under its own lock.
 
-use super::cluster::{UNASSIGNED, load_assignments};
+use crate::assignments::{UNASSIGNED, cluster_count, load_assignments};
 use crate::audit::Audited;
 use crate::config::{BudgetSplit, Init};
 use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::lock::RunLock;
 use crate::run::Run;
+use crate::run_dir::ModelRef;
+use crate::stage::Stage;
 use crate::train::{MoclrJob, train_moclr};
 use crate::weights::load_encoder;
 use candle_core::Device;
@@ -22,7 +24,6 @@ use candle_nn::VarMap;
 use dnc_data::{Dataset, ImageFolder, Subset};
 use dnc_engine::MetricsWriter;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What one expert trains on, and for how long.
@@ -60,34 +61,6 @@ pub fn expert_plan(clusters: &[u32], budget_epochs: usize, split: BudgetSplit) -
         })
         .collect()
 }
-
-/// How many clusters `clusters` names: one more than its largest assigned id.
-pub(crate) fn cluster_count(clusters: &[u32]) -> usize {
-    clusters
-        .iter()
-        .filter(|&&c| c != UNASSIGNED)
-        .map(|&c| c as usize + 1)
-        .max()
-        .unwrap_or(0)
-}
-
-pub(crate) fn expert_dir(run: &Run, cluster: usize) -> PathBuf {
-    run.dir
-        .root()
-        .join("experts")
-        .join(format!("expert-{cluster}"))
-}
-
-/// The lock file an expert job holds while it trains expert `cluster`.
-pub(crate) fn expert_lock_path(run: &Run, cluster: usize) -> PathBuf {
-    run.dir
-        .root()
-        .join("experts")
-        .join(format!("expert-{cluster}.lock"))
-}
-
-/// The file an expert job leaves when its expert failed, holding the error.
-pub(crate) const FAILED_FILE: &str = "failed.txt";
 
 /// The experts of the run, from the cluster assignments.
 fn plans(run: &Run, train: &ImageFolder) -> Result<Vec<ExpertPlan>, PipelineError> {
@@ -220,14 +193,14 @@ pub(crate) fn run_selected(
     }
     let base_vars = base_vars(run, &run.device)?;
     let mut metrics = run.metrics()?;
-    run.dir.stage_dir("experts")?;
+    run.dir.stage_dir(Stage::Experts.name())?;
     for plan in plans.iter().filter(|p| selection.includes(p.cluster)) {
-        let _lock = RunLock::acquire_file(expert_lock_path(run, plan.cluster))?;
-        let dir = expert_dir(run, plan.cluster);
+        let _lock = RunLock::acquire_file(run.dir.expert_lock_path(plan.cluster))?;
+        let dir = run.dir.expert_dir(plan.cluster);
         if !resume && dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
         }
-        let failed = dir.join(FAILED_FILE);
+        let failed = run.dir.expert_failed_path(plan.cluster);
         if failed.exists() {
             std::fs::remove_file(&failed).map_err(|e| PipelineError::io(&failed, e))?;
         }
@@ -246,11 +219,9 @@ pub(crate) fn run_selected(
             return Err(e);
         }
     }
-    let complete = plans.iter().all(|p| {
-        expert_dir(run, p.cluster)
-            .join("model.safetensors")
-            .is_file()
-    });
+    let complete = plans
+        .iter()
+        .all(|p| run.dir.model_path(ModelRef::Expert(p.cluster)).is_file());
     if complete {
         record_plans(run, &plans, &train)?;
     }
@@ -260,14 +231,9 @@ pub(crate) fn run_selected(
 /// The base model's variables, when experts start from it.
 fn base_vars(run: &Run, device: &Device) -> Result<Option<VarMap>, PipelineError> {
     Ok(match run.cfg.experts.init {
-        Init::Base => Some(
-            load_encoder(
-                &run.cfg.model,
-                &run.dir.root().join("base/model.safetensors"),
-                device,
-            )?
-            .1,
-        ),
+        Init::Base => {
+            Some(load_encoder(&run.cfg.model, &run.dir.model_path(ModelRef::Base), device)?.1)
+        }
         Init::Scratch => None,
     })
 }
@@ -306,8 +272,8 @@ fn train_expert(
     metrics: &mut MetricsWriter,
     resume: bool,
 ) -> Result<(), PipelineError> {
-    let dir = expert_dir(run, plan.cluster);
-    let done = dir.join("model.safetensors").is_file();
+    let dir = run.dir.expert_dir(plan.cluster);
+    let done = run.dir.model_path(ModelRef::Expert(plan.cluster)).is_file();
     // Data-parallel ranks must all train it or all skip it.
     let group = dnc_dist::current();
     let what = format!("whether expert {} is complete", plan.cluster);
@@ -320,12 +286,7 @@ fn train_expert(
     let subset = Subset::new(train.clone(), plan.images.clone())?;
     // In data-parallel training each rank records the images of its own shares.
     let rank = dnc_dist::current().rank();
-    let suffix = if rank == 0 {
-        String::new()
-    } else {
-        format!(".rank-{rank}")
-    };
-    let journal = dir.join(format!("served{suffix}.log"));
+    let journal = run.dir.expert_served_log_path(plan.cluster, rank);
     let audited = Arc::new(Audited::new(subset, &journal, resume)?);
     let job = MoclrJob {
         name: format!("expert-{}", plan.cluster),
@@ -333,7 +294,8 @@ fn train_expert(
         epochs: plan.epochs,
         seed: run.cfg.seed.wrapping_add(1 + plan.cluster as u64),
         init: base_vars,
-        dir: &dir,
+        checkpoints: run.dir.checkpoints_dir(ModelRef::Expert(plan.cluster)),
+        model: run.dir.model_path(ModelRef::Expert(plan.cluster)),
     };
     tracing::info!(
         "expert {}: {} images, {} epochs",
@@ -342,7 +304,7 @@ fn train_expert(
         plan.epochs
     );
     train_moclr(&run.cfg, job, audited.clone(), device, metrics, resume)?;
-    audited.write_served(&dir.join(format!("served{suffix}.json")))?;
+    audited.write_served(&run.dir.expert_served_path(plan.cluster, rank))?;
     Ok(())
 }
 

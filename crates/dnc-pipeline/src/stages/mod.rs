@@ -1,7 +1,11 @@
-//! The implementation of every stage.
+//! The implementation of every stage, in order: base ([`pretrain`]) → embed → cluster → experts
+//! → distill → eval (with its diagnostics); the baseline is [`pretrain`] too.
+//!
+//! A stage depends on the run context ([`Run`], its [`RunDir`](crate::RunDir) paths and its
+//! configuration) and on what earlier stages left in the run directory (read through
+//! [`crate::assignments`]), never on another stage's module.
 
 mod cluster;
-mod diagnostics;
 mod distill;
 mod embed;
 mod eval;
@@ -12,10 +16,8 @@ use crate::error::PipelineError;
 use crate::run::Run;
 use crate::stage::Stage;
 
-pub use cluster::{ClusterInfo, UNASSIGNED, load_assignments};
-pub(crate) use diagnostics::Diagnostics;
+pub(crate) use eval::Diagnostics;
 pub use experts::{ExpertPlan, ExpertSelection, expert_plan};
-pub(crate) use experts::{FAILED_FILE, expert_dir, expert_lock_path};
 
 /// Runs `stage` of `run`.
 pub(crate) fn run(run: &Run, stage: Stage, resume: bool) -> Result<(), PipelineError> {

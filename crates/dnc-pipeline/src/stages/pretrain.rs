@@ -3,6 +3,7 @@
 use crate::datasets::{Split, open_split, record_skipped};
 use crate::error::PipelineError;
 use crate::run::Run;
+use crate::run_dir::ModelRef;
 use crate::train::{MoclrJob, train_moclr};
 use crate::weights::fresh_encoder;
 
@@ -12,7 +13,13 @@ pub(crate) fn base(run: &Run, resume: bool) -> Result<(), PipelineError> {
         Some(spec) => Some(pretrained(run, spec)?),
         None => None,
     };
-    train_all_data(run, "base", run.cfg.base.epochs, init.as_ref(), resume)
+    train_all_data(
+        run,
+        ModelRef::Base,
+        run.cfg.base.epochs,
+        init.as_ref(),
+        resume,
+    )
 }
 
 /// An encoder whose backbone holds the weights of `spec` (hub URI or local file); the projector
@@ -42,26 +49,35 @@ fn pretrained(run: &Run, spec: &str) -> Result<candle_nn::VarMap, PipelineError>
 /// Trains MoCLR for the DnC run's total epochs (base + experts + distill) on the same data, into
 /// `baseline/model.safetensors`: the comparison the paper makes.
 pub(crate) fn baseline(run: &Run, resume: bool) -> Result<(), PipelineError> {
-    train_all_data(run, "baseline", run.cfg.baseline_epochs(), None, resume)
+    train_all_data(
+        run,
+        ModelRef::Baseline,
+        run.cfg.baseline_epochs(),
+        None,
+        resume,
+    )
 }
 
 fn train_all_data(
     run: &Run,
-    name: &str,
+    model: ModelRef,
     epochs: usize,
     init: Option<&candle_nn::VarMap>,
     resume: bool,
 ) -> Result<(), PipelineError> {
     let train = open_split(run, Split::Train)?;
-    let dir = run.dir.stage_dir(name)?;
+    let name = model.name();
+    std::fs::create_dir_all(run.dir.model_dir(model))
+        .map_err(|e| PipelineError::io(&run.dir.model_dir(model), e))?;
     let mut metrics = run.metrics()?;
     let job = MoclrJob {
-        name: name.to_string(),
+        name: name.clone(),
         train: &run.cfg.base,
         epochs,
         seed: run.cfg.seed,
         init,
-        dir: &dir,
+        checkpoints: run.dir.checkpoints_dir(model),
+        model: run.dir.model_path(model),
     };
     let report = train_moclr(
         &run.cfg,
@@ -75,7 +91,7 @@ fn train_all_data(
     if !group.is_leader() {
         return Ok(());
     }
-    let skipped = record_skipped(run, name, &[&train])?;
+    let skipped = record_skipped(run, &name, &[&train])?;
     run.dir.update_summary(|s| {
         s.info.insert(
             format!("{name}_training"),

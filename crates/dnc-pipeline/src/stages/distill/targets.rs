@@ -11,22 +11,16 @@
 //! stage reads it back when it matches the split, the clusters and the layer (a stage run from
 //! the start clears its folder, and with it the file).
 
+use crate::assignments::UNASSIGNED;
 use crate::error::PipelineError;
 use crate::features::for_each_embedded;
 use crate::run::Run;
-use crate::stages::UNASSIGNED;
 use candle_core::{DType, Tensor};
 use dnc_data::{Dataset, ImageFolder, ImageItem, Subset};
 use dnc_distill::{CachedTargets, DistillTarget, Teacher};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The file of the cached targets.
-pub(crate) fn targets_path(run: &Run) -> PathBuf {
-    run.dir.root().join("distill").join("targets.safetensors")
-}
 
 /// The targets the student trains on, and the cluster of every image with `UNASSIGNED` where
 /// the image has no target (it is then left out of training, as the embed stage's skipped
@@ -50,7 +44,7 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, PipelineError> {
     let group = dnc_dist::current();
     let n_experts = experts.len();
-    let path = targets_path(run);
+    let path = run.dir.targets_path();
     let mut prepared = None;
     if group.is_leader() {
         let start = Instant::now();
@@ -95,7 +89,7 @@ fn names(layer: DistillTarget) -> (String, String) {
 
 /// The stored targets, `None` (with the reason logged) when they do not match this run.
 fn load(run: &Run, clusters: &[u32], n_experts: usize) -> Result<Option<Prepared>, PipelineError> {
-    let path = targets_path(run);
+    let path = run.dir.targets_path();
     let (base_name, experts_name) = names(run.cfg.distill.target_layer);
     let stale = |why: String| {
         tracing::warn!("{}: {why}; computing the targets again", path.display());
@@ -291,9 +285,8 @@ fn save(
     if let Some(e) = experts {
         tensors.insert(experts_name, e.clone());
     }
-    let path = targets_path(run);
-    let dir = run.dir.stage_dir("distill")?;
-    let tmp = dir.join(format!(".targets.safetensors.tmp-{}", std::process::id()));
+    let path = run.dir.targets_path();
+    let tmp = crate::run_dir::temp_path(&path)?;
     candle_core::safetensors::save(&tensors, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(|e| PipelineError::io(&path, e))
 }

@@ -18,11 +18,10 @@
 //! section shows it. The student's encoder and heads are both read from
 //! `distill/student.safetensors` (`distill/model.safetensors` is its encoder part).
 
-use super::cluster::assignments_path;
-use super::experts::expert_dir;
 use crate::config::{ClusterLayer, Method};
 use crate::error::PipelineError;
 use crate::run::Run;
+use crate::run_dir::ModelRef;
 use crate::weights::load_encoder;
 use candle_core::{Device, Tensor};
 use dnc_cluster::{ClusterAssignments, Metric};
@@ -109,12 +108,8 @@ fn inputs(run: &Run) -> Result<Option<Inputs>, PipelineError> {
     if !run.cfg.eval.diagnostics || run.cfg.method != Method::Dnc {
         return Ok(None);
     }
-    let root = run.dir.root();
-    let (base, student) = (
-        root.join("base/model.safetensors"),
-        root.join("distill/student.safetensors"),
-    );
-    let assignments = assignments_path(run);
+    let (base, student) = (run.dir.model_path(ModelRef::Base), run.dir.student_path());
+    let assignments = run.dir.assignments_path();
     let missing = |path: &PathBuf| {
         let gone = !path.is_file();
         if gone {
@@ -127,7 +122,7 @@ fn inputs(run: &Run) -> Result<Option<Inputs>, PipelineError> {
     }
     let assignments = ClusterAssignments::load(&assignments, &Device::Cpu)?;
     let experts: Vec<PathBuf> = (0..assignments.n_clusters())
-        .map(|c| expert_dir(run, c).join("model.safetensors"))
+        .map(|c| run.dir.model_path(ModelRef::Expert(c)))
         .collect();
     if experts.iter().any(missing) {
         return Ok(None);
