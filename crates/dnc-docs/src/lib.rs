@@ -14,7 +14,7 @@ mod paths;
 mod scan;
 mod shell;
 
-pub use parse::{check_documented_commands, parse_problem};
+pub use parse::{check_documented_commands, check_refuses, parse_problem};
 pub use paths::{EXEMPT, is_placeholder};
 pub use scan::{DocCommand, DocPath, Location, Scan, doc_files, workspace_root};
 pub use shell::Tool;

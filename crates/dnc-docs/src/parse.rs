@@ -37,6 +37,28 @@ pub fn check_documented_commands<C: clap::Parser>(
     ))
 }
 
+/// Checks that the parser `C` refuses every `tool` command of `sample` (Markdown), and that the
+/// sample holds `expected` of them: the check of a parser against the docs cannot pass by
+/// taking everything.
+pub fn check_refuses<C: clap::Parser>(
+    tool: Tool,
+    sample: &str,
+    expected: usize,
+) -> Result<(), String> {
+    let scan = Scan::markdown("sample.md", sample);
+    let commands: Vec<&DocCommand> = scan.commands_of(tool).collect();
+    if commands.len() != expected {
+        return Err(format!(
+            "{} commands in the sample, not {expected}",
+            commands.len()
+        ));
+    }
+    match commands.iter().find(|c| parse_problem::<C>(c).is_none()) {
+        Some(c) => Err(format!("`{}` was taken", c.text())),
+        None => Ok(()),
+    }
+}
+
 /// What is wrong with a documented command for the parser `C`, or `None` when the parser takes
 /// it. A doc often shows a fragment (`dnc train --resume`, `dnc bench ...`), so a missing
 /// required argument or subcommand is no fault, nor is a placeholder value that the value's
