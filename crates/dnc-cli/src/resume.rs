@@ -111,30 +111,5 @@ fn changed_keys(run: &RunConfig, other: &RunConfig) -> Vec<String> {
     let value = |cfg: &RunConfig| -> toml::Value {
         toml::from_str(&cfg.to_toml()).expect("a run config serialises to TOML")
     };
-    let mut keys = Vec::new();
-    differences("", &value(run), &value(&other), &mut keys);
-    keys
-}
-
-fn differences(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (toml::Value::Table(a), toml::Value::Table(b)) => {
-            let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
-            names.sort();
-            names.dedup();
-            for name in names {
-                let key = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}.{name}")
-                };
-                match (a.get(name), b.get(name)) {
-                    (Some(x), Some(y)) => differences(&key, x, y, out),
-                    _ => out.push(key),
-                }
-            }
-        }
-        _ if a != b => out.push(prefix.to_string()),
-        _ => {}
-    }
+    dnc_pipeline::changed_keys(&value(run), &value(&other))
 }

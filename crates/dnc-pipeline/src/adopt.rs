@@ -82,7 +82,7 @@ impl Run {
                 stage_settings(&self.cfg, stage),
                 stage_settings(&donor_cfg, stage),
             );
-            if let Some((key, a, b)) = first_difference("", &mine, &theirs) {
+            if let Some((key, a, b)) = first_difference(&mine, &theirs) {
                 return Err(PipelineError::Other(format!(
                     "stage {stage} of {} was trained with other settings: {key} is {b} there \
                      and {a} here",
@@ -192,32 +192,16 @@ fn stage_settings(cfg: &RunConfig, stage: Stage) -> Table {
     t
 }
 
-/// The first leaf (dotted key, value here, value there) where two tables differ; a key missing
+/// The first key (dotted key, value here, value there) where two tables differ; a key missing
 /// on one side reads as "unset".
-fn first_difference(prefix: &str, a: &Table, b: &Table) -> Option<(String, String, String)> {
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    for key in keys {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match (a.get(key), b.get(key)) {
-            (Some(Value::Table(x)), Some(Value::Table(y))) => {
-                if let Some(found) = first_difference(&path, x, y) {
-                    return Some(found);
-                }
-            }
-            (x, y) if x != y => {
-                let show = |v: Option<&Value>| v.map_or("unset".to_string(), Value::to_string);
-                return Some((path, show(x), show(y)));
-            }
-            _ => {}
-        }
-    }
-    None
+fn first_difference(a: &Table, b: &Table) -> Option<(String, String, String)> {
+    let (a, b) = (Value::Table(a.clone()), Value::Table(b.clone()));
+    let key = crate::layers::changed_keys(&a, &b).into_iter().next()?;
+    let show = |doc: &Value| {
+        crate::layers::value_at(doc, &key).map_or("unset".to_string(), Value::to_string)
+    };
+    let (here, there) = (show(&a), show(&b));
+    Some((key, here, there))
 }
 
 /// Whether every file under `theirs` is under `mine` with the same contents (the same file, by
@@ -293,7 +277,6 @@ mod tests {
         b.data.workers += 1;
         assert_eq!(
             first_difference(
-                "",
                 &stage_settings(&a, Stage::Base),
                 &stage_settings(&b, Stage::Base)
             ),
@@ -302,14 +285,12 @@ mod tests {
         // The embedding does not depend on k-means; the clusters do.
         assert_eq!(
             first_difference(
-                "",
                 &stage_settings(&a, Stage::Embed),
                 &stage_settings(&b, Stage::Embed)
             ),
             None
         );
         let (key, _, _) = first_difference(
-            "",
             &stage_settings(&a, Stage::Cluster),
             &stage_settings(&b, Stage::Cluster),
         )
@@ -317,7 +298,6 @@ mod tests {
         assert_eq!(key, "divide.kmeans.n_clusters");
         b.base.epochs += 1;
         let (key, here, there) = first_difference(
-            "",
             &stage_settings(&a, Stage::Base),
             &stage_settings(&b, Stage::Base),
         )
@@ -336,7 +316,6 @@ mod tests {
         b.distill.epochs += 1;
         assert_eq!(
             first_difference(
-                "",
                 &stage_settings(&a, Stage::Experts),
                 &stage_settings(&b, Stage::Experts)
             ),
@@ -345,14 +324,12 @@ mod tests {
         b.experts.init = crate::config::Init::Base;
         assert!(
             first_difference(
-                "",
                 &stage_settings(&a, Stage::Cluster),
                 &stage_settings(&b, Stage::Cluster)
             )
             .is_none()
         );
         let (key, _, _) = first_difference(
-            "",
             &stage_settings(&a, Stage::Experts),
             &stage_settings(&b, Stage::Experts),
         )

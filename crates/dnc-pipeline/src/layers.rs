@@ -64,6 +64,42 @@ pub(crate) fn with_defaults(defaults: Table, mut doc: Table) -> Table {
     merged
 }
 
+/// The dotted keys whose values differ between two config documents, in key order, depth
+/// first; a key present on one side only counts as changed.
+pub fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    differences("", a, b, &mut out);
+    out
+}
+
+fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Table(a), Value::Table(b)) => {
+            let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+            names.sort();
+            names.dedup();
+            for name in names {
+                let key = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                match (a.get(name), b.get(name)) {
+                    (Some(x), Some(y)) => differences(&key, x, y, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+/// The value at dotted `key` of a document, if any.
+pub(crate) fn value_at<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(doc, |node, part| node.get(part))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ pub use config::{HeadInit, Init, Partition, RunConfig, StudentInit, Teachers};
 pub use datasets::{Split, open_split};
 pub use error::PipelineError;
 pub use feature_store::write_npy_f32;
+pub use layers::changed_keys;
 pub use lock::RunLock;
 pub use overrides::apply_overrides;
 pub use report::{ordered_models, results_table, write_report};
