@@ -3,7 +3,10 @@
 //! - [`RunConfig`]: one TOML file composed of every crate's configuration, validated once and
 //!   saved as `runs/<name>/config.toml` before any work;
 //! - [`Run`]: a run directory and its stages ([`Stage`]): base → embed → cluster → experts →
-//!   distill → (baseline) → eval, each skipped once done and resumable from its checkpoints;
+//!   distill → (baseline) → eval, each skipped once done and resumable from its checkpoints.
+//!   The modules are layered in that order: the run context (`run`, `run_dir`, `config`) at the
+//!   bottom, the stages (`stages::*`) on it and never on each other, the orchestrator
+//!   (`orchestrate`), the report and the status on top (`tests/module_layers.rs` keeps it so);
 //! - [`RunDir`] and [`Summary`]: the run-directory contract (`summary.json`, `metrics.jsonl`,
 //!   `report.md`, one folder per stage);
 //! - [`apply_overrides`]: `--set key.path=value` on top of a config file.
@@ -18,6 +21,7 @@ mod feature_store;
 mod features;
 mod layers;
 mod lock;
+mod orchestrate;
 mod overrides;
 mod report;
 mod run;

@@ -1,0 +1,318 @@
+//! The orchestrator: runs a [`Run`]'s stages in order (base → embed → cluster → experts →
+//! distill → (baseline) → eval), one at a time or all that are not done, under the run's lock,
+//! marking each done in `summary.json` and what reads it stale; expert jobs of a scheduler; and
+//! the report at the end. It depends on the stages; the stages depend only on the run context
+//! ([`crate::run`]), never on this module or on each other.
+
+use crate::config::Method;
+use crate::error::PipelineError;
+use crate::lock::RunLock;
+use crate::run::Run;
+use crate::run_dir::{StageStatus, Summary, process_peak_rss_mib, write_atomic};
+use crate::stage::Stage;
+use crate::stages::ExpertSelection;
+use crate::validate::validate;
+use std::time::Instant;
+
+impl Run {
+    /// Runs one stage and marks it done in `summary.json` with its wall time. The stages that
+    /// read its results ([`Stage::downstream`]) are marked not done first, so a re-run that
+    /// fails never leaves older results looking current.
+    ///
+    /// The run directory's lock is held meanwhile: a second process is refused.
+    ///
+    /// Without `resume` the stage starts from scratch (its folder is cleared first); with it, a
+    /// stage interrupted earlier continues from its last checkpoint.
+    ///
+    /// Started by a launcher as several processes (`mpirun -n N dnc stage base ...`, see
+    /// `dnc_dist::launch`), a training stage (base, baseline, experts, distill) trains
+    /// data-parallel: rank 0 takes the lock and prepares the folder while the others wait, every
+    /// rank trains on its share of each batch, and rank 0 writes the results. The other stages
+    /// run in one process.
+    pub fn run_stage(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
+        let group = dnc_dist::current();
+        if !group.is_distributed() {
+            return self.run_stage_alone(stage, resume);
+        }
+        if !stage.trains() {
+            return Err(PipelineError::Other(format!(
+                "stage {stage} runs in one process, and this one is rank {} of {}: start it \
+                 without mpirun/srun (only base, baseline, experts and distill train data-parallel)",
+                group.rank(),
+                group.world_size()
+            )));
+        }
+        let comm = group.comm();
+        let wait = |e: dnc_dist::DistError| PipelineError::Other(e.to_string());
+        if !group.is_leader() {
+            // Rank 0 checks, clears and marks the stage meanwhile; if it fails, it exits and
+            // the launcher ends this process too.
+            comm.barrier().map_err(wait)?;
+            crate::stages::run(self, stage, resume)?;
+            return comm.barrier().map_err(wait);
+        }
+        let lock = RunLock::acquire(&self.dir)?;
+        let start = self.begin_stage(stage, resume)?;
+        comm.barrier().map_err(wait)?;
+        crate::stages::run(self, stage, resume)?;
+        // Every rank has finished (and rank 0 has written the results) before it is marked.
+        comm.barrier().map_err(wait)?;
+        self.end_stage(stage, start)?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// [`run_stage`](Self::run_stage) in a single process.
+    fn run_stage_alone(&self, stage: Stage, resume: bool) -> Result<(), PipelineError> {
+        let _lock = RunLock::acquire(&self.dir)?;
+        let start = self.begin_stage(stage, resume)?;
+        crate::stages::run(self, stage, resume)?;
+        self.end_stage(stage, start)
+    }
+
+    /// Checks what `stage` needs, clears its folder (without `resume`) and marks it and the
+    /// stages after it not done; the time it starts.
+    fn begin_stage(&self, stage: Stage, resume: bool) -> Result<Instant, PipelineError> {
+        let summary = self.dir.read_summary()?;
+        self.check_needs(stage, &summary)?;
+        let folder = self.dir.root().join(stage.name());
+        if !resume && folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
+        }
+        let earlier = summary.stages.get(stage.name()).map_or(0.0, |s| s.seconds);
+        self.dir.update_summary(|s| {
+            mark_stale(s, stage, resume);
+            s.stages.insert(
+                stage.name().into(),
+                StageStatus {
+                    done: false,
+                    seconds: if resume { earlier } else { 0.0 },
+                    peak_rss_mib: None,
+                },
+            );
+        })?;
+        tracing::info!("stage {stage}: start");
+        Ok(Instant::now())
+    }
+
+    /// Marks `stage` done in the summary with its wall time since `start`.
+    fn end_stage(&self, stage: Stage, start: Instant) -> Result<(), PipelineError> {
+        let seconds = start.elapsed().as_secs_f64();
+        self.dir.update_summary(|s| {
+            let entry = s.stages.entry(stage.name().into()).or_default();
+            entry.done = true;
+            entry.seconds += seconds;
+            entry.peak_rss_mib = process_peak_rss_mib();
+        })?;
+        tracing::info!("stage {stage}: done in {seconds:.1} s");
+        Ok(())
+    }
+
+    /// Fails when the stage that `stage` reads is not done; for the experts, naming the ones
+    /// not complete (expert jobs may have trained the others).
+    fn check_needs(&self, stage: Stage, summary: &Summary) -> Result<(), PipelineError> {
+        let Some(needs) = stage.needs() else {
+            return Ok(());
+        };
+        if summary.is_done(needs.name()) {
+            return Ok(());
+        }
+        if needs == Stage::Experts {
+            let missing = crate::status::incomplete_experts(self, summary);
+            if !missing.is_empty() {
+                let names: Vec<String> = missing.iter().map(|k| format!("expert-{k}")).collect();
+                return Err(PipelineError::Other(format!(
+                    "stage {stage} needs every expert; not complete in {}: {} \
+                     (run `dnc stage experts --run {} --expert K` for each, or `dnc status`)",
+                    self.dir.experts_dir().display(),
+                    names.join(", "),
+                    self.dir.root().display()
+                )));
+            }
+        }
+        Err(PipelineError::StageOrder {
+            stage: stage.name().into(),
+            needs: needs.name().into(),
+        })
+    }
+
+    /// Trains the selected experts in this process: an expert job of a scheduler, one of several
+    /// that share the run directory (on a shared filesystem) and run at the same time. Each
+    /// expert is trained under its own lock; the job that completes the last expert marks the
+    /// experts stage done. The stages after the experts are marked not done first. A process
+    /// running whole stages in the directory (holding its lock) is not run beside.
+    pub fn run_experts(
+        &self,
+        selection: ExpertSelection,
+        resume: bool,
+    ) -> Result<(), PipelineError> {
+        let group = dnc_dist::current();
+        if group.is_distributed() {
+            return Err(PipelineError::Other(format!(
+                "expert jobs ({selection:?}) run in one process each, and this one is rank {} of \
+                 {}: to train the experts data-parallel, start `dnc stage experts` under the \
+                 launcher without --expert/--shard",
+                group.rank(),
+                group.world_size()
+            )));
+        }
+        if !Stage::plan(&self.cfg).contains(&Stage::Experts) {
+            return Err(PipelineError::Other(format!(
+                "the run in {} has no experts stage (method = {:?})",
+                self.dir.root().display(),
+                self.cfg.method
+            )));
+        }
+        // Expert jobs never take the run's lock themselves (they would refuse each other).
+        let run_lock = self.dir.lock_path();
+        if let Some((holder, false)) = crate::lock::lock_holder(&run_lock) {
+            return Err(PipelineError::Locked {
+                path: run_lock,
+                pid: holder.pid,
+                host: holder.host,
+            });
+        }
+        let summary = self.dir.read_summary()?;
+        self.check_needs(Stage::Experts, &summary)?;
+        let incomplete = crate::status::incomplete_experts(self, &summary);
+        if resume && !incomplete.iter().any(|&k| selection.includes(k)) {
+            // A requeued job whose experts are complete: nothing to redo, nothing made stale.
+            tracing::info!("experts {selection:?}: complete, skipped");
+            return Ok(());
+        }
+        self.dir.update_summary(|s| {
+            mark_stale(s, Stage::Experts, resume);
+            s.stages
+                .entry(Stage::Experts.name().into())
+                .or_default()
+                .done = false;
+        })?;
+        tracing::info!("experts {selection:?}: start");
+        let start = Instant::now();
+        let complete = crate::stages::run_selected_experts(self, selection, resume)?;
+        let seconds = start.elapsed().as_secs_f64();
+        self.dir.update_summary(|s| {
+            let entry = s.stages.entry(Stage::Experts.name().into()).or_default();
+            entry.seconds += seconds;
+            entry.peak_rss_mib = entry.peak_rss_mib.max(process_peak_rss_mib());
+            // Another job may have completed the last expert after this one looked.
+            entry.done |= complete;
+        })?;
+        tracing::info!(
+            "experts {selection:?}: done in {seconds:.1} s{}",
+            if complete {
+                "; every expert is complete"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
+    /// Adds the baseline stage to a DnC run created without it: `baseline = true` is written to
+    /// its `config.toml` (atomically, under the run's lock). The stage is then not done, and
+    /// running it marks the evaluation not done, so [`run_all`](Self::run_all) trains the
+    /// baseline and evaluates it, and nothing else. Returns whether the run changed.
+    pub fn add_baseline(&mut self) -> Result<bool, PipelineError> {
+        if self.cfg.method != Method::Dnc {
+            return Err(PipelineError::Other(format!(
+                "the run in {} is a MoCLR run (method = \"moclr\"): its base model is the MoCLR \
+                 baseline, there is no baseline stage to add",
+                self.dir.root().display()
+            )));
+        }
+        if self.cfg.baseline {
+            return Ok(false);
+        }
+        let _lock = RunLock::acquire(&self.dir)?;
+        let mut cfg = self.cfg.clone();
+        cfg.baseline = true;
+        validate(&cfg)?;
+        write_atomic(&self.dir.config_path(), cfg.to_toml().as_bytes())?;
+        self.cfg = cfg;
+        tracing::info!(
+            "added the baseline stage to {} (baseline = true in its config.toml)",
+            self.dir.root().display()
+        );
+        Ok(true)
+    }
+
+    /// Runs every stage that is not done yet, then writes the report.
+    pub fn run_all(&self, resume: bool) -> Result<(), PipelineError> {
+        for stage in self.stages() {
+            if self.dir.read_summary()?.is_done(stage.name()) {
+                tracing::info!("stage {stage}: done, skipped");
+                continue;
+            }
+            self.run_stage(stage, resume)?;
+        }
+        crate::report::write_report(self)
+    }
+}
+
+/// Marks the stages after `stage` not done: their results no longer follow from its results
+/// until they run again. Evaluation results that read `stage` are removed rather than left
+/// looking current: all of them, except that the baseline is read by its own row alone, and a
+/// resumed evaluation keeps the rows it has written (it evaluates only the models without one).
+fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
+    let stale = stage.downstream();
+    for later in &stale {
+        if let Some(status) = s.stages.get_mut(later.name()) {
+            status.done = false;
+        }
+    }
+    match stage {
+        Stage::Eval if resume => {}
+        Stage::Baseline => {
+            s.eval.remove(Stage::Baseline.name());
+        }
+        _ if stage == Stage::Eval || stale.contains(&Stage::Eval) => {
+            s.eval.clear();
+            s.info.remove("eval");
+            s.info.remove("diagnostics");
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::ModelEval;
+
+    fn finished() -> Summary {
+        let mut s = Summary::default();
+        for stage in Stage::ALL {
+            s.stages.entry(stage.name().into()).or_default().done = true;
+        }
+        for model in ["untrained", "base", "dnc", "baseline"] {
+            s.eval.insert(model.into(), ModelEval::default());
+        }
+        s.info.insert("diagnostics".into(), serde_json::json!({}));
+        s
+    }
+
+    #[test]
+    fn the_baseline_makes_its_own_row_stale_and_a_resumed_evaluation_keeps_its_rows() {
+        let mut s = finished();
+        mark_stale(&mut s, Stage::Baseline, false);
+        assert!(!s.is_done("eval") && s.is_done("distill"));
+        assert_eq!(
+            s.eval.keys().collect::<Vec<_>>(),
+            ["base", "dnc", "untrained"]
+        );
+        assert!(s.info.contains_key("diagnostics"));
+
+        let mut s = finished();
+        mark_stale(&mut s, Stage::Eval, true);
+        assert_eq!(s.eval.len(), 4);
+        for (stage, resume) in [(Stage::Eval, false), (Stage::Distill, true)] {
+            let mut s = finished();
+            mark_stale(&mut s, stage, resume);
+            assert!(
+                s.eval.is_empty() && !s.info.contains_key("diagnostics"),
+                "{stage}"
+            );
+        }
+    }
+}
