@@ -183,7 +183,7 @@ pub struct DivideConfig {
     /// cluster, at least 25,000 (all of them when there are no more), then assigns every image
     /// reading the features in chunks; set it at or above the image count to fit on all.
     pub kmeans: KMeansConfig,
-    /// Embedding batch size.
+    /// Batch size of the embed stage (the base model over every training image).
     pub batch_size: usize,
 }
 
@@ -391,7 +391,7 @@ pub struct EvalConfig {
     pub linear: LinearProbeConfig,
     /// Train the linear probe too (k-NN is always computed).
     pub linear_probe: bool,
-    /// Embedding batch size.
+    /// Batch size of evaluation's embeddings (and of the distillation's cached targets).
     pub batch_size: usize,
     /// Also report the "BatchNorm-adapted" floor: the untrained network after one pass over the
     /// training data in training mode (its BatchNorm statistics fitted, no weight changed).
@@ -402,6 +402,11 @@ pub struct EvalConfig {
     /// their own clusters, the routed base ‖ expert ceiling, and how closely the student's heads
     /// match their teachers (`info.diagnostics`, the report's Diagnostics section).
     pub diagnostics: bool,
+    /// A JSON file naming each class's group, to score the clusters against coarser labels
+    /// than the classes (GTSRB's sign groups): a list of `{"folder": CLASS, "group": GROUP}`
+    /// objects (GTSRB's `classes.json`) or one object `{CLASS: GROUP, ...}`. A relative path is
+    /// read from `data.root`. The scores are `info.cluster_groups` and a line of the report.
+    pub class_groups: Option<PathBuf>,
 }
 
 impl Default for EvalConfig {
@@ -415,6 +420,7 @@ impl Default for EvalConfig {
             bn_adapted_floor: true,
             experts: false,
             diagnostics: true,
+            class_groups: None,
         }
     }
 }

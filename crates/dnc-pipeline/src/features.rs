@@ -79,10 +79,12 @@ pub(crate) struct EmbeddedBatch {
     pub labels: Vec<Option<u32>>,
 }
 
-/// Streams `dataset` through `embed` (which returns one or more `[B, D_i]` tensors per batch) and
-/// hands each embedded batch to `sink`, in dataset order, holding no more than one batch.
+/// Streams `dataset` through `embed` (which returns one or more `[B, D_i]` tensors per batch) in
+/// batches of `batch_size` and hands each embedded batch to `sink`, in dataset order, holding no
+/// more than one batch.
 pub(crate) fn for_each_embedded<D, F, S>(
     run: &RunConfig,
+    batch_size: usize,
     dataset: Arc<D>,
     device: &Device,
     label: &str,
@@ -98,7 +100,7 @@ where
     let size = eval.crop as usize;
     let mapper = EvalMapper::new(eval).map_err(|e| PipelineError::Other(e.to_string()))?;
     let loader_cfg = LoaderConfig {
-        batch_size: run.eval.batch_size,
+        batch_size,
         shuffle: false,
         shuffle_buffer: 0,
         drop_last: false,
@@ -147,17 +149,25 @@ where
     let n = dataset.len();
     let mut parts: Vec<Vec<Tensor>> = Vec::new();
     let (mut indices, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for_each_embedded(run, dataset, device, label, embed, |batch| {
-        for (i, out) in batch.outputs.into_iter().enumerate() {
-            if parts.len() <= i {
-                parts.push(Vec::new());
+    for_each_embedded(
+        run,
+        run.eval.batch_size,
+        dataset,
+        device,
+        label,
+        embed,
+        |batch| {
+            for (i, out) in batch.outputs.into_iter().enumerate() {
+                if parts.len() <= i {
+                    parts.push(Vec::new());
+                }
+                parts[i].push(out);
             }
-            parts[i].push(out);
-        }
-        indices.extend(batch.indices);
-        labels.extend(batch.labels);
-        Ok(())
-    })?;
+            indices.extend(batch.indices);
+            labels.extend(batch.labels);
+            Ok(())
+        },
+    )?;
     let outputs = parts
         .iter()
         .map(|p| Tensor::cat(p, 0))

@@ -48,7 +48,7 @@ pub use run_dir::{
     ModelEval, ModelRef, RunDir, StageStatus, Summary, process_peak_rss_mib, write_atomic,
 };
 pub use stage::Stage;
-pub use stages::{ExpertPlan, ExpertSelection, expert_plan};
+pub use stages::{ExpertPlan, ExpertSelection, GroupScores, expert_plan};
 pub use status::{ExpertState, RunStatus, StageState};
 pub use validate::validate;
 pub use weights::{fresh_encoder, load_encoder, save_encoder};

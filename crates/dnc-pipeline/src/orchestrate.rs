@@ -79,15 +79,18 @@ impl Run {
         if !resume && folder.exists() {
             std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
         }
-        let earlier = summary.stages.get(stage.name()).map_or(0.0, |s| s.seconds);
+        let earlier = summary.stages.get(stage.name()).cloned().unwrap_or_default();
         self.dir.update_summary(|s| {
             mark_stale(s, stage, resume);
             s.stages.insert(
                 stage.name().into(),
-                StageStatus {
-                    done: false,
-                    seconds: if resume { earlier } else { 0.0 },
-                    peak_rss_mib: None,
+                if resume {
+                    StageStatus {
+                        done: false,
+                        ..earlier
+                    }
+                } else {
+                    StageStatus::default()
                 },
             );
         })?;
@@ -102,7 +105,8 @@ impl Run {
             let entry = s.stages.entry(stage.name().into()).or_default();
             entry.done = true;
             entry.seconds += seconds;
-            entry.peak_rss_mib = process_peak_rss_mib();
+            // A resumed stage keeps the peak of its earlier processes.
+            entry.peak_rss_mib = entry.peak_rss_mib.max(process_peak_rss_mib());
         })?;
         tracing::info!("stage {stage}: done in {seconds:.1} s");
         Ok(())
@@ -270,6 +274,7 @@ fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
             s.eval.clear();
             s.info.remove("eval");
             s.info.remove("diagnostics");
+            s.info.remove("cluster_groups");
         }
         _ => {}
     }

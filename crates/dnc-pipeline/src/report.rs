@@ -7,7 +7,7 @@ use crate::run::Run;
 use crate::run_dir::{
     COMPOSITION_PLOT, DIAGNOSTICS_PLOT, EXAMPLES_PLOT, LOSS_PLOT, Summary, write_atomic,
 };
-use crate::stages::Diagnostics;
+use crate::stages::{Diagnostics, GroupScores};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -127,7 +127,13 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
     if let Some(info) = summary.info.get("cluster") {
         let info: ClusterInfo = serde_json::from_value(info.clone())
             .map_err(|e| PipelineError::Other(format!("summary.json info.cluster: {e}")))?;
-        md.push_str(&cluster_section(&info));
+        let groups: Option<GroupScores> = match summary.info.get("cluster_groups") {
+            Some(g) => Some(serde_json::from_value(g.clone()).map_err(|e| {
+                PipelineError::Other(format!("summary.json info.cluster_groups: {e}"))
+            })?),
+            None => None,
+        };
+        md.push_str(&cluster_section(&info, groups.as_ref()));
     }
     if let Some(info) = summary.info.get("diagnostics") {
         let d: Diagnostics = serde_json::from_value(info.clone()).map_err(|e| {
@@ -145,7 +151,7 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
     write_atomic(&run.dir.report_path(), md.as_bytes())
 }
 
-fn cluster_section(info: &ClusterInfo) -> String {
+fn cluster_section(info: &ClusterInfo, groups: Option<&GroupScores>) -> String {
     let mut md = format!("\n## Clusters\n\nK = {}; sizes {:?}", info.k, info.sizes);
     let score = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
     let _ = writeln!(
@@ -155,6 +161,18 @@ fn cluster_section(info: &ClusterInfo) -> String {
         score(info.ari),
         score(info.purity)
     );
+    if let Some(g) = groups {
+        let _ = writeln!(
+            md,
+            "\nAgainst the {} class groups of `{}` ({}): NMI {:.3}, ARI {:.3}, purity {:.3}.",
+            g.groups.len(),
+            g.file.display(),
+            g.groups.join(", "),
+            g.nmi,
+            g.ari,
+            g.purity
+        );
+    }
     for m in &info.merged {
         let _ = writeln!(md, "\n- merged {m}");
     }

@@ -308,8 +308,9 @@ pub struct StageStatus {
     pub done: bool,
     /// Wall-clock seconds of the stage (summed over resumed attempts).
     pub seconds: f64,
-    /// Peak resident memory of the process that finished the stage, in MiB, when known (Linux).
-    /// A process that ran earlier stages too reports its peak over all of them.
+    /// Peak resident memory of the processes that ran the stage (the largest over resumed
+    /// attempts), in MiB, when known (Linux). A process that ran earlier stages too reports its
+    /// peak over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<u64>,
 }

@@ -10,7 +10,35 @@ use std::collections::BTreeSet;
 fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    let mut cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
+    // The clusters are also scored against two groups of CIFAR's classes.
+    let groups = dir.path().join("groups.json");
+    let vehicles = ["airplane", "automobile", "ship", "truck"];
+    let classes = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ];
+    let map: serde_json::Map<String, serde_json::Value> = classes
+        .iter()
+        .map(|c| {
+            let group = if vehicles.contains(c) {
+                "vehicle"
+            } else {
+                "animal"
+            };
+            (c.to_string(), group.into())
+        })
+        .collect();
+    std::fs::write(&groups, serde_json::Value::Object(map).to_string()).unwrap();
+    cfg.eval.class_groups = Some(groups);
     let run = Run::create(cfg, &out).unwrap();
     assert_eq!(
         run.stages(),
@@ -68,6 +96,21 @@ fn pipeline_writes_every_artifact_and_experts_see_only_their_cluster() {
     let raw: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(raw["stages"]["distill"]["done"], true);
+    let scored = &raw["info"]["cluster_groups"];
+    assert_eq!(scored["groups"], serde_json::json!(["vehicle", "animal"]));
+    let grouped: u64 = scored["composition"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    // Every image of the 200-image train subset, once.
+    assert_eq!(grouped, 200);
+    // Six of ten classes are animals: no partition scores below 0.6.
+    assert!((0.6..=1.0).contains(&scored["purity"].as_f64().unwrap()));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("Against the 2 class groups of"), "{report}");
     assert!(raw["eval"]["dnc"]["knn_top1"].is_number());
     // Few-label probes with the default fractions: 1% and 10% of 20 bank images per class.
     let few = raw["eval"]["base"]["few_label"]

@@ -205,6 +205,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
         .unwrap_or_else(|| root.join(format!("runs/budget-{stem}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     if !args.report_only {
+        check_study(&out, &args)?;
         let dnc = match &args.dnc {
             Some(path) => path.clone(),
             None => build_dnc(&args.features)?,
@@ -232,6 +233,49 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
     }
     let md = report(&args, &out, stem, &ladder, &arms, &sources)?;
     println!("{md}");
+    Ok(())
+}
+
+/// The arguments that shape every run of a study (not the ladder, seeds or arms, which extend
+/// it), as `study.json` keeps them.
+fn study_settings(args: &BudgetArgs) -> Value {
+    json!({
+        "config": args.config,
+        "data": args.data,
+        "set": args.overrides,
+        "eval_on": args.eval_on,
+        "eval_bank_limit": args.eval_bank_limit,
+    })
+}
+
+/// Records the study's settings in `<out>/study.json` on its first call, and refuses a later call
+/// with others: its finished points would be skipped rather than trained again, and the report
+/// would mix runs made two ways.
+fn check_study(out: &Path, args: &BudgetArgs) -> Result<()> {
+    let path = out.join("study.json");
+    let now = study_settings(args);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::to_string_pretty(&now)?;
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let before: Value =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    for (key, value) in now.as_object().expect("an object") {
+        let earlier = before.get(key).unwrap_or(&Value::Null);
+        if earlier != value {
+            bail!(
+                "{}: the runs of this study were made with {key} = {earlier}, and this call \
+                 gives {value}; its finished points would be skipped, not trained again. Use \
+                 another --out, or the same arguments",
+                path.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -437,6 +481,23 @@ struct Point {
     /// With `--eval-on`: k-NN top-1 (%) on each source, in the order given (`knn` is their
     /// mean).
     per_source: Vec<f64>,
+    /// A DnC run's partition against the labels: NMI and purity against the classes, then
+    /// against the class groups (`eval.class_groups`), where scored.
+    clusters: [Option<f64>; 4],
+}
+
+/// The partition's scores in a run's summary: class NMI, class purity, group NMI, group purity.
+fn cluster_scores(summary: &Value) -> [Option<f64>; 4] {
+    let (classes, groups) = (
+        &summary["info"]["cluster"],
+        &summary["info"]["cluster_groups"],
+    );
+    [
+        classes["nmi"].as_f64(),
+        classes["purity"].as_f64(),
+        groups["nmi"].as_f64(),
+        groups["purity"].as_f64(),
+    ]
 }
 
 /// The scores of `model` in the finished run `dir`, and its training stages' seconds; with
@@ -452,8 +513,9 @@ fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point
         .filter(|(name, _)| name.as_str() != "eval")
         .filter_map(|(_, s)| s["seconds"].as_f64())
         .sum();
+    let clusters = cluster_scores(&summary);
     if sources.is_empty() {
-        return scores(&summary, model, seconds);
+        return scores(&summary, model, seconds).map(|p| Point { clusters, ..p });
     }
     let each: Vec<Point> = sources
         .iter()
@@ -485,6 +547,7 @@ fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point
         few_label,
         seconds,
         per_source: each.iter().map(|p| p.knn).collect(),
+        clusters,
     })
 }
 
@@ -505,6 +568,7 @@ fn scores(summary: &Value, model: &str, seconds: f64) -> Option<Point> {
         few_label,
         seconds,
         per_source: Vec::new(),
+        clusters: [None; 4],
     })
 }
 
@@ -711,6 +775,40 @@ fn report(
         }
     }
 
+    let mut partitions = String::new();
+    for (arm, list) in &arm_cells {
+        for c in list {
+            let cols: Vec<Option<(f64, f64)>> = (0..4).map(|i| c.stat(|p| p.clusters[i])).collect();
+            if cols[0].is_none() {
+                continue;
+            }
+            let n = c.points.len();
+            let _ = write!(partitions, "| {} | {} | {n} |", arm.name, c.total);
+            for col in cols {
+                let _ = write!(
+                    partitions,
+                    " {} |",
+                    col.map_or("–".into(), |(m, s)| if n > 1 {
+                        format!("{m:.3} ± {s:.3}")
+                    } else {
+                        format!("{m:.3}")
+                    })
+                );
+            }
+            partitions.push('\n');
+        }
+    }
+    let partitions = if partitions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "## The partitions\n\nThe experts' clusters against the labels of the training \
+             images: NMI and purity against the classes, and against the class groups where the \
+             preset names them (`eval.class_groups`).\n\n| arm | total | seeds | NMI | purity | \
+             group NMI | group purity |\n|---|---|---|---|---|---|---|\n{partitions}\n"
+        )
+    };
+
     let chart = |metric: &str, f: &dyn Fn(&Point) -> Option<f64>| -> Result<String> {
         let file = format!("budget-{metric}.png");
         let mut series = Vec::new();
@@ -794,7 +892,7 @@ fn report(
          several ran); wall time is the sum of the training stages' \
          seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
          ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
-         ![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
+         {partitions}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
         config = args.config.display(),
         ladder = ladder_arg.join(","),
         seeds = args.seeds,
@@ -834,11 +932,50 @@ mod tests {
                             few_label: Vec::new(),
                             seconds: 1.0,
                             per_source: Vec::new(),
+                            clusters: [None; 4],
                         },
                     )
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_study_refuses_a_call_with_other_settings_and_grows_with_more_points() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BudgetArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["budget", "--config", "configs/gtsrb-tiny.toml"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args
+        };
+        let out = std::env::temp_dir().join(format!("dnc-study-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let first = parse(&["--ladder", "10,20", "--set", "base.optimizer.base_lr=0.06"]);
+        check_study(&out, &first).unwrap();
+        assert!(out.join("study.json").is_file());
+        // More totals, seeds and arms extend the same study.
+        let more = parse(&[
+            "--ladder",
+            "10,20,40",
+            "--seeds",
+            "3",
+            "--set",
+            "base.optimizer.base_lr=0.06",
+        ]);
+        check_study(&out, &more).unwrap();
+        // Another override would be skipped at every finished point.
+        let other = parse(&["--ladder", "10,20", "--set", "base.optimizer.base_lr=0.3"]);
+        let err = check_study(&out, &other).unwrap_err().to_string();
+        assert!(
+            err.contains("study.json") && err.contains("set") && err.contains("base_lr=0.3"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
     let mut n = 0;
     for_each_embedded(
         &run.cfg,
+        run.cfg.divide.batch_size,
         train.clone(),
         &run.device,
         "embed",

@@ -1,8 +1,10 @@
 //! Evaluation (SPEC protocol): weighted k-NN, a linear probe and few-label linear probes on frozen
 //! backbone features of every model of the run, always beside the untrained floor; then, in a DnC
-//! run, the [diagnostics](diagnostics) of where accuracy is won or lost.
+//! run, the [diagnostics](diagnostics) of where accuracy is won or lost, and the clusters scored
+//! against groups of classes ([`groups`]).
 
 mod diagnostics;
+mod groups;
 
 use crate::datasets::{EvalSplits, Split, open_eval_splits, open_split, record_skipped};
 use crate::error::PipelineError;
@@ -17,6 +19,7 @@ use dnc_models::Encoder;
 use std::sync::Arc;
 
 pub(crate) use diagnostics::Diagnostics;
+pub use groups::GroupScores;
 
 /// The models of the run that exist on disk, by report name, in report order.
 fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
@@ -43,6 +46,7 @@ fn trained_models(run: &Run) -> Vec<(String, std::path::PathBuf)> {
 }
 
 pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
+    groups::run(run)?;
     let Some(EvalSplits { bank: train, test }) = open_eval_splits(run)? else {
         tracing::warn!(
             "no labelled data to evaluate on (data.train is an unlabelled tree and eval.data is \
@@ -179,6 +183,7 @@ fn evaluate_encoder(
     let (mut bank, mut bank_labels) = (Vec::new(), Vec::new());
     for_each_embedded(
         &run.cfg,
+        run.cfg.eval.batch_size,
         train.clone(),
         &run.device,
         name,

@@ -17,6 +17,7 @@ use crate::run::Run;
 use crate::stage::Stage;
 
 pub(crate) use eval::Diagnostics;
+pub use eval::GroupScores;
 pub use experts::{ExpertPlan, ExpertSelection, expert_plan};
 
 /// Runs `stage` of `run`.

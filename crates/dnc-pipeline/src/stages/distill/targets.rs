@@ -184,9 +184,16 @@ where
 {
     let layer = run.cfg.distill.target_layer;
     let embed = |x: &Tensor| Ok(vec![teacher.target(x, layer)?]);
-    for_each_embedded(&run.cfg, data, &run.device, label, embed, |batch| {
-        rows.put(&batch.outputs[0], batch.indices.iter().map(|&j| source[j]))
-    })
+    let batch_size = run.cfg.eval.batch_size;
+    for_each_embedded(
+        &run.cfg,
+        batch_size,
+        data,
+        &run.device,
+        label,
+        embed,
+        |batch| rows.put(&batch.outputs[0], batch.indices.iter().map(|&j| source[j])),
+    )
 }
 
 /// Computes the targets of every training image and writes the file.
