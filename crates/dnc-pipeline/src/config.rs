@@ -405,7 +405,8 @@ pub struct EvalConfig {
     /// A JSON file naming each class's group, to score the clusters against coarser labels
     /// than the classes (GTSRB's sign groups): a list of `{"folder": CLASS, "group": GROUP}`
     /// objects (GTSRB's `classes.json`) or one object `{CLASS: GROUP, ...}`. A relative path is
-    /// read from `data.root`. The scores are `info.cluster_groups` and a line of the report.
+    /// read from `data.root`. The scores are `info.cluster_groups` and a line of the report; a
+    /// file that is missing or does not fit the classes is a warning, not a failed evaluation.
     pub class_groups: Option<PathBuf>,
 }
 

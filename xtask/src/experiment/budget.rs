@@ -39,8 +39,8 @@ pub(crate) struct BudgetArgs {
     /// Seeds 0..N of every point.
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    /// DnC arms at each total (comma-separated): dnc, random, base-only, experts-scratch, paper,
-    /// paper-experts-base.
+    /// DnC arms at each total (comma-separated): dnc, cached, random, base-only,
+    /// experts-scratch, paper, paper-experts-base.
     #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
     arms: Vec<String>,
     /// Experiment folder (default runs/budget-<preset file stem>).
@@ -85,12 +85,19 @@ struct Arm {
     shares: &'static str,
 }
 
-const ARMS: [Arm; 6] = [
+const ARMS: [Arm; 7] = [
     Arm {
         name: "dnc",
         what: "Divide and Contrast as the preset sets it",
         overrides: &[],
         shares: "",
+    },
+    Arm {
+        name: "cached",
+        what: "the preset with the teachers' targets cached once from centre crops (a \
+               distillation step then runs the student alone)",
+        overrides: &["distill.targets=\"cached\""],
+        shares: "base,embed,cluster,experts",
     },
     Arm {
         name: "random",

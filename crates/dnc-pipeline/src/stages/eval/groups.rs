@@ -28,7 +28,8 @@ pub struct GroupScores {
 }
 
 /// Scores the run's clusters against `eval.class_groups` into `info.cluster_groups`, when both
-/// exist (a MoCLR run, or data without labels, has no clusters to score).
+/// exist (a MoCLR run, or data without labels, has no clusters to score); a file that cannot be
+/// read or names no group for a class is a warning that says why.
 pub(super) fn run(run: &Run) -> Result<(), PipelineError> {
     let Some(file) = &run.cfg.eval.class_groups else {
         return Ok(());
@@ -47,7 +48,15 @@ pub(super) fn run(run: &Run) -> Result<(), PipelineError> {
         return Ok(());
     }
     let file = run.cfg.data.root.join(file);
-    let scores = score_groups(&info, &read_class_groups(&file)?, &file)?;
+    // A diagnostic: when the groups cannot be read or do not fit the classes (the preset run on
+    // other data), the evaluation goes on without them.
+    let scores = match read_class_groups(&file).and_then(|g| score_groups(&info, &g, &file)) {
+        Ok(scores) => scores,
+        Err(e) => {
+            tracing::warn!("the clusters are not scored against class groups: {e}");
+            return Ok(());
+        }
+    };
     tracing::info!(
         "clusters against the {} class groups of {}: NMI {:.3}, purity {:.3}",
         scores.groups.len(),
