@@ -1,5 +1,5 @@
 //! A run killed (SIGKILL) inside the experts stage resumes with `--resume` and finishes with the
-//! same summary as an uninterrupted run.
+//! same summary as an uninterrupted run, its killed attempt's time counted.
 
 mod common;
 
@@ -51,7 +51,26 @@ fn killed_during_experts_resumes_to_the_same_summary() {
         summary["stages"]["experts"]["done"], false,
         "the kill came too late"
     );
+    // The killed attempt's time is counted on resume: from its start to its last write. Moved
+    // 1,000 s back, its start makes that span stand out from the resumed attempt's own seconds.
+    let started = summary["stages"]["experts"]["attempt_started"]
+        .as_f64()
+        .expect("the attempt's start is recorded");
+    let mut moved = summary.clone();
+    moved["stages"]["experts"]["attempt_started"] = (started - 1000.0).into();
+    std::fs::write(b.join("summary.json"), moved.to_string()).unwrap();
+    let resumed = std::time::Instant::now();
     stage(&b_s, "experts", true);
+    let resumed = resumed.elapsed().as_secs_f64();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("summary.json")).unwrap()).unwrap();
+    let experts = &summary["stages"]["experts"];
+    assert!(experts.get("attempt_started").is_none(), "{experts}");
+    let counted = experts["seconds"].as_f64().unwrap();
+    assert!(
+        (1000.0..1000.0 + resumed + 600.0).contains(&counted),
+        "{counted} s counted, {resumed} s resumed"
+    );
     for s in ["distill", "eval"] {
         stage(&b_s, s, false);
     }

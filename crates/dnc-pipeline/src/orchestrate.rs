@@ -8,7 +8,7 @@ use crate::config::Method;
 use crate::error::PipelineError;
 use crate::lock::RunLock;
 use crate::run::Run;
-use crate::run_dir::{StageStatus, Summary, process_peak_rss_mib, write_atomic};
+use crate::run_dir::{StageStatus, Summary, process_peak_rss_mib, unix_now, write_atomic};
 use crate::stage::Stage;
 use crate::stages::ExpertSelection;
 use crate::validate::validate;
@@ -79,20 +79,29 @@ impl Run {
         if !resume && folder.exists() {
             std::fs::remove_dir_all(&folder).map_err(|e| PipelineError::io(&folder, e))?;
         }
-        let earlier = summary.stages.get(stage.name()).cloned().unwrap_or_default();
+        let earlier = summary
+            .stages
+            .get(stage.name())
+            .cloned()
+            .unwrap_or_default();
+        let now = unix_now();
+        let status = if resume {
+            StageStatus {
+                done: false,
+                seconds: earlier.seconds
+                    + killed_attempt_seconds(&earlier, self.dir.last_activity(stage.name())),
+                attempt_started: Some(now),
+                ..earlier
+            }
+        } else {
+            StageStatus {
+                attempt_started: Some(now),
+                ..StageStatus::default()
+            }
+        };
         self.dir.update_summary(|s| {
             mark_stale(s, stage, resume);
-            s.stages.insert(
-                stage.name().into(),
-                if resume {
-                    StageStatus {
-                        done: false,
-                        ..earlier
-                    }
-                } else {
-                    StageStatus::default()
-                },
-            );
+            s.stages.insert(stage.name().into(), status);
         })?;
         tracing::info!("stage {stage}: start");
         Ok(Instant::now())
@@ -105,6 +114,7 @@ impl Run {
             let entry = s.stages.entry(stage.name().into()).or_default();
             entry.done = true;
             entry.seconds += seconds;
+            entry.attempt_started = None;
             // A resumed stage keeps the peak of its earlier processes.
             entry.peak_rss_mib = entry.peak_rss_mib.max(process_peak_rss_mib());
         })?;
@@ -254,6 +264,16 @@ impl Run {
     }
 }
 
+/// The seconds an earlier attempt at a stage ran before it was killed (it began and never ended:
+/// its `attempt_started` is still set): until the run's last write to its log, its metrics or
+/// the stage's folder.
+fn killed_attempt_seconds(earlier: &StageStatus, last_activity: Option<f64>) -> f64 {
+    match (earlier.done, earlier.attempt_started, last_activity) {
+        (false, Some(start), Some(last)) => (last - start).max(0.0),
+        _ => 0.0,
+    }
+}
+
 /// Marks the stages after `stage` not done: their results no longer follow from its results
 /// until they run again. Evaluation results that read `stage` are removed rather than left
 /// looking current: all of them, except that the baseline is read by its own row alone, and a
@@ -295,6 +315,31 @@ mod tests {
         }
         s.info.insert("diagnostics".into(), serde_json::json!({}));
         s
+    }
+
+    #[test]
+    fn a_killed_attempt_counts_until_the_last_write() {
+        let killed = StageStatus {
+            done: false,
+            seconds: 100.0,
+            attempt_started: Some(1_000.0),
+            ..StageStatus::default()
+        };
+        assert_eq!(killed_attempt_seconds(&killed, Some(1_250.0)), 250.0);
+        // A clock that went backwards adds nothing; so does a run with no log.
+        assert_eq!(killed_attempt_seconds(&killed, Some(900.0)), 0.0);
+        assert_eq!(killed_attempt_seconds(&killed, None), 0.0);
+        // A stage that ended, or one from a build that did not record its start, adds nothing.
+        let ended = StageStatus {
+            done: true,
+            ..killed.clone()
+        };
+        assert_eq!(killed_attempt_seconds(&ended, Some(1_250.0)), 0.0);
+        let legacy = StageStatus {
+            attempt_started: None,
+            ..killed
+        };
+        assert_eq!(killed_attempt_seconds(&legacy, Some(1_250.0)), 0.0);
     }
 
     #[test]

@@ -313,6 +313,48 @@ pub struct StageStatus {
     /// peak over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<u64>,
+    /// When the attempt now running began (seconds since the Unix epoch); cleared when the
+    /// stage is done. Still set when a run resumes, it marks an attempt that was killed: its
+    /// time until the run's last log or metrics write is added to `seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started: Option<f64>,
+}
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl RunDir {
+    /// The last time the run's processes wrote to its log, its metrics or a file in `stage`'s
+    /// folder (a checkpoint), in seconds since the Unix epoch, if any exists.
+    pub(crate) fn last_activity(&self, stage: &str) -> Option<f64> {
+        fn newest(path: &Path, depth: usize, latest: &mut Option<std::time::SystemTime>) {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return;
+            };
+            if meta.is_dir() {
+                if depth > 0 {
+                    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                        newest(&entry.path(), depth - 1, latest);
+                    }
+                }
+            } else if let Ok(t) = meta.modified() {
+                *latest = (*latest).max(Some(t));
+            }
+        }
+        let mut latest = None;
+        for path in [self.log_path(), self.metrics_path()] {
+            newest(&path, 0, &mut latest);
+        }
+        // Deep enough for experts/expert-K/checkpoints/FILE.
+        newest(&self.stage_path(stage), 3, &mut latest);
+        latest
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    }
 }
 
 /// The peak resident memory of this process so far (`VmHWM`), in MiB; `None` off Linux.
