@@ -431,7 +431,7 @@ mod tests {
                 StageStatus {
                     done: true,
                     seconds: 1.5,
-                    peak_rss_mib: None,
+                    ..StageStatus::default()
                 },
             );
         })
