@@ -39,7 +39,7 @@ pub(crate) struct BudgetArgs {
     /// Seeds 0..N of every point.
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    /// DnC arms at each total (comma-separated): dnc, cached, random, base-only,
+    /// DnC arms at each total (comma-separated): dnc, cached, k10, random, base-only,
     /// experts-scratch, paper, paper-experts-base.
     #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
     arms: Vec<String>,
@@ -85,7 +85,7 @@ struct Arm {
     shares: &'static str,
 }
 
-const ARMS: [Arm; 7] = [
+const ARMS: [Arm; 8] = [
     Arm {
         name: "dnc",
         what: "Divide and Contrast as the preset sets it",
@@ -98,6 +98,12 @@ const ARMS: [Arm; 7] = [
                distillation step then runs the student alone)",
         overrides: &["distill.targets=\"cached\""],
         shares: "base,embed,cluster,experts",
+    },
+    Arm {
+        name: "k10",
+        what: "ten clusters and experts instead of the preset's K (for data with many classes)",
+        overrides: &["divide.kmeans.n_clusters=10"],
+        shares: "base,embed",
     },
     Arm {
         name: "random",
