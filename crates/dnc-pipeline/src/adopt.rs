@@ -187,7 +187,16 @@ fn stage_settings(cfg: &RunConfig, stage: Stage) -> Table {
             );
             t.insert("experts".into(), Value::Table(kept));
         }
-        _ => {}
+        _ => {
+            // The experts train with `experts.train` or, unset, the base's settings: compared as
+            // resolved, so that "unset" and "the same as the base" are the same settings.
+            if let Some(Value::Table(experts)) = t.get_mut("experts") {
+                experts.insert(
+                    "train".into(),
+                    Value::try_from(cfg.expert_train()).expect("serialises"),
+                );
+            }
+        }
     }
     t
 }
@@ -335,5 +344,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(key, "experts.init");
+    }
+
+    #[test]
+    fn expert_training_unset_is_the_same_as_the_base_settings_written_out() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.experts.train = Some(b.base.clone());
+        for stage in [Stage::Experts, Stage::Distill] {
+            assert_eq!(
+                first_difference(&stage_settings(&a, stage), &stage_settings(&b, stage)),
+                None,
+                "{stage}"
+            );
+        }
+        b.experts.train.as_mut().unwrap().warmup_epochs += 1.0;
+        let (key, _, _) = first_difference(
+            &stage_settings(&a, Stage::Experts),
+            &stage_settings(&b, Stage::Experts),
+        )
+        .unwrap();
+        assert_eq!(key, "experts.train.warmup_epochs");
     }
 }
