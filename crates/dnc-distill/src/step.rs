@@ -413,7 +413,11 @@ impl TrainStep for DistillStep {
         }
         if let (Some(term), Some(m)) = (student_moclr, &self.options.student_moclr) {
             metrics.push(("loss_student_moclr".to_string(), scalar(&term)?));
-            accumulate(&mut loss, term.affine(m.weight, 0.0)?)?;
+            let weight = m.weight_at(ctx.step, ctx.total_steps);
+            if m.anneal {
+                metrics.push(("student_moclr_weight".to_string(), weight));
+            }
+            accumulate(&mut loss, term.affine(weight, 0.0)?)?;
         }
         let loss = loss.expect("the base term is always present");
         let mut out = StepOutput::new(loss, b);

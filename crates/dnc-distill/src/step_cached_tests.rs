@@ -148,6 +148,7 @@ fn the_student_learns_from_cached_targets_with_its_moclr_term() {
             weight: 1.0,
             temperature: 0.2,
             ema_momentum: 0.99,
+            anneal: false,
         }),
         ..DistillOptions::default()
     };

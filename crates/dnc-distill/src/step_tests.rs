@@ -506,6 +506,7 @@ fn student_moclr_term_trains_the_student_through_the_warm_up_and_moves_its_targe
             weight: 1.0,
             temperature: 0.2,
             ema_momentum: 0.5,
+            anneal: false,
         }),
         ..DistillOptions::default()
     };
@@ -559,6 +560,52 @@ fn student_moclr_term_trains_the_student_through_the_warm_up_and_moves_its_targe
         .to_vec1::<f32>()
         .unwrap();
     assert_ne!(target_before, target_after, "the EMA target did not move");
+}
+
+#[test]
+fn an_annealed_student_moclr_term_falls_from_its_weight_to_zero() {
+    let moclr = crate::StudentMoclr {
+        weight: 2.0,
+        temperature: 0.2,
+        ema_momentum: 0.5,
+        anneal: true,
+    };
+    assert_eq!(moclr.weight_at(0, 100), 2.0);
+    assert!((moclr.weight_at(50, 100) - 1.0).abs() < 1e-12);
+    assert!(moclr.weight_at(100, 100).abs() < 1e-12);
+    assert!(moclr.weight_at(150, 100).abs() < 1e-12);
+    let constant = crate::StudentMoclr {
+        anneal: false,
+        ..moclr
+    };
+    assert_eq!(constant.weight_at(100, 100), 2.0);
+    // In a step: zero heads regress exactly 1.0, and at the last step the term adds nothing.
+    let options = DistillOptions {
+        zero_init_heads: true,
+        student_moclr: Some(moclr),
+        ..DistillOptions::default()
+    };
+    let mut step = step_with_options(2, options);
+    let batch = DistillBatch {
+        second_view: Some(images(11, 6)),
+        ..DistillBatch::new(images(10, 6), vec![0, 1, 0, 1, 0, 1])
+    };
+    let loss_at = |step: &mut DistillStep, at: usize| {
+        let out = step.forward(&batch, &ctx_at(at, 10)).unwrap();
+        let metric = |name: &str| out.metrics.iter().find(|(n, _)| n == name).unwrap().1;
+        let term = metric("loss_student_moclr");
+        let weight = metric("student_moclr_weight");
+        (out.loss.to_scalar::<f32>().unwrap() as f64, term, weight)
+    };
+    let (first, term, weight) = loss_at(&mut step, 0);
+    assert_eq!(weight, 2.0);
+    assert!(
+        (first - 1.0 - 2.0 * term).abs() < 1e-4,
+        "{first} vs 1 + 2 × {term}"
+    );
+    let (last, _, weight) = loss_at(&mut step, 100);
+    assert!(weight.abs() < 1e-12);
+    assert!((last - 1.0).abs() < 1e-5, "{last}");
 }
 
 #[test]

@@ -339,6 +339,9 @@ pub struct DistillConfig {
     /// with the base's temperature and EMA momentum) beside the regression. Default 1; 0 with
     /// `head_init = "random"` is the paper's recipe.
     pub student_moclr_weight: f64,
+    /// Lower the student's MoCLR weight to 0 over the distillation on a cosine, so that the
+    /// last steps regress on the teachers alone.
+    pub student_moclr_anneal: bool,
     /// The layer the heads read from the student and regress on every teacher: `projection`
     /// (the paper) or `features` (the backbone features, which evaluation reads).
     pub target_layer: dnc_distill::DistillTarget,
@@ -370,6 +373,7 @@ impl Default for DistillConfig {
             contrastive_weight: options.contrastive_weight,
             contrastive_temperature: options.contrastive_temperature,
             student_moclr_weight: 1.0,
+            student_moclr_anneal: false,
             target_layer: options.target,
             targets: dnc_distill::TargetSource::Augmented,
             checkpoint_every: 50,
@@ -527,6 +531,7 @@ impl RunConfig {
                 weight: d.student_moclr_weight,
                 temperature: self.base.objective.temperature,
                 ema_momentum: self.base.ema_momentum,
+                anneal: d.student_moclr_anneal,
             }),
             target: d.target_layer,
         }

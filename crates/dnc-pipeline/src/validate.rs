@@ -114,6 +114,12 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         d.student_moclr_weight,
         "must be a finite number >= 0",
     )?;
+    check(
+        !d.student_moclr_anneal || d.student_moclr_weight > 0.0,
+        "distill.student_moclr_anneal",
+        d.student_moclr_anneal,
+        "needs a student MoCLR term to anneal (distill.student_moclr_weight > 0)",
+    )?;
     wrap("distill.optimizer", d.optimizer.validate())
 }
 
@@ -244,5 +250,14 @@ mod tests {
         );
         cfg.experts.init = Init::Base;
         validate(&cfg).unwrap();
+        let mut cfg = RunConfig::default();
+        cfg.distill.student_moclr_anneal = true;
+        validate(&cfg).unwrap();
+        cfg.distill.student_moclr_weight = 0.0;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("distill.student_moclr_anneal") && err.contains("student_moclr_weight"),
+            "{err}"
+        );
     }
 }

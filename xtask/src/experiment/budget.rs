@@ -39,7 +39,7 @@ pub(crate) struct BudgetArgs {
     /// Seeds 0..N of every point.
     #[arg(long, default_value_t = 1)]
     seeds: u64,
-    /// DnC arms at each total (comma-separated): dnc, cached, k10, random, base-only,
+    /// DnC arms at each total (comma-separated): dnc, cached, anneal, k10, random, base-only,
     /// experts-scratch, paper, paper-experts-base.
     #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
     arms: Vec<String>,
@@ -85,7 +85,7 @@ struct Arm {
     shares: &'static str,
 }
 
-const ARMS: [Arm; 8] = [
+const ARMS: [Arm; 9] = [
     Arm {
         name: "dnc",
         what: "Divide and Contrast as the preset sets it",
@@ -97,6 +97,13 @@ const ARMS: [Arm; 8] = [
         what: "the preset with the teachers' targets cached once from centre crops (a \
                distillation step then runs the student alone)",
         overrides: &["distill.targets=\"cached\""],
+        shares: "base,embed,cluster,experts",
+    },
+    Arm {
+        name: "anneal",
+        what: "the preset with the student's MoCLR term annealed to 0 over the distillation, so \
+               that its last steps regress on the teachers alone",
+        overrides: &["distill.student_moclr_anneal=true"],
         shares: "base,embed,cluster,experts",
     },
     Arm {
