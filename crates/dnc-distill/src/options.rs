@@ -77,18 +77,20 @@ pub struct StudentMoclr {
     pub temperature: f64,
     /// Initial momentum of the target network (raised to 1 on a cosine, as in MoCLR).
     pub ema_momentum: f64,
-    /// Lower the weight from `weight` at the first step to 0 at the last, on a cosine: the
-    /// student's own term carries it early, and the teachers' targets have the last word.
+    /// Lower the weight from `weight` at the first step (0) to 0 at the last (`total_steps - 1`),
+    /// on a cosine: the student's own term carries it early, and the teachers' targets have the
+    /// last word.
     pub anneal: bool,
 }
 
 impl StudentMoclr {
-    /// The term's weight at `step` of `total_steps`.
+    /// The term's weight at `step` (counted from 0) of `total_steps`.
     pub fn weight_at(&self, step: usize, total_steps: usize) -> f64 {
         if !self.anneal {
             return self.weight;
         }
-        let t = step.min(total_steps) as f64 / total_steps.max(1) as f64;
+        let last = total_steps.saturating_sub(1).max(1);
+        let t = step.min(last) as f64 / last as f64;
         self.weight * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
     }
 }

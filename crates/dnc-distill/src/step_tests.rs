@@ -570,10 +570,12 @@ fn an_annealed_student_moclr_term_falls_from_its_weight_to_zero() {
         ema_momentum: 0.5,
         anneal: true,
     };
-    assert_eq!(moclr.weight_at(0, 100), 2.0);
-    assert!((moclr.weight_at(50, 100) - 1.0).abs() < 1e-12);
-    assert!(moclr.weight_at(100, 100).abs() < 1e-12);
-    assert!(moclr.weight_at(150, 100).abs() < 1e-12);
+    // Steps 0 ..= 100 of 101: the first at full weight, the last at zero.
+    assert_eq!(moclr.weight_at(0, 101), 2.0);
+    assert!((moclr.weight_at(50, 101) - 1.0).abs() < 1e-12);
+    assert!(moclr.weight_at(100, 101).abs() < 1e-12);
+    assert!(moclr.weight_at(150, 101).abs() < 1e-12);
+    assert_eq!(moclr.weight_at(0, 1), 2.0);
     let constant = crate::StudentMoclr {
         anneal: false,
         ..moclr
@@ -603,7 +605,8 @@ fn an_annealed_student_moclr_term_falls_from_its_weight_to_zero() {
         (first - 1.0 - 2.0 * term).abs() < 1e-4,
         "{first} vs 1 + 2 × {term}"
     );
-    let (last, _, weight) = loss_at(&mut step, 100);
+    // `ctx_at` runs 100 steps: 99 is the last.
+    let (last, _, weight) = loss_at(&mut step, 99);
     assert!(weight.abs() < 1e-12);
     assert!((last - 1.0).abs() < 1e-5, "{last}");
 }

@@ -12,7 +12,7 @@ use crate::config::RunConfig;
 use crate::error::PipelineError;
 use crate::lock::RunLock;
 use crate::run::Run;
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, StageStatus};
 use crate::stage::Stage;
 use std::path::Path;
 use toml::{Table, Value};
@@ -107,7 +107,10 @@ impl Run {
             if from.is_dir() {
                 link_tree_atomically(&from, &folder)?;
             }
-            let status = donor_summary.stages[stage.name()].clone();
+            let status = StageStatus {
+                attempt_started: None,
+                ..donor_summary.stages[stage.name()].clone()
+            };
             let info: Vec<(String, serde_json::Value)> = info_keys(stage)
                 .into_iter()
                 .filter_map(|k| Some((k.clone(), donor_summary.info.get(&k)?.clone())))

@@ -194,12 +194,15 @@ impl Run {
             tracing::info!("experts {selection:?}: complete, skipped");
             return Ok(());
         }
+        let last_activity = self.dir.last_activity(Stage::Experts.name());
         self.dir.update_summary(|s| {
             mark_stale(s, Stage::Experts, resume);
-            s.stages
-                .entry(Stage::Experts.name().into())
-                .or_default()
-                .done = false;
+            let entry = s.stages.entry(Stage::Experts.name().into()).or_default();
+            // A whole-stage attempt killed earlier: its time counts once, here. Expert jobs
+            // record no start of their own (several run at once); each adds its own seconds.
+            entry.seconds += killed_attempt_seconds(entry, last_activity);
+            entry.attempt_started = None;
+            entry.done = false;
         })?;
         tracing::info!("experts {selection:?}: start");
         let start = Instant::now();
@@ -283,6 +286,9 @@ fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
     for later in &stale {
         if let Some(status) = s.stages.get_mut(later.name()) {
             status.done = false;
+            // A killed attempt of a later stage is void: the stage runs again on new inputs, and
+            // its resume must not count the time until then.
+            status.attempt_started = None;
         }
     }
     match stage {

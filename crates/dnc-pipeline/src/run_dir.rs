@@ -328,29 +328,27 @@ pub(crate) fn unix_now() -> f64 {
 }
 
 impl RunDir {
-    /// The last time the run's processes wrote to its log, its metrics or a file in `stage`'s
-    /// folder (a checkpoint), in seconds since the Unix epoch, if any exists.
+    /// The last time a run's process wrote its metrics or a file or folder in `stage`'s folder
+    /// (a checkpoint), in seconds since the Unix epoch, if any exists. The log is left out: a
+    /// resumed run writes to it before the stage starts again.
     pub(crate) fn last_activity(&self, stage: &str) -> Option<f64> {
         fn newest(path: &Path, depth: usize, latest: &mut Option<std::time::SystemTime>) {
             let Ok(meta) = std::fs::metadata(path) else {
                 return;
             };
-            if meta.is_dir() {
-                if depth > 0 {
-                    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                        newest(&entry.path(), depth - 1, latest);
-                    }
-                }
-            } else if let Ok(t) = meta.modified() {
+            if let Ok(t) = meta.modified() {
                 *latest = (*latest).max(Some(t));
+            }
+            if meta.is_dir() && depth > 0 {
+                for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                    newest(&entry.path(), depth - 1, latest);
+                }
             }
         }
         let mut latest = None;
-        for path in [self.log_path(), self.metrics_path()] {
-            newest(&path, 0, &mut latest);
-        }
-        // Deep enough for experts/expert-K/checkpoints/FILE.
-        newest(&self.stage_path(stage), 3, &mut latest);
+        newest(&self.metrics_path(), 0, &mut latest);
+        // Deep enough for experts/expert-K/checkpoints/step-N/FILE.
+        newest(&self.stage_path(stage), 5, &mut latest);
         latest
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs_f64())

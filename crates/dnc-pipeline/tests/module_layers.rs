@@ -32,46 +32,85 @@ fn module_of(rel: &Path) -> Vec<String> {
 }
 
 /// The code of a file without its comments (doc links name modules without depending on them)
-/// and without its `#[cfg(test)]` module.
+/// and without its test module.
 fn code(text: &str) -> String {
-    let body = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
     body.lines()
         .map(|l| l.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// The paths after each `crate::` in `code`, as segments (`crate::stages::cluster::run` gives
-/// `["stages", "cluster", "run"]`); `use crate::{a, b}` groups give each member.
-fn crate_paths(code: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
+/// The paths of a use tree or path expression starting at `text` (after `crate::`), each
+/// prefixed with `prefix`: `a::{b, c::{d, e}}, f` gives `a::b`, `a::c::d`, `a::c::e` (the tree
+/// ends at the first character outside it).
+fn tree_paths(prefix: &[String], text: &str, out: &mut Vec<Vec<String>>) {
+    let mut path = prefix.to_vec();
+    let mut rest = text.trim_start();
+    loop {
         if let Some(group) = rest.strip_prefix('{') {
-            let inner = &group[..group.find('}').unwrap_or(group.len())];
-            for member in inner.split(',') {
-                let segs: Vec<String> = member
-                    .split("::")
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if !segs.is_empty() {
-                    out.push(segs);
+            // The group's members, split at the commas outside nested braces.
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        tree_paths(&path, &group[start..i], out);
+                        return;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        tree_paths(&path, &group[start..i], out);
+                        start = i + 1;
+                    }
+                    _ => {}
                 }
             }
-            continue;
+            return;
         }
         let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
             .unwrap_or(rest.len());
-        out.push(
-            rest[..end]
-                .split("::")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        );
+        if end == 0 {
+            break;
+        }
+        path.push(rest[..end].to_string());
+        rest = &rest[end..];
+        match rest.strip_prefix("::") {
+            Some(next) => rest = next.trim_start(),
+            None => break,
+        }
+    }
+    if path.len() > prefix.len() {
+        out.push(path);
+    }
+}
+
+/// The crate paths `code` names, from the crate root: after each `crate::`, and after each
+/// `super::` (resolved against `module`, the module path of the file; `super::super::` too).
+fn crate_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    let ident = |i: usize| i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        if rest.starts_with("crate::") && !ident(i) {
+            tree_paths(&[], &rest["crate::".len()..], &mut out);
+            i += "crate::".len();
+        } else if rest.starts_with("super::") && !ident(i) {
+            let mut base = module.to_vec();
+            let mut after = rest;
+            while let Some(next) = after.strip_prefix("super::") {
+                base.pop();
+                after = next.trim_start();
+            }
+            tree_paths(&base, after, &mut out);
+            i += rest.len() - after.len();
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
     }
     out
 }
@@ -104,7 +143,7 @@ fn read_crate() -> Crate {
         let m = module_of(f.strip_prefix(&src).unwrap());
         let Some(first) = m.first() else { continue };
         let text = code(&std::fs::read_to_string(f).unwrap());
-        for path in crate_paths(&text) {
+        for path in crate_paths(&text, &m) {
             if top.contains(&path[0]) && path[0] != *first {
                 edges
                     .entry(first.clone())
@@ -122,17 +161,6 @@ fn read_crate() -> Crate {
                     .entry(m[1].clone())
                     .or_default()
                     .insert(path[1].clone());
-            }
-        }
-        // `super::other_stage` from a stage's own file.
-        if m.len() == 2 && m[0] == "stages" {
-            for other in &stage_mods {
-                if *other != m[1] && text.contains(&format!("super::{other}::")) {
-                    stage_edges
-                        .entry(m[1].clone())
-                        .or_default()
-                        .insert(other.clone());
-                }
             }
         }
     }
@@ -212,14 +240,36 @@ fn the_checker_finds_a_circle_and_grouped_imports() {
     edges.entry("c".into()).or_default().insert("a".into());
     assert_eq!(find_cycle(&edges).unwrap(), ["a", "b", "c", "a"]);
 
-    let paths = crate_paths("use crate::{run::Run, stages::cluster};\nlet x = crate::lock::f();");
+    let owned = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let paths = crate_paths(
+        "use crate::{run::Run, stages::{cluster, eval::{self, X}}, lock};\nlet x = crate::lock::f();",
+        &owned(&["report"]),
+    );
     assert_eq!(
         paths,
         [
-            vec!["run".to_string(), "Run".into()],
-            vec!["stages".into(), "cluster".into()],
-            vec!["lock".into(), "f".into()],
+            owned(&["run", "Run"]),
+            owned(&["stages", "cluster"]),
+            owned(&["stages", "eval", "self"]),
+            owned(&["stages", "eval", "X"]),
+            owned(&["lock"]),
+            owned(&["lock", "f"]),
         ]
     );
+    // `super::` from stages/distill/targets.rs (module stages::distill::targets).
+    let here = owned(&["stages", "distill", "targets"]);
+    assert_eq!(
+        crate_paths("use super::super::experts::Plan;", &here),
+        [owned(&["stages", "experts", "Plan"])]
+    );
+    assert_eq!(
+        crate_paths("use super::{cached, step};", &here),
+        [
+            owned(&["stages", "distill", "cached"]),
+            owned(&["stages", "distill", "step"])
+        ]
+    );
+    // `supercrate::x` or `my_crate::x` name no path of this crate.
+    assert!(crate_paths("let a = my_crate::x; let b = supercrate::y;", &here).is_empty());
     assert_eq!(code("let a = 1; // crate::run\n"), "let a = 1; ");
 }

@@ -243,6 +243,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
             // the small budgets are known first.
             for &e in &ladder {
                 study.moclr(e, seed)?;
+                record_study(&out, &args)?;
                 if totals.contains(&e) {
                     for arm in &arms {
                         study.arm(arm, e, seed)?;
@@ -268,19 +269,15 @@ fn study_settings(args: &BudgetArgs) -> Value {
     })
 }
 
-/// Records the study's settings in `<out>/study.json` on its first call, and refuses a later call
-/// with others: its finished points would be skipped rather than trained again, and the report
-/// would mix runs made two ways.
+/// Refuses a call whose settings differ from those in `<out>/study.json` (written by
+/// [`record_study`] once a run of the study has trained): its finished points would be skipped
+/// rather than trained again, and the report would mix runs made two ways.
 fn check_study(out: &Path, args: &BudgetArgs) -> Result<()> {
     let path = out.join("study.json");
     let now = study_settings(args);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = serde_json::to_string_pretty(&now)?;
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            return Ok(());
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let before: Value =
@@ -297,6 +294,17 @@ fn check_study(out: &Path, args: &BudgetArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `<out>/study.json` with this call's settings, unless it exists: called once a run has
+/// trained, so that a first call refused by `dnc` (a mistyped `--set`) records nothing.
+fn record_study(out: &Path, args: &BudgetArgs) -> Result<()> {
+    let path = out.join("study.json");
+    if path.exists() {
+        return Ok(());
+    }
+    let text = serde_json::to_string_pretty(&study_settings(args))?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `NAME=DIR` evaluation sources.
@@ -976,7 +984,10 @@ mod tests {
         let out = std::env::temp_dir().join(format!("dnc-study-{}", std::process::id()));
         std::fs::create_dir_all(&out).unwrap();
         let first = parse(&["--ladder", "10,20", "--set", "base.optimizer.base_lr=0.06"]);
+        // Nothing is recorded until a run has trained (a refused first call leaves no trace).
         check_study(&out, &first).unwrap();
+        assert!(!out.join("study.json").exists());
+        record_study(&out, &first).unwrap();
         assert!(out.join("study.json").is_file());
         // More totals, seeds and arms extend the same study.
         let more = parse(&[

@@ -91,18 +91,25 @@ fn read_class_groups(path: &Path) -> Result<HashMap<String, String>, PipelineErr
             .ok_or_else(|| bad(format!("{what} is {v}, not a string")))
     };
     match &value {
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
+        Value::Array(items) => {
+            let mut groups = HashMap::new();
+            for (i, item) in items.iter().enumerate() {
                 let field = |key: &str| {
                     item.get(key)
                         .ok_or_else(|| bad(format!("entry {i} has no `{key}`")))
                         .and_then(|v| string(v, &format!("entry {i}'s `{key}`")))
                 };
-                Ok((field("folder")?, field("group")?))
-            })
-            .collect(),
+                let (class, group) = (field("folder")?, field("group")?);
+                if let Some(other) = groups.insert(class.clone(), group.clone())
+                    && other != group
+                {
+                    return Err(bad(format!(
+                        "the class `{class}` is in two groups, `{other}` and `{group}`"
+                    )));
+                }
+            }
+            Ok(groups)
+        }
         Value::Object(map) => map
             .iter()
             .map(|(class, group)| Ok((class.clone(), string(group, &format!("`{class}`"))?)))
@@ -239,6 +246,13 @@ mod tests {
         std::fs::write(&bad, r#"[{"folder": "a"}]"#).unwrap();
         let err = read_class_groups(&bad).unwrap_err().to_string();
         assert!(err.contains("bad.json") && err.contains("`group`"), "{err}");
+        std::fs::write(
+            &bad,
+            r#"[{"folder": "a", "group": "x"}, {"folder": "a", "group": "y"}]"#,
+        )
+        .unwrap();
+        let err = read_class_groups(&bad).unwrap_err().to_string();
+        assert!(err.contains("`a` is in two groups"), "{err}");
         std::fs::write(&bad, r#"{"a": 3}"#).unwrap();
         let err = read_class_groups(&bad).unwrap_err().to_string();
         assert!(err.contains("`a`") && err.contains("not a string"), "{err}");
