@@ -95,6 +95,8 @@ struct SimdBuild {
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchKind {
     Train,
+    /// A distillation step (teachers live, and targets cached) against a MoCLR step.
+    Distill,
     Data,
     Kmeans,
     Scale,
@@ -141,6 +143,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             unreachable!("handled above")
         }
         BenchKind::Data => bench_data(&dnc, &data, &args),
+        BenchKind::Distill => bench_distill(&dnc, &data, &args),
         BenchKind::Scale => bench_scale(&dnc, &args),
     }
 }
@@ -535,6 +538,46 @@ fn bench_data(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
     println!("| loader img/s (decode + 2 views) | tiny train img/s | ratio |");
     println!("|---|---|---|");
     println!("| {l:.0} | {t:.1} | {:.1} |", l / t);
+    Ok(())
+}
+
+/// A distillation step against a MoCLR step, timed in turn in one process (`dnc bench
+/// distill`), and what Divide and Contrast's training then costs against MoCLR's at equal
+/// epochs (base T/2 and experts T/4 in MoCLR steps, distillation T/4).
+fn bench_distill(dnc: &Path, data: &Path, args: &BenchArgs) -> Result<()> {
+    println!(
+        "| model | MoCLR s/step | distillation, live teachers | distillation, cached targets | DnC / MoCLR, live | DnC / MoCLR, cached |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for model in &args.models {
+        let r = json_of(
+            Command::new(dnc)
+                .env("RAYON_NUM_THREADS", args.threads.to_string())
+                .args(["bench", "distill", "--model", model])
+                .args(["--batch", &args.batch.to_string()])
+                .args(["--steps", &args.steps.to_string()])
+                .args(["--rounds", &args.rounds.to_string()])
+                .args(["--threads", &args.threads.to_string()])
+                .arg("--data")
+                .arg(data.join("train")),
+        )?;
+        eprintln!("{model}: {r}");
+        let (s, over, dnc_over) = (
+            &r["s_per_step"],
+            &r["over_moclr"],
+            &r["dnc_training_over_moclr_at_equal_epochs"],
+        );
+        println!(
+            "| {model} | {:.3} | {:.3} s ({:.2}×) | {:.3} s ({:.2}×) | {:.3} | {:.3} |",
+            num(s, "moclr"),
+            num(s, "distill_live"),
+            num(over, "distill_live"),
+            num(s, "distill_cached"),
+            num(over, "distill_cached"),
+            num(dnc_over, "live"),
+            num(dnc_over, "cached"),
+        );
+    }
     Ok(())
 }
 

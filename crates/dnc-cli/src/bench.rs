@@ -28,6 +28,9 @@ pub(crate) enum BenchCommand {
     Data(DataBench),
     /// k-means on random normal data.
     Kmeans(KmeansBench),
+    /// A distillation step (teachers live, and targets cached) against a MoCLR step, side by
+    /// side: what Divide and Contrast's training costs against MoCLR's at equal epochs.
+    Distill(crate::bench_distill::DistillBench),
     /// Writes a synthetic unlabelled image tree (for `cargo xtask bench scale`).
     Synth(SynthArgs),
 }
@@ -141,13 +144,14 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => bench_train(a)?,
         BenchCommand::Data(a) => bench_data(a)?,
         BenchCommand::Kmeans(a) => bench_kmeans(a)?,
+        BenchCommand::Distill(a) => crate::bench_distill::bench_distill(a)?,
         BenchCommand::Synth(a) => synth(a)?,
     };
     println!("{out}");
     Ok(())
 }
 
-fn encoder_for(model: &str, precision: Precision) -> Result<EncoderConfig> {
+pub(crate) fn encoder_for(model: &str, precision: Precision) -> Result<EncoderConfig> {
     let backbone = match model {
         "tiny" => BackboneConfig {
             arch: Arch::Tiny,
@@ -173,7 +177,11 @@ fn encoder_for(model: &str, precision: Precision) -> Result<EncoderConfig> {
 
 /// CIFAR-sized images, decoded once into a cache under the system's temporary folder when
 /// `cache` is set (so that timed steps read them as a training run with `data.cache_resized`).
-fn open_images(dir: &Path, limit: Option<usize>, cache: bool) -> Result<Arc<ImageFolder>> {
+pub(crate) fn open_images(
+    dir: &Path,
+    limit: Option<usize>,
+    cache: bool,
+) -> Result<Arc<ImageFolder>> {
     let cfg = ImageFolderConfig {
         resized_cache: cache.then(|| ResizedCacheConfig {
             dir: std::env::temp_dir().join("dnc-bench-cache"),
@@ -423,7 +431,7 @@ fn round(x: f64) -> f64 {
 }
 
 /// Linux CPU pressure (PSI "some" averages): high values mean the CPU was contended.
-fn cpu_pressure() -> Option<serde_json::Value> {
+pub(crate) fn cpu_pressure() -> Option<serde_json::Value> {
     let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
     let first = text.lines().next()?;
     let mut obj = serde_json::Map::new();

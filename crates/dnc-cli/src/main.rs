@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_distill;
 mod commands;
 mod device_check;
 #[cfg(test)]
