@@ -894,6 +894,22 @@ fn report(
              less, so MoCLR has not been seen to saturate at these budgets."
             .to_string(),
     };
+    let doublings: Vec<String> = moclr
+        .iter()
+        .filter_map(|c| {
+            let next = moclr.iter().find(|n| n.total == 2 * c.total)?;
+            let (a, b) = (c.stat(|p| Some(p.knn))?.0, next.stat(|p| Some(p.knn))?.0);
+            Some(format!("{} → {}: {:+.2}", c.total, next.total, b - a))
+        })
+        .collect();
+    let e_star_line = if doublings.is_empty() {
+        e_star_line
+    } else {
+        format!(
+            "{e_star_line} MoCLR's k-NN gain per doubling: {}.",
+            doublings.join(", ")
+        )
+    };
     let overrides = if args.overrides.is_empty() {
         String::new()
     } else {
