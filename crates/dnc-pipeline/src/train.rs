@@ -73,6 +73,23 @@ pub(crate) fn name_batch_size(e: DataError, key: &str, stage: &str) -> PipelineE
     }
 }
 
+/// A training error, with what to change when the loss diverged: the settings of `section`
+/// (`base`, `experts.train`, `distill`) that decide the step size, by name and value.
+pub(crate) fn diverged(
+    e: dnc_engine::EngineError,
+    section: &str,
+    base_lr: f64,
+    warmup_epochs: f64,
+) -> PipelineError {
+    match e {
+        dnc_engine::EngineError::NonFiniteLoss { .. } => PipelineError::Other(format!(
+            "{e}. The loss diverged: lower {section}.optimizer.base_lr (now {base_lr}) or \
+             lengthen {section}.warmup_epochs (now {warmup_epochs}), then train the stage again"
+        )),
+        other => other.into(),
+    }
+}
+
 /// Trains one MoCLR encoder on `dataset` and writes `job.model`.
 pub(crate) fn train_moclr<D>(
     run: &RunConfig,
@@ -124,9 +141,50 @@ where
         .with_checkpoints(job.checkpoints.clone())
         .with_metrics(metrics)
         .with_resume(resume);
-    let report = fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+    let section = if job.name.starts_with("expert") && run.experts.train.is_some() {
+        "experts.train"
+    } else {
+        "base"
+    };
+    let report = fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io).map_err(|e| {
+        diverged(
+            e,
+            section,
+            job.train.optimizer.base_lr(),
+            job.train.warmup_epochs,
+        )
+    })?;
     if group.is_leader() {
         save_encoder(step.online_vars(), &job.model)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diverged_loss_names_the_settings_to_change() {
+        let e = dnc_engine::EngineError::NonFiniteLoss {
+            step: 77,
+            epoch: 11,
+            batch: 0,
+            loss: f64::NAN,
+        };
+        let msg = diverged(e, "distill", 0.06, 3.0).to_string();
+        assert!(
+            msg.contains("step 77")
+                && msg.contains("distill.optimizer.base_lr (now 0.06)")
+                && msg.contains("distill.warmup_epochs (now 3)"),
+            "{msg}"
+        );
+        // Other errors pass through unchanged.
+        let other = dnc_engine::EngineError::Step {
+            step: 3,
+            source: candle_core::Error::Msg("boom".into()),
+        };
+        let msg = diverged(other, "base", 0.1, 0.0).to_string();
+        assert!(msg.contains("boom") && !msg.contains("base_lr"), "{msg}");
+    }
 }

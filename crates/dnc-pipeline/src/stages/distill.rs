@@ -14,7 +14,7 @@ use crate::run::Run;
 use crate::run_dir::ModelRef;
 use crate::sources::{DistillSource, DistillViewMapper};
 use crate::stage::Stage;
-use crate::train::{fit_config, train_loader_config};
+use crate::train::{diverged, fit_config, train_loader_config};
 use crate::weights::{load_encoder, save_encoder, save_vars};
 use candle_core::Var;
 use candle_nn::VarMap;
@@ -188,7 +188,8 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         // experts' heads see a different number of images on every rank (some none), which
         // synchronised statistics cannot take.
         let _per_rank_statistics = dnc_dist::scoped(group.clone().with_sync_batch_norm(false));
-        fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)?;
+        fit(&mut step, &source, optimizer.as_mut(), &fit_cfg, io)
+            .map_err(|e| diverged(e, "distill", d.optimizer.base_lr(), d.warmup_epochs))?;
     }
     if !group.is_leader() {
         return Ok(());
