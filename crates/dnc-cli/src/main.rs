@@ -97,6 +97,7 @@ fn main() {
         Command::DeviceCheck(a) => device_check::run(a),
     };
     if let Err(e) = result {
+        logging::record_exit_error(&format!("{e:#}"));
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -238,23 +238,51 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
             sources: &sources,
         };
         let totals = dnc_totals(&ladder);
+        let mut failed = Vec::new();
         for seed in 0..args.seeds {
             // Ascending totals, each MoCLR point followed by the DnC arms it completes, so that
             // the small budgets are known first.
             for &e in &ladder {
-                study.moclr(e, seed)?;
-                record_study(&out, &args)?;
+                go_on(study.moclr(e, seed), &mut failed)?;
+                if moclr_dir(&out, e, seed).join("config.toml").is_file() {
+                    record_study(&out, &args)?;
+                }
                 if totals.contains(&e) {
                     for arm in &arms {
-                        study.arm(arm, e, seed)?;
+                        go_on(study.arm(arm, e, seed), &mut failed)?;
                     }
                 }
             }
         }
+        let md = report(&args, &out, stem, &ladder, &arms, &sources)?;
+        println!("{md}");
+        if !failed.is_empty() {
+            bail!(
+                "{} point(s) of the study failed; the others ran:\n{}",
+                failed.len(),
+                failed.join("\n")
+            );
+        }
+        return Ok(());
     }
     let md = report(&args, &out, stem, &ladder, &arms, &sources)?;
     println!("{md}");
     Ok(())
+}
+
+/// A point that failed (a diverged loss, say) is recorded and the study goes on to the next,
+/// so that one point does not stop a study left to run for hours; a `dnc` killed by a signal
+/// (the machine shutting down, a user's Ctrl-C) stops it.
+fn go_on(point: Result<()>, failed: &mut Vec<String>) -> Result<()> {
+    match point {
+        Ok(()) => Ok(()),
+        Err(e) if format!("{e:#}").contains("failed with signal") => Err(e),
+        Err(e) => {
+            eprintln!("a point of the study failed, going on: {e:#}");
+            failed.push(format!("{e:#}"));
+            Ok(())
+        }
+    }
 }
 
 /// The arguments that shape every run of a study (not the ladder, seeds or arms, which extend
@@ -641,6 +669,39 @@ fn show((mean, std): (f64, f64), n: usize) -> String {
     }
 }
 
+/// The study's run folders that exist but hold no finished evaluation, each with the last error
+/// line of its log (or "no error in its log": running or interrupted).
+fn unfinished_points(
+    seeds: u64,
+    out: &Path,
+    ladder: &[u64],
+    totals: &[u64],
+    arms: &[&Arm],
+) -> Vec<(PathBuf, String)> {
+    let mut dirs = Vec::new();
+    for seed in 0..seeds {
+        dirs.extend(ladder.iter().map(|&e| moclr_dir(out, e, seed)));
+        for &t in totals {
+            dirs.extend(arms.iter().map(|a| arm_dir(out, a.name, t, seed)));
+        }
+    }
+    dirs.into_iter()
+        .filter(|d| d.join("config.toml").is_file() && !is_finished(d))
+        .map(|d| {
+            let log = std::fs::read_to_string(d.join("log.txt")).unwrap_or_default();
+            let why = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("ERROR") || l.starts_with("error") || l.starts_with("Error"))
+                .map_or(
+                    "no error in its log (running or interrupted)".to_string(),
+                    |l| l.trim().to_string(),
+                );
+            (d, why)
+        })
+        .collect()
+}
+
 /// The saturation budget: the first ladder point E whose double 2E is on the ladder and gains at
 /// most 0.5 k-NN points over it.
 fn saturation(moclr: &[Cell]) -> Option<u64> {
@@ -837,6 +898,20 @@ fn report(
         )
     };
 
+    let unfinished = unfinished_points(args.seeds, out, ladder, &totals, arms);
+    let unfinished_md = if unfinished.is_empty() {
+        String::new()
+    } else {
+        let lines: String = unfinished
+            .iter()
+            .map(|(dir, why)| format!("- `{}`: {why}\n", dir.display()))
+            .collect();
+        format!(
+            "## Points not finished\n\nRunning, interrupted or failed (the study resumes the first \
+             two; a failed one needs its cause fixed and its folder removed):\n\n{lines}\n"
+        )
+    };
+
     let chart = |metric: &str, f: &dyn Fn(&Point) -> Option<f64>| -> Result<String> {
         let file = format!("budget-{metric}.png");
         let mut series = Vec::new();
@@ -936,7 +1011,7 @@ fn report(
          several ran); wall time is the sum of the training stages' \
          seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
          ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
-         {partitions}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
+         {partitions}{unfinished_md}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
         config = args.config.display(),
         ladder = ladder_arg.join(","),
         seeds = args.seeds,
@@ -1022,6 +1097,47 @@ mod tests {
             err.contains("study.json") && err.contains("set") && err.contains("base_lr=0.3"),
             "{err}"
         );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_failed_point_is_recorded_and_the_study_goes_on_unless_killed() {
+        let mut failed = Vec::new();
+        go_on(Ok(()), &mut failed).unwrap();
+        go_on(
+            Err(anyhow::anyhow!("dnc train failed with exit status: 1")),
+            &mut failed,
+        )
+        .unwrap();
+        assert_eq!(failed.len(), 1);
+        let killed = go_on(
+            Err(anyhow::anyhow!(
+                "dnc train failed with signal: 15 (SIGTERM)"
+            )),
+            &mut failed,
+        );
+        assert!(killed.is_err());
+        assert_eq!(failed.len(), 1);
+    }
+
+    #[test]
+    fn unfinished_points_are_listed_with_their_last_error() {
+        let out = std::env::temp_dir().join(format!("dnc-unfinished-{}", std::process::id()));
+        let failed = moclr_dir(&out, 10, 0);
+        let running = moclr_dir(&out, 20, 0);
+        for d in [&failed, &running] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("config.toml"), "").unwrap();
+        }
+        std::fs::write(
+            failed.join("log.txt"),
+            "INFO start\nERROR non-finite loss NaN at step 77\nINFO after\n",
+        )
+        .unwrap();
+        let listed = unfinished_points(1, &out, &[10, 20, 40], &[20], &[&ARMS[0]]);
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed[0].1.contains("non-finite loss"), "{listed:?}");
+        assert!(listed[1].1.contains("running or interrupted"), "{listed:?}");
         std::fs::remove_dir_all(&out).unwrap();
     }
 
