@@ -142,6 +142,9 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Log a metrics line every this many steps.
     pub log_every: usize,
+    /// Scale the gradients down to this global norm when they exceed it (logged as
+    /// `grad_norm`); 0 leaves them as they are.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for TrainConfig {
@@ -156,6 +159,7 @@ impl Default for TrainConfig {
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,
+            clip_grad_norm: 0.0,
         }
     }
 }
@@ -353,6 +357,10 @@ pub struct DistillConfig {
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub log_every: usize,
+    /// Scale the gradients down to this global norm when they exceed it (logged as
+    /// `grad_norm`); 0 leaves them as they are. A guard for the regression heads, which can
+    /// diverge at a learning rate the student's own MoCLR term takes.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for DistillConfig {
@@ -379,6 +387,7 @@ impl Default for DistillConfig {
             checkpoint_every: 50,
             keep_checkpoints: 2,
             log_every: 5,
+            clip_grad_norm: 0.0,
         }
     }
 }

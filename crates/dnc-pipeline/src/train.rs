@@ -50,6 +50,7 @@ pub(crate) fn fit_config(
     log_every: usize,
     checkpoint_every: usize,
     keep: usize,
+    clip_grad_norm: f64,
 ) -> FitConfig {
     FitConfig {
         epochs,
@@ -57,6 +58,7 @@ pub(crate) fn fit_config(
         log_every,
         checkpoint_every,
         keep_last: keep.max(1),
+        clip_grad_norm,
         ..FitConfig::default()
     }
 }
@@ -136,6 +138,7 @@ where
         job.train.log_every,
         job.train.checkpoint_every,
         job.train.keep_checkpoints,
+        job.train.clip_grad_norm,
     );
     let io = FitIo::new(job.name.clone())
         .with_checkpoints(job.checkpoints.clone())

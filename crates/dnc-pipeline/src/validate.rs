@@ -48,6 +48,12 @@ fn check_train(prefix: &str, t: &TrainConfig, need_epochs: bool) -> Result<(), P
         t.warmup_epochs,
         "must be a finite number >= 0",
     )?;
+    check(
+        t.clip_grad_norm >= 0.0 && t.clip_grad_norm.is_finite(),
+        &format!("{prefix}.clip_grad_norm"),
+        t.clip_grad_norm,
+        "must be a finite number >= 0 (0: no clipping)",
+    )?;
     wrap(&format!("{prefix}.objective"), t.objective.validate())?;
     wrap(&format!("{prefix}.optimizer"), t.optimizer.validate())
 }
@@ -113,6 +119,12 @@ fn check_distill(d: &DistillConfig) -> Result<(), PipelineError> {
         "distill.student_moclr_weight",
         d.student_moclr_weight,
         "must be a finite number >= 0",
+    )?;
+    check(
+        d.clip_grad_norm >= 0.0 && d.clip_grad_norm.is_finite(),
+        "distill.clip_grad_norm",
+        d.clip_grad_norm,
+        "must be a finite number >= 0 (0: no clipping)",
     )?;
     check(
         !d.student_moclr_anneal || d.student_moclr_weight > 0.0,
@@ -250,6 +262,14 @@ mod tests {
         );
         cfg.experts.init = Init::Base;
         validate(&cfg).unwrap();
+        let mut cfg = RunConfig::default();
+        cfg.distill.clip_grad_norm = -1.0;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("distill.clip_grad_norm"), "{err}");
+        let mut cfg = RunConfig::default();
+        cfg.base.clip_grad_norm = f64::NAN;
+        let err = validate(&cfg).unwrap_err().to_string();
+        assert!(err.contains("base.clip_grad_norm"), "{err}");
         let mut cfg = RunConfig::default();
         cfg.distill.student_moclr_anneal = true;
         validate(&cfg).unwrap();

@@ -27,6 +27,9 @@ pub struct FitConfig {
     pub max_steps: Option<usize>,
     /// No progress bar. Default false (the bar still hides itself when stderr is no terminal).
     pub quiet: bool,
+    /// Scale the gradients down to this global L2 norm when they exceed it, and log their norm
+    /// before clipping (`grad_norm`); 0 (the default) leaves them as they are.
+    pub clip_grad_norm: f64,
 }
 
 impl Default for FitConfig {
@@ -40,6 +43,7 @@ impl Default for FitConfig {
             keep_best: None,
             max_steps: None,
             quiet: false,
+            clip_grad_norm: 0.0,
         }
     }
 }
@@ -95,6 +99,13 @@ impl FitConfig {
                 "fit.warmup_epochs",
                 self.warmup_epochs,
                 "must be a finite number >= 0",
+            ));
+        }
+        if !(self.clip_grad_norm.is_finite() && self.clip_grad_norm >= 0.0) {
+            return Err(ConfigError::new(
+                "fit.clip_grad_norm",
+                self.clip_grad_norm,
+                "must be a finite number >= 0 (0: no clipping)",
             ));
         }
         if self.keep_last == 0 {

@@ -215,3 +215,57 @@ fn a_position_without_a_batch_is_a_step_without_an_update() {
     // The steps after a skipped position keep their place in the schedule.
     assert_eq!((step.seen[3].step, step.seen[3].epoch), (4, 1));
 }
+
+#[test]
+fn clipping_bounds_the_gradient_norm_and_logs_it() {
+    // Plain SGD, no warm-up: the first step moves the weights by lr × the (clipped) gradient.
+    let sgd = crate::optim::OptimizerConfig::Sgd(crate::optim::SgdConfig {
+        base_lr: 0.5,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        nesterov: false,
+    });
+    let one_step = |clip: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut metrics = MetricsWriter::open(&path).unwrap();
+        let cfg = FitConfig {
+            warmup_epochs: 0.0,
+            max_steps: Some(1),
+            log_every: 1,
+            clip_grad_norm: clip,
+            ..config()
+        };
+        let done = train(1, &sgd, &cfg, FitIo::new("base").with_metrics(&mut metrics)).unwrap();
+        let lr = done.step.seen[0].lr;
+        let lines = read_lines(&path);
+        let moved: f64 = ToyStep::bits(&done.step.online)
+            .iter()
+            .zip(ToyStep::bits(&ToyStep::new(1).online))
+            .filter(|((name, _), _)| name.starts_with("linear"))
+            .flat_map(|((_, a), (_, b))| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| f64::from(f32::from_bits(*x) - f32::from_bits(y)))
+                    .collect::<Vec<_>>()
+            })
+            .map(|d| d * d)
+            .sum::<f64>()
+            .sqrt();
+        (
+            moved / lr,
+            lines[0].get("grad_norm").and_then(|v| v.as_f64()),
+        )
+    };
+    let (free, logged) = one_step(0.0);
+    assert!(logged.is_none(), "no grad_norm without clipping");
+    let (clipped, norm) = one_step(0.01);
+    let norm = norm.expect("grad_norm is logged with clipping");
+    // The unclipped step moved by the gradient's norm; the clipped one by the limit.
+    assert!((free - norm).abs() < 1e-3 * norm, "{free} vs {norm}");
+    assert!(norm > 0.01);
+    assert!((clipped - 0.01).abs() < 1e-4, "{clipped}");
+    // A limit above the norm changes nothing.
+    let (loose, _) = one_step(1e6);
+    assert!((loose - free).abs() < 1e-6 * free, "{loose} vs {free}");
+}

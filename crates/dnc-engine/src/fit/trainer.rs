@@ -238,7 +238,9 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
                 loss,
             });
         }
-        self.apply_update(&out.loss, &ctx).map_err(at_step)?;
+        if let Some(norm) = self.apply_update(&out.loss, &ctx).map_err(at_step)? {
+            out.metrics.push(("grad_norm".into(), norm));
+        }
         let seconds = started.elapsed().as_secs_f64();
         if self.group.is_distributed() {
             // This rank's time in collectives (waiting for the others included) over the step.
@@ -294,14 +296,25 @@ impl<'a, T: TrainStep> Trainer<'a, T> {
         ctx
     }
 
-    /// Backward pass, optimiser update at the step's learning rate, then the step's hook.
-    fn apply_update(&mut self, loss: &Tensor, ctx: &StepContext) -> candle_core::Result<()> {
+    /// Backward pass, gradient clipping when configured, optimiser update at the step's
+    /// learning rate, then the step's hook. The gradients' global norm before clipping, when
+    /// clipping is on.
+    fn apply_update(
+        &mut self,
+        loss: &Tensor,
+        ctx: &StepContext,
+    ) -> candle_core::Result<Option<f64>> {
         let mut grads = loss.backward()?;
         if self.group.is_distributed() {
             dnc_dist::average_gradients(&mut grads, &self.params, &**self.group.comm())?;
         }
+        let norm = match self.cfg.clip_grad_norm {
+            max if max > 0.0 => Some(clip_gradients(&mut grads, &self.params, max)?),
+            _ => None,
+        };
         self.optimizer.step(&self.params, &grads, ctx.lr)?;
-        self.step.after_update(ctx)
+        self.step.after_update(ctx)?;
+        Ok(norm)
     }
 
     fn record(&mut self, loss: f64, out: &StepOutput, seconds: f64) {
@@ -456,4 +469,35 @@ fn scalar_loss(loss: &Tensor) -> candle_core::Result<f64> {
         candle_core::bail!("the loss must be a scalar, got shape {:?}", loss.dims())
     }
     Ok(loss.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0])
+}
+
+/// Scales every gradient of `params` by `max / norm` when their global L2 norm exceeds `max`
+/// (after data-parallel averaging, so every rank scales alike); the norm before scaling.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    params: &[(String, Var)],
+    max: f64,
+) -> candle_core::Result<f64> {
+    let mut sum = 0.0f64;
+    for (_, var) in params {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            sum += f64::from(
+                g.sqr()?
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_scalar::<f32>()?,
+            );
+        }
+    }
+    let norm = sum.sqrt();
+    if norm > max {
+        let scale = max / norm;
+        for (_, var) in params {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                let scaled = g.affine(scale, 0.0)?;
+                grads.insert(var.as_tensor(), scaled);
+            }
+        }
+    }
+    Ok(norm)
 }

@@ -176,6 +176,7 @@ pub(crate) fn run(run: &Run, resume: bool) -> Result<(), PipelineError> {
         d.log_every,
         d.checkpoint_every,
         d.keep_checkpoints,
+        d.clip_grad_norm,
     );
     run.dir.stage_dir(Stage::Distill.name())?;
     let mut metrics = run.metrics()?;
