@@ -55,13 +55,28 @@ pub(crate) struct SynthArgs {
     seed: u64,
 }
 
+/// What the step benchmarks (`train`, `distill`) share: the network, the batch and the data.
 #[derive(Args)]
-pub(crate) struct TrainBench {
+pub(crate) struct StepBenchArgs {
     /// `tiny` or `resnet18` (CIFAR stem), with torch_ref's projector (512 hidden, 128 out).
     #[arg(long, default_value = "tiny")]
-    model: String,
+    pub(crate) model: String,
     #[arg(long, default_value_t = 256)]
-    batch: usize,
+    pub(crate) batch: usize,
+    /// Recorded in the output (candle's threads come from RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
+    /// An image folder with class subfolders (a `train/` split).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: dnc_core::DeviceSpec,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainBench {
+    #[command(flatten)]
+    common: StepBenchArgs,
     /// Timed steps.
     #[arg(long, default_value_t = 6)]
     steps: usize,
@@ -71,14 +86,6 @@ pub(crate) struct TrainBench {
     /// Loader threads (decode + augmentation).
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Recorded in the output (candle's threads come from RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    /// An image folder with class subfolders (a `train/` split).
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    device: dnc_core::DeviceSpec,
     /// `f32`, or `bf16` convolutions and matrix products with f32 weights.
     #[arg(long, default_value = "f32")]
     precision: Precision,
@@ -197,16 +204,16 @@ pub(crate) fn open_images(
 }
 
 fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
-    let device = a.device.open()?;
+    let device = a.common.device.open()?;
     let total = a.steps + a.warmup;
     // As many images as the steps use, or the whole folder, read again epoch after epoch.
-    let images = match open_images(&a.data, Some(a.batch * total), true) {
+    let images = match open_images(&a.common.data, Some(a.common.batch * total), true) {
         Ok(images) => images,
-        Err(_) => open_images(&a.data, None, true)?,
+        Err(_) => open_images(&a.common.data, None, true)?,
     };
     let mapper = Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
     let loader_cfg = LoaderConfig {
-        batch_size: a.batch,
+        batch_size: a.common.batch,
         workers: a.workers,
         ..Default::default()
     };
@@ -215,7 +222,12 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
         ema_momentum: 0.99,
         ..Default::default()
     };
-    let mut step = MoclrStep::new(&encoder_for(&a.model, a.precision)?, moclr, 0, &device)?;
+    let mut step = MoclrStep::new(
+        &encoder_for(&a.common.model, a.precision)?,
+        moclr,
+        0,
+        &device,
+    )?;
     let forward_macs = forward_macs_per_image(&step, &device)?;
     let mut opt = OptimizerConfig::Sgd(SgdConfig::default()).build()?;
     let params = step.parameters();
@@ -260,14 +272,14 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let imgs_per_s = a.batch as f64 / median;
+    let imgs_per_s = a.common.batch as f64 / median;
     // A MoCLR step per image: forward and backward (about twice the forward) of both views
     // through the online network, and the target's forward of both: 8 forwards, 2 FLOP each.
     let gflops = 16.0 * forward_macs as f64 * imgs_per_s / 1e9;
-    let peak = dnc_kernels::machine::peak_gflops(a.threads);
-    let measured = dnc_kernels::machine::measured_peak_gflops(a.threads, PEAK_PROBE_MILLIS);
+    let peak = dnc_kernels::machine::peak_gflops(a.common.threads);
+    let measured = dnc_kernels::machine::measured_peak_gflops(a.common.threads, PEAK_PROBE_MILLIS);
     Ok(serde_json::json!({
-        "model": a.model, "batch_size": a.batch, "precision": a.precision, "device": format!("{device:?}"), "timed_steps": times.len(),
+        "model": a.common.model, "batch_size": a.common.batch, "precision": a.precision, "device": format!("{device:?}"), "timed_steps": times.len(),
         "cpu": dnc_kernels::machine::cpu_model(), "simd": dnc_kernels::machine::simd_level(),
         "forward_mmacs_per_image": round(forward_macs as f64 / 1e6),
         "gflops": round(gflops),
@@ -276,9 +288,9 @@ fn bench_train(a: TrainBench) -> Result<serde_json::Value> {
         "peak_basis": peak.map(|p| p.1),
         "measured_peak_gflops": measured.map(round),
         "measured_peak_fraction": measured.map(|m| round(gflops / m)),
-        "median_imgs_per_s": round(a.batch as f64 / median),
-        "imgs_per_s": round(a.batch as f64 / mean),
-        "s_per_step": round(mean), "threads": a.threads, "workers": a.workers,
+        "median_imgs_per_s": round(a.common.batch as f64 / median),
+        "imgs_per_s": round(a.common.batch as f64 / mean),
+        "s_per_step": round(mean), "threads": a.common.threads, "workers": a.workers,
         "peak_rss_mib": dnc_pipeline::process_peak_rss_mib(), "cpu_pressure_some": cpu_pressure(),
     }))
 }

@@ -8,7 +8,7 @@
 //! its own threads in both), in rounds that take each kind in turn, so that a machine's drift
 //! reaches all three alike.
 
-use crate::bench::{encoder_for, open_images};
+use crate::bench::{StepBenchArgs, encoder_for, open_images};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -21,16 +21,12 @@ use dnc_distill::{
 use dnc_engine::{OptimizerConfig, SgdConfig, StepContext, TrainStep};
 use dnc_moclr::{MoclrConfig, MoclrStep, ViewPair};
 use dnc_models::{Encoder, EncoderConfig, Precision};
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args)]
 pub(crate) struct DistillBench {
-    /// `tiny` or `resnet18` (CIFAR stem), with a 512-wide projector to 128.
-    #[arg(long, default_value = "tiny")]
-    model: String,
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
+    #[command(flatten)]
+    common: StepBenchArgs,
     /// Experts beside the base (the clusters of the batch's images are spread over them).
     #[arg(long, default_value_t = 5)]
     experts: usize,
@@ -41,14 +37,6 @@ pub(crate) struct DistillBench {
     /// each kind is untimed).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Recorded in the output (candle's threads come from RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    /// An image folder with class subfolders (a `train/` split).
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    device: dnc_core::DeviceSpec,
 }
 
 /// Two views of a batch of images and their dataset indices.
@@ -100,14 +88,14 @@ pub(crate) fn bench_distill(a: DistillBench) -> Result<serde_json::Value> {
         a.steps >= 1 && a.rounds >= 1,
         "--steps and --rounds must be at least 1"
     );
-    let device = a.device.open()?;
-    let model = encoder_for(&a.model, Precision::F32)?;
+    let device = a.common.device.open()?;
+    let model = encoder_for(&a.common.model, Precision::F32)?;
     // Two batches of views, held in memory.
-    let images = open_images(&a.data, Some(2 * a.batch), true)?;
+    let images = open_images(&a.common.data, Some(2 * a.common.batch), true)?;
     let n_images = dnc_data::Dataset::len(&*images);
     let mapper = std::sync::Arc::new(TwoViewMapper::new(TwoViewConfig::cifar(), 1)?);
     let loader_cfg = LoaderConfig {
-        batch_size: a.batch,
+        batch_size: a.common.batch,
         ..Default::default()
     };
     let loader = Loader::new(images, mapper, loader_cfg)?;
@@ -124,8 +112,8 @@ pub(crate) fn bench_distill(a: DistillBench) -> Result<serde_json::Value> {
     anyhow::ensure!(
         !batches.is_empty(),
         "{} holds less than one batch of {} images",
-        a.data.display(),
-        a.batch
+        a.common.data.display(),
+        a.common.batch
     );
 
     let mut moclr = MoclrStep::new(
@@ -216,8 +204,8 @@ pub(crate) fn bench_distill(a: DistillBench) -> Result<serde_json::Value> {
     let (m, l, c) = (median(t_moclr), median(t_live), median(t_cached));
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(serde_json::json!({
-        "model": a.model, "batch_size": a.batch, "experts": a.experts,
-        "timed_steps_each": a.steps * a.rounds, "threads": a.threads,
+        "model": a.common.model, "batch_size": a.common.batch, "experts": a.experts,
+        "timed_steps_each": a.steps * a.rounds, "threads": a.common.threads,
         "device": format!("{device:?}"),
         "cpu": dnc_kernels::machine::cpu_model(), "simd": dnc_kernels::machine::simd_level(),
         "s_per_step": {"moclr": round(m), "distill_live": round(l), "distill_cached": round(c)},

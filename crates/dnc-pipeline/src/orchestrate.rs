@@ -268,8 +268,8 @@ impl Run {
 }
 
 /// The seconds an earlier attempt at a stage ran before it was killed (it began and never ended:
-/// its `attempt_started` is still set): until the run's last write to its log, its metrics or
-/// the stage's folder.
+/// its `attempt_started` is still set): until the run's last write to its metrics or the stage's
+/// folder (not its log, which the resumed run has written to already).
 fn killed_attempt_seconds(earlier: &StageStatus, last_activity: Option<f64>) -> f64 {
     match (earlier.done, earlier.attempt_started, last_activity) {
         (false, Some(start), Some(last)) => (last - start).max(0.0),

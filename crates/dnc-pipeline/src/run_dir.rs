@@ -315,7 +315,8 @@ pub struct StageStatus {
     pub peak_rss_mib: Option<u64>,
     /// When the attempt now running began (seconds since the Unix epoch); cleared when the
     /// stage is done. Still set when a run resumes, it marks an attempt that was killed: its
-    /// time until the run's last log or metrics write is added to `seconds`.
+    /// time until the run's last metrics write or write in the stage's folder is added to
+    /// `seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_started: Option<f64>,
 }

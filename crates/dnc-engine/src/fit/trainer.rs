@@ -478,18 +478,18 @@ fn clip_gradients(
     params: &[(String, Var)],
     max: f64,
 ) -> candle_core::Result<f64> {
-    let mut sum = 0.0f64;
+    // Summed on the device and read once: one sync per step, not one per parameter.
+    let mut squares = Vec::with_capacity(params.len());
     for (_, var) in params {
         if let Some(g) = grads.get(var.as_tensor()) {
-            sum += f64::from(
-                g.sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_scalar::<f32>()?,
-            );
+            squares.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?);
         }
     }
-    let norm = sum.sqrt();
+    if squares.is_empty() {
+        return Ok(0.0);
+    }
+    let sum = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f32>()?;
+    let norm = f64::from(sum).sqrt();
     if norm > max {
         let scale = max / norm;
         for (_, var) in params {
