@@ -63,7 +63,9 @@ pub(crate) struct AdoptArgs {
     /// The run directory they are taken from.
     #[arg(long)]
     from: PathBuf,
-    /// A leading run of base, embed, cluster, experts, distill (comma-separated).
+    /// A leading run of base, embed, cluster, experts, distill (comma-separated); or
+    /// `baseline` alone: the matched MoCLR baseline, from a MoCLR run trained for this run's
+    /// total epochs (or a DnC run's baseline), which turns the run's baseline on.
     #[arg(long, value_delimiter = ',', required = true)]
     stages: Vec<String>,
 }
@@ -227,13 +229,17 @@ pub(crate) fn stages(args: RunArgs) -> Result<()> {
 
 pub(crate) fn adopt(args: AdoptArgs) -> Result<()> {
     logging::init(Some(&dnc_pipeline::RunDir::new(&args.run).log_path()));
-    let run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
+    let mut run = Run::open(&args.run, Some(DeviceSpec::Cpu))?;
     let stages = args
         .stages
         .iter()
         .map(|name| name.parse::<Stage>())
         .collect::<Result<Vec<_>, _>>()?;
-    run.adopt_stages(&args.from, &stages)?;
+    if stages == [Stage::Baseline] {
+        run.adopt_baseline(&args.from)?;
+    } else {
+        run.adopt_stages(&args.from, &stages)?;
+    }
     Ok(())
 }
 

@@ -4,11 +4,13 @@
 //! (a random partition, the base distilled alone) share their base, clusters and experts.
 //!
 //! Only a leading run of stages can be taken (base; base and embed; ... up to distill), since
-//! each stage reads the ones before it. Files are hard-linked where the filesystem allows (a
+//! each stage reads the ones before it; and the matched MoCLR baseline on its own, from the
+//! study's MoCLR run at the DnC run's total, so that a DnC point is scored against it cluster by
+//! cluster without training it again. Files are hard-linked where the filesystem allows (a
 //! stage folder is never written again once done) and copied otherwise; each stage folder
 //! appears whole or not at all.
 
-use crate::config::RunConfig;
+use crate::config::{Method, RunConfig};
 use crate::error::PipelineError;
 use crate::lock::RunLock;
 use crate::run::Run;
@@ -38,7 +40,8 @@ impl Run {
             .find(|(i, s)| SHAREABLE.get(*i) != Some(s))
         {
             return Err(PipelineError::Other(format!(
-                "stage {} cannot be taken here: shared stages must be a leading run of {}",
+                "stage {} cannot be taken here: shared stages must be a leading run of {}, or \
+                 baseline alone",
                 bad.1,
                 SHAREABLE.map(Stage::name).join(", ")
             )));
@@ -123,6 +126,104 @@ impl Run {
         }
         Ok(())
     }
+}
+
+impl Run {
+    /// Takes the matched MoCLR baseline (the `baseline` stage: MoCLR on all data for the run's
+    /// `base + experts + distill` epochs) from `donor`: a MoCLR run whose base was trained with
+    /// those settings, or a DnC run whose baseline is done. Turns the run's baseline on when it
+    /// was off; its evaluation row and the diagnostics (which score it cluster by cluster) are
+    /// computed when the run resumes. Returns whether the stage was taken (`false`: it is
+    /// already this donor's).
+    pub fn adopt_baseline(&mut self, donor: &Path) -> Result<bool, PipelineError> {
+        if self.cfg.method != Method::Dnc {
+            return Err(PipelineError::Other(format!(
+                "the run in {} is a MoCLR run: its base model is the MoCLR baseline, there is no \
+                 baseline stage to take",
+                self.dir.root().display()
+            )));
+        }
+        let donor_dir = RunDir::open(donor)?;
+        let donor_cfg = RunConfig::from_file(&donor_dir.config_path())?;
+        let donor_summary = donor_dir.read_summary()?;
+        let source = match donor_cfg.method {
+            Method::Moclr => Stage::Base,
+            Method::Dnc => Stage::Baseline,
+        };
+        if !donor_summary.is_done(source.name()) {
+            return Err(PipelineError::Other(format!(
+                "stage {source} is not done in {}: no baseline to take",
+                donor.display()
+            )));
+        }
+        if let Some((key, a, b)) = first_difference(
+            &baseline_settings(&self.cfg),
+            &baseline_settings(&donor_cfg),
+        ) {
+            return Err(PipelineError::Other(format!(
+                "the {source} of {} was trained with other settings than this run's baseline \
+                 (MoCLR for base + experts + distill = {} epochs): {key} is {b} there and {a} here",
+                donor.display(),
+                self.cfg.baseline_epochs()
+            )));
+        }
+        let (mine, theirs) = (
+            self.dir.stage_path(Stage::Baseline.name()),
+            donor_dir.stage_path(source.name()),
+        );
+        if self.dir.read_summary()?.is_done(Stage::Baseline.name()) {
+            if same_files(&theirs, &mine)? {
+                return Ok(false);
+            }
+            return Err(PipelineError::Other(format!(
+                "the baseline is done in {} with results of its own: it is not replaced by the \
+                 one of {}",
+                self.dir.root().display(),
+                donor.display()
+            )));
+        }
+        self.add_baseline()?;
+        let _lock = RunLock::acquire(&self.dir)?;
+        if mine.exists() {
+            std::fs::remove_dir_all(&mine).map_err(|e| PipelineError::io(&mine, e))?;
+        }
+        link_tree_atomically(&theirs, &mine)?;
+        let status = StageStatus {
+            attempt_started: None,
+            ..donor_summary.stages[source.name()].clone()
+        };
+        let training = donor_summary
+            .info
+            .get(&format!("{source}_training"))
+            .cloned();
+        self.dir.update_summary(|s| {
+            crate::orchestrate::mark_stale(s, Stage::Baseline, false);
+            s.stages.insert(Stage::Baseline.name().into(), status);
+            if let Some(training) = training {
+                s.info.insert("baseline_training".into(), training);
+            }
+        })?;
+        tracing::info!("stage baseline: taken from {}'s {source}", donor.display());
+        Ok(true)
+    }
+}
+
+/// The settings a MoCLR baseline depends on: the base's, for the epochs the baseline trains
+/// (a DnC run's total; a MoCLR run's base epochs), from scratch in a DnC run (its baseline never
+/// starts from `init_from`).
+fn baseline_settings(cfg: &RunConfig) -> Table {
+    let mut t = stage_settings(cfg, Stage::Base);
+    let epochs = match cfg.method {
+        Method::Dnc => {
+            t.remove("init_from");
+            cfg.baseline_epochs()
+        }
+        Method::Moclr => cfg.base.epochs,
+    };
+    if let Some(Value::Table(base)) = t.get_mut("base") {
+        base.insert("epochs".into(), Value::Integer(epochs as i64));
+    }
+    t
 }
 
 /// The `summary.json` info entries a stage writes.

@@ -279,9 +279,10 @@ fn killed_attempt_seconds(earlier: &StageStatus, last_activity: Option<f64>) -> 
 
 /// Marks the stages after `stage` not done: their results no longer follow from its results
 /// until they run again. Evaluation results that read `stage` are removed rather than left
-/// looking current: all of them, except that the baseline is read by its own row alone, and a
+/// looking current: all of them, except that the baseline is read by its own row and the
+/// diagnostics alone, and a
 /// resumed evaluation keeps the rows it has written (it evaluates only the models without one).
-fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
+pub(crate) fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
     let stale = stage.downstream();
     for later in &stale {
         if let Some(status) = s.stages.get_mut(later.name()) {
@@ -294,7 +295,9 @@ fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
     match stage {
         Stage::Eval if resume => {}
         Stage::Baseline => {
+            // The baseline's row, and the diagnostics, which score it cluster by cluster.
             s.eval.remove(Stage::Baseline.name());
+            s.info.remove("diagnostics");
         }
         _ if stage == Stage::Eval || stale.contains(&Stage::Eval) => {
             s.eval.clear();
@@ -320,6 +323,7 @@ mod tests {
             s.eval.insert(model.into(), ModelEval::default());
         }
         s.info.insert("diagnostics".into(), serde_json::json!({}));
+        s.info.insert("eval".into(), serde_json::json!({}));
         s
     }
 
@@ -349,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn the_baseline_makes_its_own_row_stale_and_a_resumed_evaluation_keeps_its_rows() {
+    fn a_baseline_stales_its_row_and_the_diagnostics_and_a_resumed_evaluation_keeps_rows() {
         let mut s = finished();
         mark_stale(&mut s, Stage::Baseline, false);
         assert!(!s.is_done("eval") && s.is_done("distill"));
@@ -357,7 +361,9 @@ mod tests {
             s.eval.keys().collect::<Vec<_>>(),
             ["base", "dnc", "untrained"]
         );
-        assert!(s.info.contains_key("diagnostics"));
+        // The diagnostics score the baseline cluster by cluster; the other evaluation facts stand.
+        assert!(!s.info.contains_key("diagnostics"));
+        assert!(s.info.contains_key("eval"));
 
         let mut s = finished();
         mark_stale(&mut s, Stage::Eval, true);

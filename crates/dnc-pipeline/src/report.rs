@@ -196,24 +196,36 @@ fn percent(x: Option<f64>) -> String {
 
 fn diagnostics_section(d: &Diagnostics, plotted: bool) -> String {
     let lower = |x: &dyn std::fmt::Debug| format!("{x:?}").to_lowercase();
+    let with_baseline = d.experts_ahead_of_baseline.is_some();
     let mut md = format!(
         "\n## Diagnostics\n\nEvery bank and test image is routed to the nearest of the K = {} \
          centroids on the base model's `{}` layer ({} metric), as the divide stage split the \
          training images.\n\n**Experts on their own ground**: k-NN top-1 on each cluster's test \
          images with that cluster's bank images as memory bank.\n\n\
-         | cluster | n_train | n_test | base | expert | student | delta (expert − base) |\n\
-         |---|---|---|---|---|---|---|\n",
+         | cluster | n_train | n_test | base | expert | student | delta (expert − base) |{}\n\
+         |---|---|---|---|---|---|---|{}\n",
         d.k,
         lower(&d.layer),
-        lower(&d.metric)
+        lower(&d.metric),
+        if with_baseline {
+            " matched MoCLR |"
+        } else {
+            ""
+        },
+        if with_baseline { "---|" } else { "" },
     );
     for c in &d.clusters {
         let delta = c
             .delta
             .map_or("-".into(), |v| format!("{:+.2} points", 100.0 * v));
+        let baseline = if with_baseline {
+            format!(" {} |", percent(c.baseline))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {delta} |",
+            "| {} | {} | {} | {} | {} | {} | {delta} |{baseline}",
             c.cluster,
             c.n_train,
             c.n_test,
@@ -223,6 +235,14 @@ fn diagnostics_section(d: &Diagnostics, plotted: bool) -> String {
         );
     }
     let _ = writeln!(md, "\n**Verdict:** {}", d.verdict);
+    if let Some(ahead) = d.experts_ahead_of_baseline {
+        let _ = writeln!(
+            md,
+            "\nThe experts beat the matched MoCLR baseline (MoCLR for the run's total epochs) on \
+             {ahead} of {} clusters, on their own ground.",
+            d.scored
+        );
+    }
     if plotted {
         let _ = writeln!(
             md,
@@ -240,6 +260,9 @@ fn diagnostics_section(d: &Diagnostics, plotted: bool) -> String {
         percent(c.student),
         percent(Some(c.knn_top1))
     );
+    if c.baseline.is_some() {
+        let _ = writeln!(md, "| matched MoCLR | {} |", percent(c.baseline));
+    }
     md.push_str(
         "\n**Distillation fidelity**: mean cosine between each student head's prediction and its \
          teacher's L2-normalised projection of the same test images (the base: all of them; an \

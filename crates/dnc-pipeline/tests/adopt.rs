@@ -109,3 +109,67 @@ fn a_stage_trained_otherwise_or_out_of_order_is_refused() {
     assert!(err.contains("cluster is not done"), "{err}");
     assert!(!same.dir.read_summary().unwrap().is_done("base"));
 }
+
+#[test]
+fn the_matched_moclr_baseline_is_taken_from_a_moclr_run_and_scored_by_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let dnc = Run::create(tiny(|_| {}), &dir.path().join("dnc")).unwrap();
+    dnc.run_all(false).unwrap();
+    let total = dnc.cfg.baseline_epochs();
+    let moclr_at = |epochs: usize, name: &str| {
+        let run = Run::create(
+            tiny(|c| {
+                c.method = dnc_pipeline::config::Method::Moclr;
+                c.base.epochs = epochs;
+            }),
+            &dir.path().join(name),
+        )
+        .unwrap();
+        run.run_all(false).unwrap();
+        run
+    };
+
+    // A MoCLR run of another length is not this run's baseline.
+    moclr_at(total - 1, "short");
+    let mut taker = Run::open(&dir.path().join("dnc"), None).unwrap();
+    let err = taker
+        .adopt_baseline(&dir.path().join("short"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("base.epochs"), "{err}");
+    assert!(!taker.cfg.baseline);
+
+    let moclr = moclr_at(total, "moclr");
+    assert!(taker.adopt_baseline(&dir.path().join("moclr")).unwrap());
+    assert!(taker.cfg.baseline, "taking the baseline turns it on");
+    let summary = taker.dir.read_summary().unwrap();
+    assert!(summary.is_done("baseline") && !summary.is_done("eval"));
+    assert!(!summary.info.contains_key("diagnostics"));
+    assert!(summary.info.contains_key("baseline_training"));
+    let before = summary.eval["dnc"].clone();
+    assert!(!taker.adopt_baseline(&dir.path().join("moclr")).unwrap());
+
+    // Resuming evaluates the baseline alone and scores it within every cluster.
+    let taker = Run::open(&dir.path().join("dnc"), None).unwrap();
+    taker.run_all(true).unwrap();
+    let summary = taker.dir.read_summary().unwrap();
+    assert_eq!(summary.eval["dnc"], before, "the rows written stand");
+    let moclr_eval = &moclr.dir.read_summary().unwrap().eval["base"];
+    assert_eq!(summary.eval["baseline"].knn_top1, moclr_eval.knn_top1);
+    let diagnostics = &summary.info["diagnostics"];
+    let ahead = diagnostics["experts_ahead_of_baseline"].as_u64().unwrap();
+    assert!(ahead <= diagnostics["scored"].as_u64().unwrap());
+    for cluster in diagnostics["clusters"].as_array().unwrap() {
+        assert_eq!(
+            cluster["baseline"].is_number(),
+            cluster["expert"].is_number(),
+            "{cluster}"
+        );
+    }
+    assert_eq!(
+        diagnostics["ceiling"]["baseline"].as_f64(),
+        Some(moclr_eval.knn_top1)
+    );
+    let report = std::fs::read_to_string(dir.path().join("dnc/report.md")).unwrap();
+    assert!(report.contains("matched MoCLR |"), "{report}");
+}

@@ -186,6 +186,10 @@ fn is_finished(dir: &Path) -> bool {
     summary_of(dir).is_some_and(|s| s["stages"]["eval"]["done"] == true)
 }
 
+fn baseline_done(dir: &Path) -> bool {
+    summary_of(dir).is_some_and(|s| s["stages"]["baseline"]["done"] == true)
+}
+
 pub(crate) fn run(args: BudgetArgs) -> Result<()> {
     let root = workspace_root();
     let config = root.join(&args.config);
@@ -474,7 +478,11 @@ impl Study<'_> {
     }
 
     fn train_arm(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
-        if is_finished(dir) {
+        // The MoCLR point at the same total is the run's matched baseline, taken (not trained)
+        // so that the diagnostics score the experts against it on their own clusters.
+        let matched = moclr_dir(self.out, total, seed);
+        let take_baseline = is_finished(&matched) && !baseline_done(dir);
+        if is_finished(dir) && !take_baseline {
             eprintln!("{}: done, skipped", dir.display());
             return Ok(());
         }
@@ -515,6 +523,16 @@ impl Study<'_> {
                     .arg("--from")
                     .arg(&donor)
                     .args(["--stages", arm.shares]),
+            )?;
+        }
+        if take_baseline {
+            run_cmd(
+                self.command("adopt")
+                    .arg("--run")
+                    .arg(dir)
+                    .arg("--from")
+                    .arg(&matched)
+                    .args(["--stages", "baseline"]),
             )?;
         }
         eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
@@ -563,10 +581,11 @@ fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point
     if summary["stages"]["eval"]["done"] != true {
         return None;
     }
+    // The training stages; a DnC run's baseline is the matched MoCLR point, not its own cost.
     let seconds = summary["stages"]
         .as_object()?
         .iter()
-        .filter(|(name, _)| name.as_str() != "eval")
+        .filter(|(name, _)| !matches!(name.as_str(), "eval" | "baseline"))
         .filter_map(|(_, s)| s["seconds"].as_f64())
         .sum();
     let clusters = cluster_scores(&summary);
@@ -626,6 +645,100 @@ fn scores(summary: &Value, model: &str, seconds: f64) -> Option<Point> {
         per_source: Vec::new(),
         clusters: [None; 4],
     })
+}
+
+/// A DnC run's diagnostics in short: its experts against the base and against the matched MoCLR
+/// on their own clusters (how many ahead, of how many scored, and the mean difference in
+/// points), and k-NN of the routed ceiling, the student and the matched MoCLR, in %.
+#[derive(Debug, PartialEq)]
+struct OwnGround {
+    scored: usize,
+    ahead_of_base: usize,
+    over_base: f64,
+    /// With a matched MoCLR baseline in the run.
+    ahead_of_moclr: Option<(usize, f64)>,
+    ceiling: Option<f64>,
+    student: Option<f64>,
+    moclr: Option<f64>,
+}
+
+fn own_ground(summary: &Value) -> Option<OwnGround> {
+    let d = &summary["info"]["diagnostics"];
+    let clusters = d["clusters"].as_array()?;
+    let pairs = |other: &str| -> Vec<f64> {
+        clusters
+            .iter()
+            .filter_map(|c| Some(100.0 * (c["expert"].as_f64()? - c[other].as_f64()?)))
+            .collect()
+    };
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let over_base = pairs("base");
+    if over_base.is_empty() {
+        return None;
+    }
+    let over_moclr = pairs("baseline");
+    let percent = |v: &Value| v.as_f64().map(|x| 100.0 * x);
+    Some(OwnGround {
+        scored: over_base.len(),
+        ahead_of_base: over_base.iter().filter(|&&d| d > 0.0).count(),
+        over_base: mean(&over_base),
+        ahead_of_moclr: (!over_moclr.is_empty()).then(|| {
+            (
+                over_moclr.iter().filter(|&&d| d > 0.0).count(),
+                mean(&over_moclr),
+            )
+        }),
+        ceiling: percent(&d["ceiling"]["knn_top1"]),
+        student: percent(&d["ceiling"]["student"]),
+        moclr: percent(&d["ceiling"]["baseline"]),
+    })
+}
+
+/// The "experts on their own ground" table: one row per finished DnC point with diagnostics.
+fn own_ground_table(seeds: u64, out: &Path, totals: &[u64], arms: &[&Arm]) -> String {
+    let mut rows = String::new();
+    let opt = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
+    for arm in arms {
+        for &total in totals {
+            for seed in 0..seeds {
+                let dir = arm_dir(out, arm.name, total, seed);
+                if !is_finished(&dir) {
+                    continue;
+                }
+                let Some(g) = summary_of(&dir).as_ref().and_then(own_ground) else {
+                    continue;
+                };
+                let versus_moclr = g.ahead_of_moclr.map_or("–".to_string(), |(n, d)| {
+                    format!("{n} of {}, {d:+.2}", g.scored)
+                });
+                let _ = writeln!(
+                    rows,
+                    "| {} | {total} | {seed} | {} of {}, {:+.2} | {versus_moclr} | {} | {} | {} |",
+                    arm.name,
+                    g.ahead_of_base,
+                    g.scored,
+                    g.over_base,
+                    opt(g.ceiling),
+                    opt(g.student),
+                    opt(g.moclr),
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## The experts on their own ground
+
+Each cluster's test images, k-NN with that \
+         cluster's bank images (the run's diagnostics): how many experts beat the base, and the \
+         matched MoCLR (MoCLR at the same total, taken into the run as its baseline), with the \
+         mean difference in points; then k-NN on the whole test split of the routed base ‖ expert \
+         features (the ceiling), the student and the matched MoCLR.\n\n| arm | total | seed | \
+         experts > base | experts > matched MoCLR | ceiling | student | matched MoCLR |\n\
+         |---|---|---|---|---|---|---|---|\n{rows}\n"
+    )
 }
 
 /// A method's finished points at one total, over seeds.
@@ -898,6 +1011,7 @@ fn report(
         )
     };
 
+    let own_ground = own_ground_table(args.seeds, out, &totals, arms);
     let unfinished = unfinished_points(args.seeds, out, ladder, &totals, arms);
     let unfinished_md = if unfinished.is_empty() {
         String::new()
@@ -1011,7 +1125,7 @@ fn report(
          several ran); wall time is the sum of the training stages' \
          seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
          ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
-         {partitions}{unfinished_md}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
+         {partitions}{own_ground}{unfinished_md}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
         config = args.config.display(),
         ladder = ladder_arg.join(","),
         seeds = args.seeds,
@@ -1139,6 +1253,45 @@ mod tests {
         assert!(listed[0].1.contains("non-finite loss"), "{listed:?}");
         assert!(listed[1].1.contains("running or interrupted"), "{listed:?}");
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn own_ground_reads_the_experts_against_the_base_and_the_matched_moclr() {
+        let cluster = |base: f64, expert: f64, baseline: Option<f64>| {
+            let mut c = json!({"base": base, "expert": expert, "student": 0.3});
+            if let Some(b) = baseline {
+                c["baseline"] = json!(b);
+            }
+            c
+        };
+        let summary = |clusters: Vec<Value>, baseline: Option<f64>| {
+            json!({"info": {"diagnostics": {
+                "clusters": clusters,
+                "ceiling": {"knn_top1": 0.4, "student": 0.35, "baseline": baseline},
+            }}})
+        };
+        // Experts 0.30 / 0.20 / unscored against a base of 0.25 / 0.22 and a MoCLR of 0.28 / 0.18.
+        let with = summary(
+            vec![
+                cluster(0.25, 0.30, Some(0.28)),
+                cluster(0.22, 0.20, Some(0.18)),
+                json!({"base": null, "expert": null, "student": null}),
+            ],
+            Some(0.37),
+        );
+        let g = own_ground(&with).unwrap();
+        assert_eq!((g.scored, g.ahead_of_base), (2, 1));
+        assert!((g.over_base - 1.5).abs() < 1e-9, "{}", g.over_base);
+        let (ahead, over) = g.ahead_of_moclr.unwrap();
+        assert_eq!(ahead, 2);
+        assert!((over - 2.0).abs() < 1e-9, "{over}");
+        assert_eq!((g.ceiling, g.student), (Some(40.0), Some(35.0)));
+        assert!((g.moclr.unwrap() - 37.0).abs() < 1e-9);
+        // Without a baseline in the run, no comparison with MoCLR.
+        let without = summary(vec![cluster(0.25, 0.30, None)], None);
+        let g = own_ground(&without).unwrap();
+        assert_eq!((g.ahead_of_moclr, g.moclr), (None, None));
+        assert!(own_ground(&json!({"info": {}})).is_none());
     }
 
     #[test]

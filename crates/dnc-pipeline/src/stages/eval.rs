@@ -124,8 +124,8 @@ pub(crate) fn run(run: &Run) -> Result<(), PipelineError> {
         let read: Vec<&ImageFolder> = read.iter().map(|f| &**f).collect();
         record_skipped(run, "eval", &read)?;
     }
-    // The diagnostics load their own models; free these first. They read no baseline, so
-    // diagnostics already written stand too.
+    // The diagnostics load their own models; free these first. Diagnostics already written
+    // stand: a baseline trained or taken since removed them (they score it too).
     drop(models);
     if earlier.info.contains_key("diagnostics") {
         return Ok(());

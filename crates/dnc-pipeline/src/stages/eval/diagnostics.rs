@@ -8,7 +8,8 @@
 //! base model's layer and with the metric the divide stage used, and three things are measured:
 //!
 //! 1. **experts on their own ground**: weighted k-NN top-1 of the base, expert k and the student
-//!    within cluster k (cluster k's bank images as memory bank);
+//!    within cluster k (cluster k's bank images as memory bank), and of the matched MoCLR
+//!    baseline when the run has one: the model DnC must beat, on the experts' own clusters;
 //! 2. **the ceiling**: k-NN on the routed `[n(base) ‖ n(expert_c)]` backbone features, what a
 //!    student that kept both of its teachers' features could reach;
 //! 3. **distillation fidelity**: the mean cosine between each regression head's prediction and
@@ -52,6 +53,10 @@ pub(crate) struct Diagnostics {
     /// Clusters where the expert's k-NN top-1 is above the base's, of the `scored` ones.
     pub(crate) experts_ahead: usize,
     pub(crate) scored: usize,
+    /// Clusters where the expert's k-NN top-1 is above the matched MoCLR baseline's, of the
+    /// `scored` ones; with a baseline only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) experts_ahead_of_baseline: Option<usize>,
     /// One sentence for people, from [`verdict`].
     pub(crate) verdict: String,
     pub(crate) ceiling: Ceiling,
@@ -73,6 +78,9 @@ pub(crate) struct ClusterKnn {
     pub(crate) student: Option<f64>,
     /// `expert − base`.
     pub(crate) delta: Option<f64>,
+    /// The matched MoCLR baseline (MoCLR for the run's total epochs), when the run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline: Option<f64>,
 }
 
 /// The routed base ‖ expert k-NN on the whole test split, beside the base's and the student's.
@@ -82,6 +90,9 @@ pub(crate) struct Ceiling {
     /// `eval.base.knn_top1` and `eval.dnc.knn_top1` of the summary.
     pub(crate) base: Option<f64>,
     pub(crate) student: Option<f64>,
+    /// `eval.baseline.knn_top1`, when the run has a baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline: Option<f64>,
 }
 
 /// How closely one regression head of the student matches its teacher on test images.
@@ -100,6 +111,8 @@ struct Inputs {
     base: PathBuf,
     student: PathBuf,
     experts: Vec<PathBuf>,
+    /// The matched MoCLR baseline, when the run has one (trained or taken from a MoCLR run).
+    baseline: Option<PathBuf>,
     assignments: ClusterAssignments,
 }
 
@@ -127,10 +140,13 @@ fn inputs(run: &Run) -> Result<Option<Inputs>, PipelineError> {
     if experts.iter().any(missing) {
         return Ok(None);
     }
+    let baseline = run.dir.model_path(ModelRef::Baseline);
+    let baseline = (run.cfg.baseline && baseline.is_file()).then_some(baseline);
     Ok(Some(Inputs {
         base,
         student,
         experts,
+        baseline,
         assignments,
     }))
 }
@@ -179,6 +195,7 @@ struct Context<'a> {
 struct Shared {
     base: (Pass, Pass),
     student: (Pass, Pass),
+    baseline: Option<(Pass, Pass)>,
     bank_members: Vec<Vec<u32>>,
     test_members: Vec<Vec<u32>>,
 }
@@ -222,8 +239,13 @@ impl Context<'_> {
             knn_top1: self.knn(&bank_x, &bank_y, &test_x, &test_y)?,
             base: summary.eval.get("base").map(|e| e.knn_top1),
             student: summary.eval.get("dnc").map(|e| e.knn_top1),
+            baseline: summary.eval.get("baseline").map(|e| e.knn_top1),
         };
         let (experts_ahead, scored) = compute::experts_ahead(&clusters);
+        let experts_ahead_of_baseline = inputs
+            .baseline
+            .is_some()
+            .then(|| compute::experts_ahead_of_baseline(&clusters));
         Ok(Diagnostics {
             k: inputs.assignments.n_clusters(),
             layer: self.run.cfg.divide.layer,
@@ -232,6 +254,7 @@ impl Context<'_> {
             clusters,
             experts_ahead,
             scored,
+            experts_ahead_of_baseline,
             ceiling,
             fidelity,
         })
@@ -257,9 +280,23 @@ impl Context<'_> {
                 )));
             }
         }
+        let baseline = match &inputs.baseline {
+            Some(path) => {
+                let (encoder, _) = load_encoder(&run.cfg.model, path, &run.device)?;
+                let baseline = self.both(&encoder, "diag-baseline")?;
+                if baseline.0.indices != base.0.indices || baseline.1.indices != base.1.indices {
+                    return Err(PipelineError::Other(
+                        "diagnostics: the base and the baseline read different images".into(),
+                    ));
+                }
+                Some(baseline)
+            }
+            None => None,
+        };
         let shared = Shared {
             base,
             student: passes,
+            baseline,
             bank_members: members(&bank_route, k),
             test_members: members(&test_route, k),
         };
@@ -319,6 +356,7 @@ impl Context<'_> {
             expert: None,
             student: None,
             delta: None,
+            baseline: None,
         };
         let (Some(exp_bank), Some(exp_test)) = (exp_bank, exp_test) else {
             tracing::info!("diagnostics: cluster {c} has no bank or no test images, skipped");
@@ -337,12 +375,15 @@ impl Context<'_> {
             &exp_test.features,
             &exp_test.labels,
         )?;
+        let baseline = shared.baseline.as_ref().map(within).transpose()?;
         tracing::info!(
             "diagnostics: cluster {c} ({} bank / {} test images): k-NN base {base:.4}, \
-             expert {expert:.4}, student {student:.4}",
+             expert {expert:.4}, student {student:.4}{}",
             row.n_train,
-            row.n_test
+            row.n_test,
+            baseline.map_or(String::new(), |b| format!(", matched MoCLR {b:.4}"))
         );
+        row.baseline = baseline;
         row.base = Some(base);
         row.expert = Some(expert);
         row.student = Some(student);

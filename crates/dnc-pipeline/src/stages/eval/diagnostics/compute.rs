@@ -72,6 +72,14 @@ pub(super) fn experts_ahead(clusters: &[ClusterKnn]) -> (usize, usize) {
     (deltas.iter().filter(|&&d| d > 0.0).count(), deltas.len())
 }
 
+/// Clusters where the expert beats the matched MoCLR baseline, of those with both scores.
+pub(super) fn experts_ahead_of_baseline(clusters: &[ClusterKnn]) -> usize {
+    clusters
+        .iter()
+        .filter(|c| matches!((c.expert, c.baseline), (Some(e), Some(b)) if e > b))
+        .count()
+}
+
 /// One sentence: do the experts beat the base on most (more than half) of their clusters?
 pub(super) fn verdict(clusters: &[ClusterKnn]) -> String {
     let (ahead, scored) = experts_ahead(clusters);

@@ -15,6 +15,7 @@ fn cluster(c: usize, delta: Option<f64>) -> ClusterKnn {
         expert: delta.map(|d| 0.5 + d),
         student: delta.map(|_| 0.4),
         delta,
+        baseline: None,
     }
 }
 
@@ -92,6 +93,24 @@ fn head_ids_come_from_the_tensor_names() {
     ];
     assert_eq!(head_ids(names), [0, 2, 10]);
     assert!(head_ids(["backbone.x"]).is_empty());
+}
+
+#[test]
+fn experts_are_counted_ahead_of_the_baseline_only_where_both_are_scored() {
+    let with = |c: usize, delta: Option<f64>, baseline: Option<f64>| ClusterKnn {
+        baseline,
+        ..cluster(c, delta)
+    };
+    // Experts at 0.55, 0.48, 0.51 and none; the baseline at 0.52, 0.47, none and 0.9.
+    let clusters = [
+        with(0, Some(0.05), Some(0.52)),
+        with(1, Some(-0.02), Some(0.47)),
+        with(2, Some(0.01), None),
+        with(3, None, Some(0.9)),
+    ];
+    assert_eq!(experts_ahead_of_baseline(&clusters), 2);
+    let level = [with(0, Some(0.02), Some(0.52))];
+    assert_eq!(experts_ahead_of_baseline(&level), 0, "a tie is not ahead");
 }
 
 #[test]
