@@ -436,11 +436,12 @@ impl Study<'_> {
     }
 
     /// Evaluates the trained run `dir` on every `--eval-on` source, each in a run folder of its
-    /// own that takes `stages` from it.
+    /// own that takes `stages` from it, and its matched MoCLR baseline when it has one.
     fn evaluate_on_sources(&self, dir: &Path, stages: &str) -> Result<()> {
         for (name, source) in self.sources {
             let eval = eval_dir(dir, name);
-            if is_finished(&eval) {
+            let take_baseline = baseline_done(dir) && !baseline_done(&eval);
+            if is_finished(&eval) && !take_baseline {
                 continue;
             }
             if !eval.join("config.toml").is_file() {
@@ -466,6 +467,16 @@ impl Study<'_> {
                     .arg(dir)
                     .args(["--stages", stages]),
             )?;
+            if take_baseline {
+                run_cmd(
+                    self.command("adopt")
+                        .arg("--run")
+                        .arg(&eval)
+                        .arg("--from")
+                        .arg(dir)
+                        .args(["--stages", "baseline"]),
+                )?;
+            }
             eprintln!("evaluating {} on {name}", dir.display());
             run_cmd(
                 self.command("train")
@@ -695,26 +706,41 @@ fn own_ground(summary: &Value) -> Option<OwnGround> {
 }
 
 /// The "experts on their own ground" table: one row per finished DnC point with diagnostics.
-fn own_ground_table(seeds: u64, out: &Path, totals: &[u64], arms: &[&Arm]) -> String {
+/// With evaluation sources, one row per source (each source's evaluation run holds its own
+/// diagnostics).
+fn own_ground_table(
+    seeds: u64,
+    out: &Path,
+    totals: &[u64],
+    arms: &[&Arm],
+    sources: &[(String, PathBuf)],
+) -> String {
     let mut rows = String::new();
     let opt = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
+    let names: Vec<Option<&str>> = if sources.is_empty() {
+        vec![None]
+    } else {
+        sources.iter().map(|(n, _)| Some(n.as_str())).collect()
+    };
     for arm in arms {
         for &total in totals {
-            for seed in 0..seeds {
-                let dir = arm_dir(out, arm.name, total, seed);
+            for (seed, source) in (0..seeds).flat_map(|s| names.iter().map(move |n| (s, *n))) {
+                let run = arm_dir(out, arm.name, total, seed);
+                let dir = source.map_or(run.clone(), |n| eval_dir(&run, n));
                 if !is_finished(&dir) {
                     continue;
                 }
                 let Some(g) = summary_of(&dir).as_ref().and_then(own_ground) else {
                     continue;
                 };
+                let arm_name =
+                    source.map_or(arm.name.to_string(), |n| format!("{} @{n}", arm.name));
                 let versus_moclr = g.ahead_of_moclr.map_or("–".to_string(), |(n, d)| {
                     format!("{n} of {}, {d:+.2}", g.scored)
                 });
                 let _ = writeln!(
                     rows,
-                    "| {} | {total} | {seed} | {} of {}, {:+.2} | {versus_moclr} | {} | {} | {} |",
-                    arm.name,
+                    "| {arm_name} | {total} | {seed} | {} of {}, {:+.2} | {versus_moclr} | {} | {} | {} |",
                     g.ahead_of_base,
                     g.scored,
                     g.over_base,
@@ -1011,7 +1037,7 @@ fn report(
         )
     };
 
-    let own_ground = own_ground_table(args.seeds, out, &totals, arms);
+    let own_ground = own_ground_table(args.seeds, out, &totals, arms, sources);
     let unfinished = unfinished_points(args.seeds, out, ladder, &totals, arms);
     let unfinished_md = if unfinished.is_empty() {
         String::new()
