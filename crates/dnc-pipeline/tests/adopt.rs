@@ -172,4 +172,22 @@ fn the_matched_moclr_baseline_is_taken_from_a_moclr_run_and_scored_by_cluster() 
     );
     let report = std::fs::read_to_string(dir.path().join("dnc/report.md")).unwrap();
     assert!(report.contains("matched MoCLR |"), "{report}");
+
+    // A DnC run whose baseline is done serves as a donor too (an evaluation run of a study
+    // takes everything from its trained run).
+    let mut copy = Run::create(tiny(|_| {}), &dir.path().join("copy")).unwrap();
+    let trained = [
+        Stage::Base,
+        Stage::Embed,
+        Stage::Cluster,
+        Stage::Experts,
+        Stage::Distill,
+    ];
+    copy.adopt_stages(&dir.path().join("dnc"), &trained).unwrap();
+    assert!(copy.adopt_baseline(&dir.path().join("dnc")).unwrap());
+    let copy = Run::open(&dir.path().join("copy"), None).unwrap();
+    copy.run_all(true).unwrap();
+    let copied = copy.dir.read_summary().unwrap();
+    assert_eq!(copied.eval["baseline"], summary.eval["baseline"]);
+    assert_eq!(copied.info["diagnostics"], summary.info["diagnostics"]);
 }
