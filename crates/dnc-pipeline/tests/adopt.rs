@@ -183,7 +183,8 @@ fn the_matched_moclr_baseline_is_taken_from_a_moclr_run_and_scored_by_cluster() 
         Stage::Experts,
         Stage::Distill,
     ];
-    copy.adopt_stages(&dir.path().join("dnc"), &trained).unwrap();
+    copy.adopt_stages(&dir.path().join("dnc"), &trained)
+        .unwrap();
     assert!(copy.adopt_baseline(&dir.path().join("dnc")).unwrap());
     let copy = Run::open(&dir.path().join("copy"), None).unwrap();
     copy.run_all(true).unwrap();

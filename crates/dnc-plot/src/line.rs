@@ -40,6 +40,8 @@ pub struct LineChart {
     pub series: Vec<Series>,
     /// Logarithmic y axis; points with `y <= 0` are then skipped.
     pub log_y: bool,
+    /// Logarithmic x axis (e.g. budgets that double); points with `x <= 0` are then skipped.
+    pub log_x: bool,
     /// Image size in pixels, (width, height).
     pub size: (u32, u32),
 }
@@ -52,6 +54,7 @@ impl Default for LineChart {
             y_label: String::new(),
             series: Vec::new(),
             log_y: false,
+            log_x: false,
             size: DEFAULT_SIZE,
         }
     }
@@ -83,12 +86,13 @@ struct Prepared {
 /// rendering or writing fails.
 pub fn line_chart(path: &Path, spec: &LineChart) -> Result<(), PlotError> {
     let prepared = prepare(spec)?;
-    let x = prepared.x.clone();
+    let (x, y) = (prepared.x.clone(), prepared.y.clone());
     canvas::render(path, &spec.title, spec.size, |root| {
-        if spec.log_y {
-            draw(root, spec, &prepared, x, LogAxis::new(prepared.y.clone()))
-        } else {
-            draw(root, spec, &prepared, x, prepared.y.clone())
+        match (spec.log_x, spec.log_y) {
+            (false, false) => draw(root, spec, &prepared, x, y),
+            (false, true) => draw(root, spec, &prepared, x, LogAxis::new(y)),
+            (true, false) => draw(root, spec, &prepared, LogAxis::new(x), y),
+            (true, true) => draw(root, spec, &prepared, LogAxis::new(x), LogAxis::new(y)),
         }
     })
 }
@@ -124,7 +128,7 @@ fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
             .zip(&series.errors)
             .filter(|&(&(x, y), &e)| x.is_finite() && y.is_finite() && e.is_finite() && e > 0.0)
             .map(|(&(x, y), &e)| (x, y - e, y + e))
-            .filter(|&(_, lo, _)| !spec.log_y || lo > 0.0)
+            .filter(|&(x, lo, _)| (!spec.log_y || lo > 0.0) && (!spec.log_x || x > 0.0))
             .collect();
         if !drawn.is_empty() {
             bars.push((i, drawn));
@@ -139,10 +143,11 @@ fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
         scale::min_max(all().map(|p| p.0)),
         scale::min_max(all().map(|p| p.1).chain(ends())),
     ) else {
-        let what = if spec.log_y {
-            "finite, positive-y"
-        } else {
-            "finite"
+        let what = match (spec.log_x, spec.log_y) {
+            (false, false) => "finite",
+            (false, true) => "finite, positive-y",
+            (true, false) => "finite, positive-x",
+            (true, true) => "finite, positive",
         };
         return Err(PlotError::invalid(
             &spec.title,
@@ -152,7 +157,7 @@ fn prepare(spec: &LineChart) -> Result<Prepared, PlotError> {
     Ok(Prepared {
         lines,
         bars,
-        x: scale::padded_range(x_lo, x_hi, false),
+        x: scale::padded_range(x_lo, x_hi, spec.log_x),
         y: scale::padded_range(y_lo, y_hi, spec.log_y),
     })
 }
@@ -163,7 +168,9 @@ fn drawable_points(spec: &LineChart, series: &Series) -> Vec<(f64, f64)> {
         .points
         .iter()
         .copied()
-        .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!spec.log_y || y > 0.0))
+        .filter(|&(x, y)| {
+            x.is_finite() && y.is_finite() && (!spec.log_y || y > 0.0) && (!spec.log_x || x > 0.0)
+        })
         .collect();
     let skipped = series.points.len() - kept.len();
     if skipped > 0 {
@@ -175,15 +182,17 @@ fn drawable_points(spec: &LineChart, series: &Series) -> Vec<(f64, f64)> {
     kept
 }
 
-/// Draws title, axes, curves and legend; generic over the y axis (linear or logarithmic).
-fn draw<Y>(
+/// Draws title, axes, curves and legend; generic over each axis (linear or logarithmic).
+fn draw<X, Y>(
     root: &Area<'_>,
     spec: &LineChart,
     prepared: &Prepared,
-    x: Range<f64>,
+    x: X,
     y: Y,
 ) -> Result<(), DrawFailure>
 where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
@@ -307,6 +316,43 @@ mod tests {
         // log10 span 1..3, 0.1 decade margin.
         assert!((p.y.start - 10f64.powf(0.9)).abs() < 1e-9, "{:?}", p.y);
         assert!((p.y.end - 10f64.powf(3.1)).abs() < 1e-6, "{:?}", p.y);
+    }
+
+    #[test]
+    fn prepare_on_log_x_drops_non_positive_x_and_pads_in_decades() {
+        let mut spec = chart(vec![series(
+            "moclr",
+            &[(0.0, 5.0), (10.0, 30.0), (1000.0, 40.0)],
+        )]);
+        spec.log_x = true;
+        let p = prepare(&spec).unwrap();
+        assert_eq!(p.lines[0].1, vec![(10.0, 30.0), (1000.0, 40.0)]);
+        // log10 span 1..3, 0.1 decade margin; y stays linear.
+        assert!((p.x.start - 10f64.powf(0.9)).abs() < 1e-9, "{:?}", p.x);
+        assert!((p.x.end - 10f64.powf(3.1)).abs() < 1e-6, "{:?}", p.x);
+        assert!((p.y.start - 29.5).abs() < 1e-9, "{:?}", p.y);
+        spec.series = vec![series("none", &[(0.0, 1.0), (-1.0, 2.0)])];
+        let err = prepare(&spec).unwrap_err().to_string();
+        assert!(err.contains("no finite, positive-x points"), "{err}");
+    }
+
+    #[test]
+    fn a_log_x_chart_draws_its_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budget.png");
+        let mut spec = chart(vec![
+            series(
+                "moclr",
+                &[(20.0, 10.0), (40.0, 12.0), (80.0, 15.0), (640.0, 26.0)],
+            ),
+            series("dnc", &[(80.0, 14.0), (640.0, 23.0)]),
+        ]);
+        spec.log_x = true;
+        line_chart(&path, &spec).unwrap();
+        let img = decode(&path);
+        let [blue, orange] = [canvas::palette(2)[0], canvas::palette(2)[1]];
+        assert!(count_colour(&img, blue) > 200, "MoCLR curve missing");
+        assert!(count_colour(&img, orange) > 100, "DnC curve missing");
     }
 
     #[test]

@@ -1076,9 +1076,10 @@ fn report(
             &out.join(&file),
             &dnc_plot::LineChart {
                 title: format!("{stem}: {metric} top-1 against total epochs"),
-                x_label: "total training epochs".into(),
+                x_label: "total training epochs (log scale)".into(),
                 y_label: format!("{metric} top-1 (%)"),
                 series,
+                log_x: true,
                 ..dnc_plot::LineChart::default()
             },
         )?;
