@@ -19,5 +19,5 @@ mod testing;
 pub use canvas::DEFAULT_SIZE;
 pub use error::PlotError;
 pub use error_bars::{ErrorBars, bar_chart_with_errors};
-pub use line::{LineChart, Series, line_chart};
+pub use line::{LegendCorner, LineChart, Series, line_chart};
 pub use stacked::{StackedBars, stacked_bar_chart};

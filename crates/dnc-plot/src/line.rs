@@ -42,6 +42,9 @@ pub struct LineChart {
     pub log_y: bool,
     /// Logarithmic x axis (e.g. budgets that double); points with `x <= 0` are then skipped.
     pub log_x: bool,
+    /// Where the legend sits: out of the way of curves that fall (upper right, the default) or
+    /// rise (lower right).
+    pub legend: LegendCorner,
     /// Image size in pixels, (width, height).
     pub size: (u32, u32),
 }
@@ -55,9 +58,18 @@ impl Default for LineChart {
             series: Vec::new(),
             log_y: false,
             log_x: false,
+            legend: LegendCorner::UpperRight,
             size: DEFAULT_SIZE,
         }
     }
+}
+
+/// The corner of the plot that holds the legend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LegendCorner {
+    #[default]
+    UpperRight,
+    LowerRight,
 }
 
 /// One drawn error bar: `(x, y − e, y + e)`.
@@ -238,7 +250,10 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(match spec.legend {
+            LegendCorner::UpperRight => SeriesLabelPosition::UpperRight,
+            LegendCorner::LowerRight => SeriesLabelPosition::LowerRight,
+        })
         .label_font(canvas::text(14.0))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))
@@ -353,6 +368,29 @@ mod tests {
         let [blue, orange] = [canvas::palette(2)[0], canvas::palette(2)[1]];
         assert!(count_colour(&img, blue) > 200, "MoCLR curve missing");
         assert!(count_colour(&img, orange) > 100, "DnC curve missing");
+    }
+
+    #[test]
+    fn the_legend_sits_in_the_corner_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        // The legend's border colour, in the upper and the lower half of the right third.
+        let border = RGBColor(160, 160, 160);
+        let halves = |legend: LegendCorner| {
+            let path = dir.path().join("legend.png");
+            let mut spec = chart(vec![series("rising", &[(1.0, 1.0), (2.0, 2.0)])]);
+            spec.legend = legend;
+            line_chart(&path, &spec).unwrap();
+            let img = decode(&path);
+            let (w, h) = img.dimensions();
+            (
+                count_colour_in(&img, border, 2 * w / 3..w, 0..h / 2),
+                count_colour_in(&img, border, 2 * w / 3..w, h / 2..h),
+            )
+        };
+        let (upper, lower) = halves(LegendCorner::UpperRight);
+        assert!(upper > 50 && lower == 0, "{upper} / {lower}");
+        let (upper, lower) = halves(LegendCorner::LowerRight);
+        assert!(lower > 50 && upper == 0, "{upper} / {lower}");
     }
 
     #[test]

@@ -1080,6 +1080,8 @@ fn report(
                 y_label: format!("{metric} top-1 (%)"),
                 series,
                 log_x: true,
+                // Accuracy rises with the budget: the lower right is free.
+                legend: dnc_plot::LegendCorner::LowerRight,
                 ..dnc_plot::LineChart::default()
             },
         )?;
