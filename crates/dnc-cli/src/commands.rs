@@ -236,7 +236,13 @@ pub(crate) fn adopt(args: AdoptArgs) -> Result<()> {
         .map(|name| name.parse::<Stage>())
         .collect::<Result<Vec<_>, _>>()?;
     if stages == [Stage::Baseline] {
-        run.adopt_baseline(&args.from)?;
+        if !run.adopt_baseline(&args.from)? {
+            tracing::info!(
+                "the baseline of {} is already {}'s: nothing to take",
+                args.run.display(),
+                args.from.display()
+            );
+        }
     } else {
         run.adopt_stages(&args.from, &stages)?;
     }

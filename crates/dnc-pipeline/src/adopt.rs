@@ -160,9 +160,15 @@ impl Run {
             &baseline_settings(&self.cfg),
             &baseline_settings(&donor_cfg),
         ) {
+            let why = if key == "init_from" {
+                " (a DnC run's baseline trains from scratch, whatever its base starts from)"
+            } else {
+                ""
+            };
             return Err(PipelineError::Other(format!(
                 "the {source} of {} was trained with other settings than this run's baseline \
-                 (MoCLR for base + experts + distill = {} epochs): {key} is {b} there and {a} here",
+                 (MoCLR for base + experts + distill = {} epochs): {key} is {b} there and {a} \
+                 here{why}",
                 donor.display(),
                 self.cfg.baseline_epochs()
             )));
@@ -171,19 +177,20 @@ impl Run {
             self.dir.stage_path(Stage::Baseline.name()),
             donor_dir.stage_path(source.name()),
         );
-        if self.dir.read_summary()?.is_done(Stage::Baseline.name()) {
-            if same_files(&theirs, &mine)? {
-                return Ok(false);
-            }
-            return Err(PipelineError::Other(format!(
-                "the baseline is done in {} with results of its own: it is not replaced by the \
-                 one of {}",
-                self.dir.root().display(),
-                donor.display()
-            )));
-        }
-        self.add_baseline()?;
+        // One locked section: the stage's files, its status and `baseline = true` change
+        // together, or (interrupted) are completed by taking the baseline again.
         let _lock = RunLock::acquire(&self.dir)?;
+        if self.dir.read_summary()?.is_done(Stage::Baseline.name()) {
+            if !same_files(&theirs, &mine)? {
+                return Err(PipelineError::Other(format!(
+                    "the baseline is done in {} with results of its own: it is not replaced by \
+                     the one of {}",
+                    self.dir.root().display(),
+                    donor.display()
+                )));
+            }
+            return self.turn_baseline_on_locked();
+        }
         if mine.exists() {
             std::fs::remove_dir_all(&mine).map_err(|e| PipelineError::io(&mine, e))?;
         }
@@ -192,17 +199,25 @@ impl Run {
             attempt_started: None,
             ..donor_summary.stages[source.name()].clone()
         };
-        let training = donor_summary
-            .info
-            .get(&format!("{source}_training"))
-            .cloned();
+        // The training facts and the skipped-image record of the donor's stage.
+        let facts: Vec<(String, Option<serde_json::Value>)> = [
+            (format!("{source}_training"), "baseline_training"),
+            (source.name().to_string(), "baseline"),
+        ]
+        .into_iter()
+        .map(|(from, to)| (to.to_string(), donor_summary.info.get(&from).cloned()))
+        .collect();
         self.dir.update_summary(|s| {
             crate::orchestrate::mark_stale(s, Stage::Baseline, false);
             s.stages.insert(Stage::Baseline.name().into(), status);
-            if let Some(training) = training {
-                s.info.insert("baseline_training".into(), training);
+            for (key, value) in facts {
+                match value {
+                    Some(v) => s.info.insert(key, v),
+                    None => s.info.remove(&key),
+                };
             }
         })?;
+        self.turn_baseline_on_locked()?;
         tracing::info!("stage baseline: taken from {}'s {source}", donor.display());
         Ok(true)
     }

@@ -242,6 +242,15 @@ impl Run {
             return Ok(false);
         }
         let _lock = RunLock::acquire(&self.dir)?;
+        self.turn_baseline_on_locked()
+    }
+
+    /// `baseline = true` in the run's `config.toml`, for a caller that holds the run's lock;
+    /// whether it was off.
+    pub(crate) fn turn_baseline_on_locked(&mut self) -> Result<bool, PipelineError> {
+        if self.cfg.baseline {
+            return Ok(false);
+        }
         let mut cfg = self.cfg.clone();
         cfg.baseline = true;
         validate(&cfg)?;
@@ -280,8 +289,8 @@ fn killed_attempt_seconds(earlier: &StageStatus, last_activity: Option<f64>) -> 
 /// Marks the stages after `stage` not done: their results no longer follow from its results
 /// until they run again. Evaluation results that read `stage` are removed rather than left
 /// looking current: all of them, except that the baseline is read by its own row and the
-/// diagnostics alone, and a
-/// resumed evaluation keeps the rows it has written (it evaluates only the models without one).
+/// diagnostics alone, and a resumed evaluation keeps the rows it has written (it evaluates only
+/// the models without one).
 pub(crate) fn mark_stale(s: &mut Summary, stage: Stage, resume: bool) {
     let stale = stage.downstream();
     for later in &stale {

@@ -146,6 +146,12 @@ fn the_matched_moclr_baseline_is_taken_from_a_moclr_run_and_scored_by_cluster() 
     assert!(summary.is_done("baseline") && !summary.is_done("eval"));
     assert!(!summary.info.contains_key("diagnostics"));
     assert!(summary.info.contains_key("baseline_training"));
+    assert!(summary.info.get("baseline").is_some());
+    assert_eq!(
+        summary.info.get("baseline"),
+        moclr.dir.read_summary().unwrap().info.get("base"),
+        "the skipped-image record comes along"
+    );
     let before = summary.eval["dnc"].clone();
     assert!(!taker.adopt_baseline(&dir.path().join("moclr")).unwrap());
 

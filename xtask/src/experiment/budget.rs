@@ -7,7 +7,9 @@
 //! `dnc adopt`, never trained twice), so DnC is drawn at every total whose half is on the ladder.
 //! The control arms of one total take from the DnC run whatever they share with it (base and
 //! embeddings for a random partition; everything up to the experts for the base distilled
-//! alone) and train only what they change. Every point is an ordinary run directory under the
+//! alone) and train only what they change. The MoCLR run of T epochs is every DnC run's matched
+//! baseline at T, taken too (`dnc adopt --stages baseline`), so that the diagnostics score the
+//! experts against it on their own clusters. Every point is an ordinary run directory under the
 //! experiment folder, so an interrupted study resumes and a finished point is never trained
 //! again.
 //!
@@ -81,7 +83,7 @@ struct Arm {
     what: &'static str,
     overrides: &'static [&'static str],
     /// Stages taken from the `dnc` arm of the same total and seed (the base always comes from
-    /// the MoCLR run of half the total).
+    /// the MoCLR run of half the total, the baseline from the MoCLR run of the total).
     shares: &'static str,
 }
 
@@ -537,14 +539,24 @@ impl Study<'_> {
             )?;
         }
         if take_baseline {
-            run_cmd(
+            // A MoCLR point that is not this run's baseline (one started from `init_from`, whose
+            // DnC baseline would train from scratch) leaves the run without one: the point
+            // trains all the same, and its diagnostics skip the comparison.
+            let taken = run_cmd(
                 self.command("adopt")
                     .arg("--run")
                     .arg(dir)
                     .arg("--from")
                     .arg(&matched)
                     .args(["--stages", "baseline"]),
-            )?;
+            );
+            if let Err(e) = taken {
+                eprintln!(
+                    "{}: no matched baseline taken from {}: {e:#}",
+                    dir.display(),
+                    matched.display()
+                );
+            }
         }
         eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
         run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))

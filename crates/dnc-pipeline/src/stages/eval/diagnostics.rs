@@ -239,7 +239,11 @@ impl Context<'_> {
             knn_top1: self.knn(&bank_x, &bank_y, &test_x, &test_y)?,
             base: summary.eval.get("base").map(|e| e.knn_top1),
             student: summary.eval.get("dnc").map(|e| e.knn_top1),
-            baseline: summary.eval.get("baseline").map(|e| e.knn_top1),
+            baseline: inputs
+                .baseline
+                .as_ref()
+                .and(summary.eval.get("baseline"))
+                .map(|e| e.knn_top1),
         };
         let (experts_ahead, scored) = compute::experts_ahead(&clusters);
         let experts_ahead_of_baseline = inputs
