@@ -199,6 +199,17 @@ impl Run {
             attempt_started: None,
             ..donor_summary.stages[source.name()].clone()
         };
+        // The donor's evaluation of the same model stands here when this run evaluates as the
+        // donor did: a resumed evaluation then computes the diagnostics alone.
+        let row = match donor_cfg.method {
+            Method::Moclr => "base",
+            Method::Dnc => "baseline",
+        };
+        let evaluated = donor_summary
+            .eval
+            .get(row)
+            .filter(|_| evaluation_settings(&self.cfg) == evaluation_settings(&donor_cfg))
+            .cloned();
         // The training facts and the skipped-image record of the donor's stage.
         let facts: Vec<(String, Option<serde_json::Value>)> = [
             (format!("{source}_training"), "baseline_training"),
@@ -210,6 +221,9 @@ impl Run {
         self.dir.update_summary(|s| {
             crate::orchestrate::mark_stale(s, Stage::Baseline, false);
             s.stages.insert(Stage::Baseline.name().into(), status);
+            if let Some(evaluated) = evaluated {
+                s.eval.insert(Stage::Baseline.name().into(), evaluated);
+            }
             for (key, value) in facts {
                 match value {
                     Some(v) => s.info.insert(key, v),
@@ -221,6 +235,17 @@ impl Run {
         tracing::info!("stage baseline: taken from {}'s {source}", donor.display());
         Ok(true)
     }
+}
+
+/// What an evaluation's scores depend on besides the model: the evaluation's settings and the
+/// data's (its test split and k-NN bank), and the seed (the linear probes' initialisation).
+fn evaluation_settings(cfg: &RunConfig) -> Table {
+    let Ok(Value::Table(t)) = Value::try_from(cfg) else {
+        unreachable!("the run config serialises to a table")
+    };
+    t.into_iter()
+        .filter(|(key, _)| ["eval", "data", "seed", "model", "augment"].contains(&key.as_str()))
+        .collect()
 }
 
 /// The settings a MoCLR baseline depends on: the base's, for the epochs the baseline trains

@@ -407,7 +407,7 @@ impl Study<'_> {
     fn moclr(&self, epochs: u64, seed: u64) -> Result<()> {
         let dir = moclr_dir(self.out, epochs, seed);
         self.train_moclr(&dir, epochs, seed)?;
-        self.evaluate_on_sources(&dir, "base")
+        self.evaluate_on_sources(&dir, "base", None)
     }
 
     fn train_moclr(&self, dir: &Path, epochs: u64, seed: u64) -> Result<()> {
@@ -434,12 +434,15 @@ impl Study<'_> {
     fn arm(&self, arm: &Arm, total: u64, seed: u64) -> Result<()> {
         let dir = arm_dir(self.out, arm.name, total, seed);
         self.train_arm(arm, &dir, total, seed)?;
-        self.evaluate_on_sources(&dir, "base,embed,cluster,experts,distill")
+        let matched = moclr_dir(self.out, total, seed);
+        self.evaluate_on_sources(&dir, "base,embed,cluster,experts,distill", Some(&matched))
     }
 
     /// Evaluates the trained run `dir` on every `--eval-on` source, each in a run folder of its
-    /// own that takes `stages` from it, and its matched MoCLR baseline when it has one.
-    fn evaluate_on_sources(&self, dir: &Path, stages: &str) -> Result<()> {
+    /// own that takes `stages` from it, and its baseline when it has one: from the `matched`
+    /// MoCLR point's evaluation on the same source when it is finished (its scores then stand
+    /// for the baseline's), else from `dir`.
+    fn evaluate_on_sources(&self, dir: &Path, stages: &str, matched: Option<&Path>) -> Result<()> {
         for (name, source) in self.sources {
             let eval = eval_dir(dir, name);
             let take_baseline = baseline_done(dir) && !baseline_done(&eval);
@@ -475,7 +478,12 @@ impl Study<'_> {
                         .arg("--run")
                         .arg(&eval)
                         .arg("--from")
-                        .arg(dir)
+                        .arg(
+                            matched
+                                .map(|m| eval_dir(m, name))
+                                .filter(|m| is_finished(m))
+                                .unwrap_or_else(|| dir.to_path_buf()),
+                        )
                         .args(["--stages", "baseline"]),
                 )?;
             }
