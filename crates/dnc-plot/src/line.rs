@@ -364,10 +364,15 @@ mod tests {
         ]);
         spec.log_x = true;
         line_chart(&path, &spec).unwrap();
-        let img = decode(&path);
-        let [blue, orange] = [canvas::palette(2)[0], canvas::palette(2)[1]];
-        assert!(count_colour(&img, blue) > 200, "MoCLR curve missing");
-        assert!(count_colour(&img, orange) > 100, "DnC curve missing");
+        let [moclr, dnc] = curve_pixels(&decode(&path));
+        assert!(moclr > 200, "MoCLR curve missing");
+        assert!(dnc > 100, "DnC curve missing");
+    }
+
+    /// Pixels in the colours of a two-series chart's curves.
+    fn curve_pixels(img: &image::RgbImage) -> [usize; 2] {
+        let colours = canvas::palette(2);
+        [count_colour(img, colours[0]), count_colour(img, colours[1])]
     }
 
     #[test]
@@ -431,9 +436,9 @@ mod tests {
         let img = decode(&path);
         assert_eq!(img.dimensions(), (640, 400));
         assert!(distinct_colours(&img) > 10, "image looks blank");
-        let [blue, orange] = [canvas::palette(2)[0], canvas::palette(2)[1]];
-        assert!(count_colour(&img, blue) > 200, "base curve missing");
-        assert!(count_colour(&img, orange) > 100, "expert curve missing");
+        let [base, expert] = curve_pixels(&img);
+        assert!(base > 200, "base curve missing");
+        assert!(expert > 100, "expert curve missing");
     }
 
     #[test]

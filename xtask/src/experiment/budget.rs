@@ -702,7 +702,6 @@ fn own_ground(summary: &Value) -> Option<OwnGround> {
             .filter_map(|c| Some(100.0 * (c["expert"].as_f64()? - c[other].as_f64()?)))
             .collect()
     };
-    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let over_base = pairs("base");
     if over_base.is_empty() {
         return None;
@@ -712,11 +711,11 @@ fn own_ground(summary: &Value) -> Option<OwnGround> {
     Some(OwnGround {
         scored: over_base.len(),
         ahead_of_base: over_base.iter().filter(|&&d| d > 0.0).count(),
-        over_base: mean(&over_base),
+        over_base: mean_std(&over_base).0,
         ahead_of_moclr: (!over_moclr.is_empty()).then(|| {
             (
                 over_moclr.iter().filter(|&&d| d > 0.0).count(),
-                mean(&over_moclr),
+                mean_std(&over_moclr).0,
             )
         }),
         ceiling: percent(&d["ceiling"]["knn_top1"]),
@@ -747,10 +746,12 @@ fn own_ground_table(
             for (seed, source) in (0..seeds).flat_map(|s| names.iter().map(move |n| (s, *n))) {
                 let run = arm_dir(out, arm.name, total, seed);
                 let dir = source.map_or(run.clone(), |n| eval_dir(&run, n));
-                if !is_finished(&dir) {
-                    continue;
-                }
-                let Some(g) = summary_of(&dir).as_ref().and_then(own_ground) else {
+                // One read: a finished evaluation with diagnostics.
+                let Some(g) = summary_of(&dir)
+                    .filter(|s| s["stages"]["eval"]["done"] == true)
+                    .as_ref()
+                    .and_then(own_ground)
+                else {
                     continue;
                 };
                 let arm_name =
