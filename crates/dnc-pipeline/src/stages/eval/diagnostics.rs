@@ -245,11 +245,11 @@ impl Context<'_> {
                 .and(summary.eval.get("baseline"))
                 .map(|e| e.knn_top1),
         };
-        let (experts_ahead, scored) = compute::experts_ahead(&clusters);
+        let (experts_ahead, scored) = compute::experts_ahead_of(&clusters, |c| c.base);
         let experts_ahead_of_baseline = inputs
             .baseline
             .is_some()
-            .then(|| compute::experts_ahead_of_baseline(&clusters));
+            .then(|| compute::experts_ahead_of(&clusters, |c| c.baseline).0);
         Ok(Diagnostics {
             k: inputs.assignments.n_clusters(),
             layer: self.run.cfg.divide.layer,

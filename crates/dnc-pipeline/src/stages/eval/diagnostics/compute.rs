@@ -66,23 +66,26 @@ pub(super) fn head_ids<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<usiz
     ids.into_iter().collect()
 }
 
-/// Clusters where the expert beats the base, and clusters with both scores.
-pub(super) fn experts_ahead(clusters: &[ClusterKnn]) -> (usize, usize) {
-    let deltas: Vec<f64> = clusters.iter().filter_map(|c| c.delta).collect();
-    (deltas.iter().filter(|&&d| d > 0.0).count(), deltas.len())
-}
-
-/// Clusters where the expert beats the matched MoCLR baseline, of those with both scores.
-pub(super) fn experts_ahead_of_baseline(clusters: &[ClusterKnn]) -> usize {
-    clusters
+/// Clusters where the expert beats `rival` (the base, or the matched MoCLR baseline) on the
+/// cluster's own images, and clusters where both are scored. A tie is not ahead.
+pub(super) fn experts_ahead_of(
+    clusters: &[ClusterKnn],
+    rival: impl Fn(&ClusterKnn) -> Option<f64>,
+) -> (usize, usize) {
+    let pairs: Vec<(f64, f64)> = clusters
         .iter()
-        .filter(|c| matches!((c.expert, c.baseline), (Some(e), Some(b)) if e > b))
-        .count()
+        .filter_map(|c| Some((c.expert?, rival(c)?)))
+        .collect();
+    let ahead = pairs
+        .iter()
+        .filter(|(expert, rival)| expert > rival)
+        .count();
+    (ahead, pairs.len())
 }
 
 /// One sentence: do the experts beat the base on most (more than half) of their clusters?
 pub(super) fn verdict(clusters: &[ClusterKnn]) -> String {
-    let (ahead, scored) = experts_ahead(clusters);
+    let (ahead, scored) = experts_ahead_of(clusters, |c| c.base);
     if scored == 0 {
         return "No cluster has both bank and test images, so the experts could not be compared \
                 with the base."

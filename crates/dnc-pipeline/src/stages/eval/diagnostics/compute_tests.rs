@@ -108,9 +108,13 @@ fn experts_are_counted_ahead_of_the_baseline_only_where_both_are_scored() {
         with(2, Some(0.01), None),
         with(3, None, Some(0.9)),
     ];
-    assert_eq!(experts_ahead_of_baseline(&clusters), 2);
+    assert_eq!(experts_ahead_of(&clusters, |c| c.baseline), (2, 2));
     let level = [with(0, Some(0.02), Some(0.52))];
-    assert_eq!(experts_ahead_of_baseline(&level), 0, "a tie is not ahead");
+    assert_eq!(
+        experts_ahead_of(&level, |c| c.baseline),
+        (0, 1),
+        "a tie is not ahead"
+    );
 }
 
 #[test]
@@ -121,7 +125,7 @@ fn the_verdict_follows_the_numbers() {
         cluster(2, Some(0.01)),
         cluster(3, None),
     ];
-    assert_eq!(experts_ahead(&ahead), (2, 3));
+    assert_eq!(experts_ahead_of(&ahead, |c| c.base), (2, 3));
     let v = verdict(&ahead);
     assert!(v.contains("2 of 3 clusters"), "{v}");
     assert!(v.contains("+1.33 k-NN points"), "{v}");
