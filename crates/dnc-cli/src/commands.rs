@@ -28,7 +28,8 @@ pub(crate) struct ConfigArgs {
     /// Also train the matched MoCLR baseline.
     #[arg(long)]
     baseline: bool,
-    /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file.
+    /// Start the backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]` or a file
+    /// (a model file of a dnc run sets the whole encoder: a second round of DnC).
     #[arg(long)]
     init_from: Option<String>,
     /// Devices the experts are spread over, round-robin (e.g. `cuda:0,cuda:1`).

@@ -30,7 +30,7 @@ pub use cache::insert_cached_file;
 pub use card::{Accuracy, ModelCard, read_accuracies};
 pub use error::{HubError, Result};
 pub use export::{BackboneInfo, ExportedFiles, Preprocessing, export_backbone};
-pub use load::{LoadReport, LoadedWeights, load_into, load_weights};
+pub use load::{LoadReport, LoadedWeights, load_into, load_weights, tensor_names};
 pub use naming::Naming;
 pub use options::HubOptions;
 pub use problems::LoadProblems;

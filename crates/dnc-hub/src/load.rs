@@ -118,6 +118,13 @@ pub fn load_into(varmap: &VarMap, prefix: &str, path: &Path, naming: Naming) -> 
     Ok(loaded.report)
 }
 
+/// The tensor names in the safetensors file at `path`, in no particular order.
+pub fn tensor_names(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).map_err(|e| HubError::io("cannot read", path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| HubError::format(path, e))?;
+    Ok(st.names().into_iter().map(str::to_string).collect())
+}
+
 fn read_checked(path: &Path, wants: &[Want], naming: Naming) -> Result<LoadedWeights> {
     let bytes = std::fs::read(path).map_err(|e| HubError::io("cannot read", path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| HubError::format(path, e))?;

@@ -16,6 +16,7 @@ use crate::lock::RunLock;
 use crate::run::Run;
 use crate::run_dir::{RunDir, StageStatus};
 use crate::stage::Stage;
+use crate::validate::validate;
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -143,6 +144,12 @@ impl Run {
                 self.dir.root().display()
             )));
         }
+        // A run that cannot have a baseline (its base trained elsewhere) is refused before
+        // anything is linked.
+        validate(&RunConfig {
+            baseline: true,
+            ..self.cfg.clone()
+        })?;
         let donor_dir = RunDir::open(donor)?;
         let donor_cfg = RunConfig::from_file(&donor_dir.config_path())?;
         let donor_summary = donor_dir.read_summary()?;

@@ -30,7 +30,9 @@ pub struct RunConfig {
     pub method: Method,
     /// Start the base model's backbone from pretrained weights: `hf://ORG/NAME[@REVISION][/FILE]`
     /// (the Hugging Face hub, cached; `HF_HUB_OFFLINE=1` uses the cache only) or a local
-    /// safetensors file, with torchvision or timm tensor names.
+    /// safetensors file, with torchvision or timm tensor names. A model file of a dnc run (a
+    /// base, an expert, a student: names `backbone.*`, `projector.*`) sets the whole encoder;
+    /// with `base.epochs = 0` it is the base as it is, and the run is a second round of DnC.
     pub init_from: Option<String>,
     /// Also train the matched MoCLR baseline (same total epochs as base + experts + distill).
     pub baseline: bool,

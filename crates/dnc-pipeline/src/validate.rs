@@ -145,7 +145,16 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         cfg.augment.view2.size,
         "both views must have the same size",
     )?;
-    check_train("base", &cfg.base, true)?;
+    // Without epochs the base is the `init_from` model as it is (a second round of DnC).
+    check_train("base", &cfg.base, cfg.init_from.is_none())?;
+    check(
+        !(cfg.base.epochs == 0 && cfg.baseline),
+        "baseline",
+        true,
+        "needs base.epochs >= 1: with base.epochs = 0 the base was trained elsewhere, so this \
+         run does not know the total epochs a matched MoCLR would train for (train it as a \
+         MoCLR run of that total and take it with `dnc adopt --stages baseline`)",
+    )?;
     wrap("divide.kmeans", cfg.divide.kmeans.validate())?;
     check(
         cfg.divide.batch_size >= 1,

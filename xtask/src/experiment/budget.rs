@@ -42,7 +42,7 @@ pub(crate) struct BudgetArgs {
     #[arg(long, default_value_t = 1)]
     seeds: u64,
     /// DnC arms at each total (comma-separated): dnc, cached, anneal, k10, random, base-only,
-    /// experts-scratch, paper, paper-experts-base.
+    /// experts-scratch, paper, paper-experts-base, round2.
     #[arg(long, value_delimiter = ',', default_value = "dnc,random,base-only")]
     arms: Vec<String>,
     /// Experiment folder (default runs/budget-<preset file stem>).
@@ -85,14 +85,18 @@ struct Arm {
     /// Stages taken from the `dnc` arm of the same total and seed (the base always comes from
     /// the MoCLR run of half the total, the baseline from the MoCLR run of the total).
     shares: &'static str,
+    /// A second round: the base is the `dnc` arm's student at half the total, as it is, instead
+    /// of the MoCLR run of half the total.
+    second_round: bool,
 }
 
-const ARMS: [Arm; 9] = [
+const ARMS: [Arm; 10] = [
     Arm {
         name: "dnc",
         what: "Divide and Contrast as the preset sets it",
         overrides: &[],
         shares: "",
+        second_round: false,
     },
     Arm {
         name: "cached",
@@ -100,6 +104,7 @@ const ARMS: [Arm; 9] = [
                distillation step then runs the student alone)",
         overrides: &["distill.targets=\"cached\""],
         shares: "base,embed,cluster,experts",
+        second_round: false,
     },
     Arm {
         name: "anneal",
@@ -107,30 +112,35 @@ const ARMS: [Arm; 9] = [
                that its last steps regress on the teachers alone",
         overrides: &["distill.student_moclr_anneal=true"],
         shares: "base,embed,cluster,experts",
+        second_round: false,
     },
     Arm {
         name: "k10",
         what: "ten clusters and experts instead of the preset's K (for data with many classes)",
         overrides: &["divide.kmeans.n_clusters=10"],
         shares: "base,embed",
+        second_round: false,
     },
     Arm {
         name: "random",
         what: "control: experts on a random partition with the k-means sizes (paper Table 10)",
         overrides: &["experts.partition=\"random\""],
         shares: "base,embed",
+        second_round: false,
     },
     Arm {
         name: "base-only",
         what: "control: the base distilled alone, no experts (paper Table 11)",
         overrides: &["distill.teachers=\"base\""],
         shares: "base,embed,cluster,experts",
+        second_round: false,
     },
     Arm {
         name: "experts-scratch",
         what: "experts from scratch (the paper), the student from the base",
         overrides: &["experts.init=\"scratch\"", "distill.init=\"base\""],
         shares: "base,embed,cluster",
+        second_round: false,
     },
     Arm {
         name: "paper",
@@ -144,6 +154,7 @@ const ARMS: [Arm; 9] = [
             "distill.targets=\"cached\"",
         ],
         shares: "base,embed,cluster",
+        second_round: false,
     },
     Arm {
         name: "paper-experts-base",
@@ -156,6 +167,17 @@ const ARMS: [Arm; 9] = [
             "distill.targets=\"cached\"",
         ],
         shares: "base,embed,cluster,experts",
+        second_round: false,
+    },
+    Arm {
+        name: "round2",
+        what: "a second round (the abstract's alternation): the `dnc` student at half the total \
+               is the base, as it is (`init_from` it, `base.epochs = 0`), then a new divide, \
+               experts for a quarter of the total and distillation for the rest; its wall time \
+               counts the first round's",
+        overrides: &[],
+        shares: "",
+        second_round: true,
     },
 ];
 
@@ -174,6 +196,16 @@ fn dnc_totals(ladder: &[u64]) -> Vec<u64> {
         .copied()
         .filter(|&t| t % 2 == 0 && ladder.contains(&(t / 2)) && t / 4 >= 1)
         .collect()
+}
+
+/// Whether `arm` is drawn at DnC total `t`: a second round needs a first at half of it.
+fn runs_at(arm: &Arm, t: u64, totals: &[u64]) -> bool {
+    !arm.second_round || t.is_multiple_of(2) && totals.contains(&(t / 2))
+}
+
+/// The `dnc` run whose student is the base of a second round at `total`.
+fn first_round_dir(out: &Path, total: u64, seed: u64) -> PathBuf {
+    arm_dir(out, "dnc", total / 2, seed)
 }
 
 fn moclr_dir(out: &Path, epochs: u64, seed: u64) -> PathBuf {
@@ -217,8 +249,13 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
     // The `dnc` arm first: the others take stages from it.
     arms.sort_by_key(|a| a.name != "dnc");
     arms.dedup_by_key(|a| a.name);
-    if arms.iter().any(|a| !a.shares.is_empty()) && !arms.iter().any(|a| a.name == "dnc") {
-        bail!("the control arms share stages with the `dnc` arm: add it to --arms");
+    if arms.iter().any(|a| !a.shares.is_empty() || a.second_round)
+        && !arms.iter().any(|a| a.name == "dnc")
+    {
+        bail!(
+            "the control arms share stages with the `dnc` arm, and a second round starts from \
+             its student: add it to --arms"
+        );
     }
     let sources = eval_sources(&args.eval_on)?;
     let stem = config
@@ -254,7 +291,7 @@ pub(crate) fn run(args: BudgetArgs) -> Result<()> {
                     record_study(&out, &args)?;
                 }
                 if totals.contains(&e) {
-                    for arm in &arms {
+                    for arm in arms.iter().filter(|a| runs_at(a, e, &totals)) {
                         go_on(study.arm(arm, e, seed), &mut failed)?;
                     }
                 }
@@ -499,6 +536,9 @@ impl Study<'_> {
     }
 
     fn train_arm(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
+        if arm.second_round {
+            return self.train_second_round(arm, dir, total, seed);
+        }
         // The MoCLR point at the same total is the run's matched baseline, taken (not trained)
         // so that the diagnostics score the experts against it on their own clusters.
         let matched = moclr_dir(self.out, total, seed);
@@ -569,6 +609,42 @@ impl Study<'_> {
         eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
         run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))
     }
+
+    /// A second round at `total`: the finished `dnc` run at half the total gives its student as
+    /// the base; experts and distillation split the other half. It has no matched baseline of
+    /// its own (its base was trained elsewhere): the report pairs it with the MoCLR point.
+    fn train_second_round(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
+        if is_finished(dir) {
+            eprintln!("{}: done, skipped", dir.display());
+            return Ok(());
+        }
+        if !dir.join("config.toml").is_file() {
+            let first = first_round_dir(self.out, total, seed);
+            if !is_finished(&first) {
+                bail!(
+                    "{} at {total}: its first round {} is not finished",
+                    arm.name,
+                    first.display()
+                );
+            }
+            let student = std::fs::canonicalize(first.join("distill/model.safetensors"))?;
+            let (_, experts, distill) = split(total);
+            let own = [
+                "method=\"dnc\"".to_string(),
+                "base.epochs=0".to_string(),
+                format!("init_from={}", toml_string(&student)),
+                format!("experts.epochs={experts}"),
+                format!("distill.epochs={distill}"),
+            ];
+            let mut cmd = self.command("init");
+            cmd.arg("--out").arg(dir);
+            let name = format!("{}-t{total}-s{seed}", arm.name);
+            self.configured(&mut cmd, seed, &name, &own);
+            run_cmd(&mut cmd)?;
+        }
+        eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
+        run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))
+    }
 }
 
 /// `path` as a TOML string value.
@@ -612,13 +688,7 @@ fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point
     if summary["stages"]["eval"]["done"] != true {
         return None;
     }
-    // The training stages; a DnC run's baseline is the matched MoCLR point, not its own cost.
-    let seconds = summary["stages"]
-        .as_object()?
-        .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "eval" | "baseline"))
-        .filter_map(|(_, s)| s["seconds"].as_f64())
-        .sum();
+    let seconds = training_seconds(&summary)?;
     let clusters = cluster_scores(&summary);
     if sources.is_empty() {
         return scores(&summary, model, seconds).map(|p| Point { clusters, ..p });
@@ -655,6 +725,19 @@ fn point(dir: &Path, model: &str, sources: &[(String, PathBuf)]) -> Option<Point
         per_source: each.iter().map(|p| p.knn).collect(),
         clusters,
     })
+}
+
+/// The seconds of a run's training stages; a DnC run's baseline is the matched MoCLR point, not
+/// its own cost.
+fn training_seconds(summary: &Value) -> Option<f64> {
+    let stages = summary["stages"].as_object()?;
+    Some(
+        stages
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "eval" | "baseline"))
+            .filter_map(|(_, s)| s["seconds"].as_f64())
+            .sum(),
+    )
 }
 
 /// `model`'s scores in one run's summary, in %.
@@ -788,6 +871,17 @@ Each cluster's test images, k-NN with that \
     )
 }
 
+/// Adds to every second-round point the training seconds of its first round, so that its wall
+/// time is that of both rounds.
+fn add_first_round_seconds(out: &Path, list: &mut [Cell]) {
+    for cell in list {
+        for (seed, point) in &mut cell.points {
+            let first = summary_of(&first_round_dir(out, cell.total, *seed));
+            point.seconds += first.as_ref().and_then(training_seconds).unwrap_or(0.0);
+        }
+    }
+}
+
 /// A method's finished points at one total, over seeds.
 struct Cell {
     total: u64,
@@ -894,16 +988,17 @@ fn report(
     let arm_cells: Vec<(&Arm, Vec<Cell>)> = arms
         .iter()
         .map(|arm| {
-            (
-                *arm,
-                cells(
-                    args.seeds,
-                    &totals,
-                    |t, s| arm_dir(out, arm.name, t, s),
-                    "dnc",
-                    sources,
-                ),
-            )
+            let mut list = cells(
+                args.seeds,
+                &totals,
+                |t, s| arm_dir(out, arm.name, t, s),
+                "dnc",
+                sources,
+            );
+            if arm.second_round {
+                add_first_round_seconds(out, &mut list);
+            }
+            (*arm, list)
         })
         .collect();
     let fractions: Vec<f64> = {
@@ -1012,12 +1107,16 @@ fn report(
                 .sum::<f64>()
                 / paired.len() as f64;
             let n = paired.len();
+            let base = if arm.second_round {
+                format!("dnc at {}", c.total / 2)
+            } else {
+                split(c.total).0.to_string()
+            };
             let _ = writeln!(
                 versus,
-                "| {} | {} | {} | {} | {} | {wins} of {n} | {ratio:.2} |",
+                "| {} | {} | {base} | {} | {} | {wins} of {n} | {ratio:.2} |",
                 arm.name,
                 c.total,
-                split(c.total).0,
                 delta(&|p| Some(p.knn)).map_or("–".into(), |d| format!("{:+.2}", d.0)),
                 delta(&|p| p.linear).map_or("–".into(), |d| format!("{:+.2}", d.0)),
             );
@@ -1282,6 +1381,36 @@ mod tests {
         );
         assert!(killed.is_err());
         assert_eq!(failed.len(), 1);
+    }
+
+    #[test]
+    fn a_second_round_is_drawn_where_a_first_round_is_and_costs_both() {
+        let round2 = ARMS.iter().find(|a| a.second_round).unwrap();
+        let totals = dnc_totals(&[10, 20, 40, 80]);
+        assert_eq!(totals, [20, 40, 80]);
+        let drawn: Vec<u64> = totals
+            .iter()
+            .copied()
+            .filter(|&t| runs_at(round2, t, &totals))
+            .collect();
+        assert_eq!(drawn, [40, 80]);
+        assert!(totals.iter().all(|&t| runs_at(&ARMS[0], t, &totals)));
+
+        let out = std::env::temp_dir().join(format!("dnc-round2-{}", std::process::id()));
+        let first = first_round_dir(&out, 80, 1);
+        assert_eq!(first, out.join("dnc-t40-s1"));
+        std::fs::create_dir_all(&first).unwrap();
+        let stages = json!({"stages": {
+            "base": {"seconds": 100.0}, "experts": {"seconds": 40.0},
+            "distill": {"seconds": 60.0}, "baseline": {"seconds": 999.0},
+            "eval": {"seconds": 7.0, "done": true}}});
+        std::fs::write(first.join("summary.json"), stages.to_string()).unwrap();
+        // Seed 0 has no first round on disk: its time stays its own.
+        let mut list = [cell(80, &[30.0, 31.0])];
+        add_first_round_seconds(&out, &mut list);
+        let seconds: Vec<f64> = list[0].points.iter().map(|(_, p)| p.seconds).collect();
+        assert_eq!(seconds, [1.0, 201.0]);
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]
