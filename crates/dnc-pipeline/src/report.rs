@@ -88,6 +88,14 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
         "Data {data} (train limit {}, test limit {}); backbone `{:?}`; method `{:?}`; seed {}.\n",
         cfg.data.train_limit, cfg.data.test_limit, cfg.model.backbone.arch, cfg.method, cfg.seed
     );
+    if let Some(spec) = &cfg.init_from {
+        let how = if cfg.base.epochs == 0 {
+            "is that model as it is (`base.epochs = 0`: a second round when it is a student)"
+        } else {
+            "starts from it"
+        };
+        let _ = writeln!(md, "Weights from `{spec}`: the base {how}.\n");
+    }
     md.push_str("## Results\n\n");
     match crate::datasets::eval_root(cfg) {
         Some(root) => {

@@ -63,6 +63,11 @@ fn a_second_round_starts_from_the_first_rounds_student_as_it_is() {
     assert_eq!(first_student.linear_top1, second_base.linear_top1);
     assert!(summary.is_done("distill") && summary.eval.contains_key("dnc"));
     assert!(dir.path().join("second/experts").is_dir());
+    let report = std::fs::read_to_string(dir.path().join("second/report.md")).unwrap();
+    assert!(
+        report.contains(&student.display().to_string()) && report.contains("as it is"),
+        "{report}"
+    );
 }
 
 #[test]
