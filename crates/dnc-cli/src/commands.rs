@@ -186,6 +186,13 @@ pub(crate) fn resolve_config(args: &ConfigArgs) -> Result<RunConfig> {
             *path = abs;
         }
     }
+    // A local weights file too, so that the run reads the same file from any folder.
+    if let Some(spec) = cfg.init_from.as_mut()
+        && !dnc_hub::HubUri::is_hub_uri(spec)
+        && let Ok(abs) = std::fs::canonicalize(&*spec)
+    {
+        *spec = abs.display().to_string();
+    }
     Ok(cfg)
 }
 

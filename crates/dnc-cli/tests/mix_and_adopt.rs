@@ -129,3 +129,29 @@ fn adopt_takes_the_base_and_refuses_other_settings() {
         "{err}"
     );
 }
+
+#[test]
+fn a_local_init_from_file_is_kept_by_its_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(dir.path());
+    std::fs::write(dir.path().join("weights.safetensors"), b"not read by init").unwrap();
+    let status = Command::new(DNC)
+        .current_dir(dir.path())
+        .args(["init", "--config", &cfg, "--out", "run"])
+        .args([
+            "--init-from",
+            "weights.safetensors",
+            "--set",
+            "base.epochs=0",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let saved = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
+    let want = std::fs::canonicalize(dir.path().join("weights.safetensors")).unwrap();
+    let line = format!(
+        "init_from = {}",
+        toml::Value::String(want.display().to_string())
+    );
+    assert!(saved.contains(&line), "{saved}");
+}

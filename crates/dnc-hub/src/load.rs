@@ -118,11 +118,28 @@ pub fn load_into(varmap: &VarMap, prefix: &str, path: &Path, naming: Naming) -> 
     Ok(loaded.report)
 }
 
-/// The tensor names in the safetensors file at `path`, in no particular order.
+/// The tensor names in the safetensors file at `path`, sorted, read from the
+/// header alone (the tensors' bytes are not read).
 pub fn tensor_names(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| HubError::io("cannot read", path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| HubError::format(path, e))?;
-    Ok(st.names().into_iter().map(str::to_string).collect())
+    use std::io::Read;
+    let read_err = |e| HubError::io("cannot read", path, e);
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(read_err)?;
+    let len = u64::from_le_bytes(len);
+    // The format's own limit on a header.
+    if len > 100_000_000 {
+        return Err(HubError::format(path, format!("a header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(read_err)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| HubError::format(path, e))?;
+    Ok(header
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name != "__metadata__")
+        .collect())
 }
 
 fn read_checked(path: &Path, wants: &[Want], naming: Naming) -> Result<LoadedWeights> {

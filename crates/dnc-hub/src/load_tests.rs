@@ -281,3 +281,19 @@ fn bad_prefix_and_bad_files_are_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn tensor_names_come_from_the_header_and_a_cut_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write(&path, checkpoint(|n| format!("backbone.{n}"), DType::F32));
+    let mut want: Vec<String> = MODEL.iter().map(|(n, _)| format!("backbone.{n}")).collect();
+    want.sort();
+    assert_eq!(tensor_names(&path).unwrap(), want);
+
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..20]).unwrap();
+    let err = tensor_names(&cut).unwrap_err().to_string();
+    assert!(err.contains("cut.safetensors"), "{err}");
+}

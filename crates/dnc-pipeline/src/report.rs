@@ -89,12 +89,23 @@ pub fn write_report(run: &Run) -> Result<(), PipelineError> {
         cfg.data.train_limit, cfg.data.test_limit, cfg.model.backbone.arch, cfg.method, cfg.seed
     );
     if let Some(spec) = &cfg.init_from {
-        let how = if cfg.base.epochs == 0 {
-            "is that model as it is (`base.epochs = 0`: a second round when it is a student)"
-        } else {
-            "starts from it"
+        let whole = summary
+            .info
+            .get("init_from")
+            .and_then(|i| i["whole_encoder"].as_bool());
+        let how = match (cfg.base.epochs, whole == Some(true)) {
+            (0, true) => {
+                "the base is that encoder as it is (`base.epochs = 0`: a second round \
+                          when it is a student)"
+            }
+            (0, false) => {
+                "the base is that backbone as it is (`base.epochs = 0`), its \
+                           projector drawn from its seed"
+            }
+            (_, true) => "the base starts from that encoder",
+            (_, false) => "the base's backbone starts from them, its projector from its seed",
         };
-        let _ = writeln!(md, "Weights from `{spec}`: the base {how}.\n");
+        let _ = writeln!(md, "Weights from `{spec}`: {how}.\n");
     }
     md.push_str("## Results\n\n");
     match crate::datasets::eval_root(cfg) {

@@ -152,8 +152,8 @@ pub fn validate(cfg: &RunConfig) -> Result<(), PipelineError> {
         "baseline",
         true,
         "needs base.epochs >= 1: with base.epochs = 0 the base was trained elsewhere, so this \
-         run does not know the total epochs a matched MoCLR would train for (train it as a \
-         MoCLR run of that total and take it with `dnc adopt --stages baseline`)",
+         run does not know the total epochs a matched MoCLR would train for (train MoCLR for \
+         the total of both rounds as a run of its own and compare the two runs' reports)",
     )?;
     wrap("divide.kmeans", cfg.divide.kmeans.validate())?;
     check(

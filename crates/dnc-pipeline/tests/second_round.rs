@@ -68,6 +68,16 @@ fn a_second_round_starts_from_the_first_rounds_student_as_it_is() {
         report.contains(&student.display().to_string()) && report.contains("as it is"),
         "{report}"
     );
+
+    // The student's file with its regression heads is not an encoder's: refused, naming the key
+    // and a head, and pointing to the encoder's file.
+    let with_heads = dir.path().join("first/distill/student.safetensors");
+    let third = Run::create(tiny(second_round(&with_heads)), &dir.path().join("third")).unwrap();
+    let err = third.run_stage(Stage::Base, false).unwrap_err().to_string();
+    assert!(
+        err.contains("init_from") && err.contains("heads.") && err.contains("distill/model"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,9 +106,13 @@ fn a_base_of_no_epochs_needs_a_model_to_start_from_and_has_no_matched_baseline()
         "{err}"
     );
 
-    // Taking a baseline is refused before anything is linked.
+    // Taking a baseline is refused before anything is linked, even from a MoCLR run whose
+    // epochs equal this run's own (0 + 2 + 1).
     let moclr = Run::create(
-        tiny(|c| c.method = dnc_pipeline::config::Method::Moclr),
+        tiny(|c| {
+            c.method = dnc_pipeline::config::Method::Moclr;
+            c.base.epochs = 3;
+        }),
         &dir.path().join("moclr"),
     )
     .unwrap();
@@ -108,7 +122,7 @@ fn a_base_of_no_epochs_needs_a_model_to_start_from_and_has_no_matched_baseline()
         .adopt_baseline(&dir.path().join("moclr"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("baseline"), "{err}");
+    assert!(err.contains("base.epochs = 0"), "{err}");
     assert!(!dir.path().join("second/baseline").exists());
     assert!(!second.cfg.baseline);
 }
@@ -128,6 +142,9 @@ fn a_model_file_of_another_shape_is_refused_by_tensor_name() {
         .run_stage(Stage::Base, false)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("projector."), "{err}");
+    assert!(
+        err.contains("projector.") && err.contains("first/base/model.safetensors"),
+        "{err}"
+    );
     assert!(!second.dir.read_summary().unwrap().is_done("base"));
 }

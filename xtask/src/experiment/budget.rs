@@ -9,9 +9,10 @@
 //! embeddings for a random partition; everything up to the experts for the base distilled
 //! alone) and train only what they change. The MoCLR run of T epochs is every DnC run's matched
 //! baseline at T, taken too (`dnc adopt --stages baseline`), so that the diagnostics score the
-//! experts against it on their own clusters. Every point is an ordinary run directory under the
-//! experiment folder, so an interrupted study resumes and a finished point is never trained
-//! again.
+//! experts against it on their own clusters. A second round (`round2`) at T takes the `dnc`
+//! student at T/2 as its base, as it is, and spends the other half on new experts and a new
+//! student. Every point is an ordinary run directory under the experiment folder, so an
+//! interrupted study resumes and a finished point is never trained again.
 //!
 //! The report (`report.md`, `summary.json`, `budget-knn.png`, `budget-linear.png`) gives each
 //! method's accuracy at each total (mean ± std over seeds), the saturation budget E* (the first
@@ -536,26 +537,17 @@ impl Study<'_> {
     }
 
     fn train_arm(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
-        if arm.second_round {
-            return self.train_second_round(arm, dir, total, seed);
-        }
         // The MoCLR point at the same total is the run's matched baseline, taken (not trained)
-        // so that the diagnostics score the experts against it on their own clusters.
+        // so that the diagnostics score the experts against it on their own clusters. A second
+        // round has none (its base was trained elsewhere); the report pairs it with that point.
         let matched = moclr_dir(self.out, total, seed);
-        let take_baseline = is_finished(&matched) && !baseline_done(dir);
+        let take_baseline = !arm.second_round && is_finished(&matched) && !baseline_done(dir);
         if is_finished(dir) && !take_baseline {
             eprintln!("{}: done, skipped", dir.display());
             return Ok(());
         }
         if !dir.join("config.toml").is_file() {
-            let (base, experts, distill) = split(total);
-            let mut own = vec![
-                "method=\"dnc\"".to_string(),
-                format!("base.epochs={base}"),
-                format!("experts.epochs={experts}"),
-                format!("distill.epochs={distill}"),
-            ];
-            own.extend(arm.overrides.iter().map(|o| o.to_string()));
+            let own = self.arm_settings(arm, total, seed)?;
             let mut cmd = self.command("init");
             cmd.arg("--out").arg(dir);
             self.configured(
@@ -566,15 +558,17 @@ impl Study<'_> {
             );
             run_cmd(&mut cmd)?;
         }
-        let base = moclr_dir(self.out, total / 2, seed);
-        run_cmd(
-            self.command("adopt")
-                .arg("--run")
-                .arg(dir)
-                .arg("--from")
-                .arg(&base)
-                .args(["--stages", "base"]),
-        )?;
+        if !arm.second_round {
+            let base = moclr_dir(self.out, total / 2, seed);
+            run_cmd(
+                self.command("adopt")
+                    .arg("--run")
+                    .arg(dir)
+                    .arg("--from")
+                    .arg(&base)
+                    .args(["--stages", "base"]),
+            )?;
+        }
         if !arm.shares.is_empty() {
             let donor = arm_dir(self.out, "dnc", total, seed);
             run_cmd(
@@ -610,15 +604,16 @@ impl Study<'_> {
         run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))
     }
 
-    /// A second round at `total`: the finished `dnc` run at half the total gives its student as
-    /// the base; experts and distillation split the other half. It has no matched baseline of
-    /// its own (its base was trained elsewhere): the report pairs it with the MoCLR point.
-    fn train_second_round(&self, arm: &Arm, dir: &Path, total: u64, seed: u64) -> Result<()> {
-        if is_finished(dir) {
-            eprintln!("{}: done, skipped", dir.display());
-            return Ok(());
-        }
-        if !dir.join("config.toml").is_file() {
+    /// The settings of `arm`'s run at `total`: the stages' epochs and the arm's overrides. A
+    /// second round's base is the finished `dnc` run's student at half the total, as it is.
+    fn arm_settings(&self, arm: &Arm, total: u64, seed: u64) -> Result<Vec<String>> {
+        let (base, experts, distill) = split(total);
+        let mut own = vec![
+            "method=\"dnc\"".to_string(),
+            format!("experts.epochs={experts}"),
+            format!("distill.epochs={distill}"),
+        ];
+        if arm.second_round {
             let first = first_round_dir(self.out, total, seed);
             if !is_finished(&first) {
                 bail!(
@@ -627,23 +622,16 @@ impl Study<'_> {
                     first.display()
                 );
             }
-            let student = std::fs::canonicalize(first.join("distill/model.safetensors"))?;
-            let (_, experts, distill) = split(total);
-            let own = [
-                "method=\"dnc\"".to_string(),
-                "base.epochs=0".to_string(),
-                format!("init_from={}", toml_string(&student)),
-                format!("experts.epochs={experts}"),
-                format!("distill.epochs={distill}"),
-            ];
-            let mut cmd = self.command("init");
-            cmd.arg("--out").arg(dir);
-            let name = format!("{}-t{total}-s{seed}", arm.name);
-            self.configured(&mut cmd, seed, &name, &own);
-            run_cmd(&mut cmd)?;
+            let path = first.join("distill/model.safetensors");
+            let student = std::fs::canonicalize(&path)
+                .with_context(|| format!("{}: no student to start from", path.display()))?;
+            own.push("base.epochs=0".to_string());
+            own.push(format!("init_from={}", toml_string(&student)));
+        } else {
+            own.push(format!("base.epochs={base}"));
         }
-        eprintln!("training {} at {total} total epochs, seed {seed}", arm.name);
-        run_cmd(self.command("train").arg("--out").arg(dir).arg("--resume"))
+        own.extend(arm.overrides.iter().map(|o| o.to_string()));
+        Ok(own)
     }
 }
 
@@ -872,14 +860,26 @@ Each cluster's test images, k-NN with that \
 }
 
 /// Adds to every second-round point the training seconds of its first round, so that its wall
-/// time is that of both rounds.
-fn add_first_round_seconds(out: &Path, list: &mut [Cell]) {
-    for cell in list {
-        for (seed, point) in &mut cell.points {
-            let first = summary_of(&first_round_dir(out, cell.total, *seed));
-            point.seconds += first.as_ref().and_then(training_seconds).unwrap_or(0.0);
-        }
+/// time is that of both rounds; a point whose first round cannot be read is left out (its cost
+/// would be understated).
+fn add_first_round_seconds(out: &Path, list: &mut Vec<Cell>) {
+    for cell in list.iter_mut() {
+        let total = cell.total;
+        cell.points.retain_mut(|(seed, point)| {
+            let first = summary_of(&first_round_dir(out, total, *seed));
+            match first.as_ref().and_then(training_seconds) {
+                Some(seconds) => {
+                    point.seconds += seconds;
+                    true
+                }
+                None => {
+                    eprintln!("a second round at {total}, seed {seed}: its first round cannot be read, left out");
+                    false
+                }
+            }
+        });
     }
+    list.retain(|c| !c.points.is_empty());
 }
 
 /// A method's finished points at one total, over seeds.
@@ -1272,7 +1272,7 @@ fn report(
          of T/2 epochs, shared), its experts T/4 and its student the rest. Top-1 in % on the preset's test \
          split, or with `--eval-on` the mean over the sources, each on its own (mean ± std over seeds where \
          several ran); wall time is the sum of the training stages' \
-         seconds (a DnC run counts its shared base).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
+         seconds (a DnC run counts its shared base, a second round its first round).\n\n{arm_lines}\n{e_star_line}\n\n{table}\n\
          ## DnC against MoCLR at equal totals\n\nDifferences in points, paired by seed.\n\n{versus}\n\
          {partitions}{own_ground}{unfinished_md}![k-NN against total epochs]({knn_png})\n\n![linear probe against total epochs]({linear_png})\n",
         config = args.config.display(),
@@ -1405,11 +1405,16 @@ mod tests {
             "distill": {"seconds": 60.0}, "baseline": {"seconds": 999.0},
             "eval": {"seconds": 7.0, "done": true}}});
         std::fs::write(first.join("summary.json"), stages.to_string()).unwrap();
-        // Seed 0 has no first round on disk: its time stays its own.
-        let mut list = [cell(80, &[30.0, 31.0])];
+        // Seed 0 has no first round on disk: left out rather than shown cheaper than it was.
+        let mut list = vec![cell(80, &[30.0, 31.0]), cell(160, &[32.0])];
         add_first_round_seconds(&out, &mut list);
-        let seconds: Vec<f64> = list[0].points.iter().map(|(_, p)| p.seconds).collect();
-        assert_eq!(seconds, [1.0, 201.0]);
+        assert_eq!(list.len(), 1, "a total without any first round has no cell");
+        let seconds: Vec<(u64, f64)> = list[0]
+            .points
+            .iter()
+            .map(|(s, p)| (*s, p.seconds))
+            .collect();
+        assert_eq!(seconds, [(1, 201.0)]);
         std::fs::remove_dir_all(&out).unwrap();
     }
 

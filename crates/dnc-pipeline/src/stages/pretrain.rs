@@ -38,7 +38,11 @@ fn keep_as_base(run: &Run, vars: &candle_nn::VarMap) -> Result<(), PipelineError
     run.dir.update_summary(|s| {
         s.info.insert(
             "base_training".into(),
-            serde_json::json!({"epochs": 0, "steps": 0, "processes": 1}),
+            serde_json::json!({
+                "epochs": 0,
+                "steps": 0,
+                "processes": dnc_dist::current().world_size(),
+            }),
         );
     })?;
     Ok(())
@@ -51,7 +55,8 @@ fn keep_as_base(run: &Run, vars: &candle_nn::VarMap) -> Result<(), PipelineError
 fn pretrained(run: &Run, spec: &str) -> Result<candle_nn::VarMap, PipelineError> {
     let files = dnc_hub::resolve_checkpoint(spec, &dnc_hub::HubOptions::from_env())?;
     let (_, vars) = fresh_encoder(&run.cfg.model, run.cfg.seed, &run.device)?;
-    let loaded = if is_encoder_file(&files.weights)? {
+    let whole = is_encoder_file(&files.weights)?;
+    let loaded = if whole {
         dnc_engine::load_varmap(&vars, &files.weights)?;
         let n = vars.data().lock().expect("varmap lock poisoned").len();
         tracing::info!("initialised the whole encoder from {spec}: {n} tensors");
@@ -72,17 +77,39 @@ fn pretrained(run: &Run, spec: &str) -> Result<candle_nn::VarMap, PipelineError>
     run.dir.update_summary(|s| {
         s.info.insert(
             "init_from".into(),
-            serde_json::json!({"spec": spec, "file": files.weights, "tensors": loaded}),
+            serde_json::json!({
+                "spec": spec,
+                "file": files.weights,
+                "tensors": loaded,
+                "whole_encoder": whole,
+            }),
         );
     })?;
     Ok(vars)
 }
 
 /// Whether the safetensors file at `path` is an encoder this project saved: its tensor names
-/// start with `backbone.` (no torchvision, timm or transformers name does).
+/// are `backbone.*` and `projector.*` (no torchvision, timm or transformers name starts with
+/// `backbone.`). A file of this project's with other tensors too (a student's checkpoint with its
+/// heads) is refused, pointing to the encoder's file.
 fn is_encoder_file(path: &std::path::Path) -> Result<bool, PipelineError> {
     let names = dnc_hub::tensor_names(path)?;
-    Ok(names.iter().any(|name| name.starts_with("backbone.")))
+    let ours = |n: &String| n.starts_with("backbone.") || n.starts_with("projector.");
+    if !names.iter().any(|n| n.starts_with("backbone.")) {
+        return Ok(false);
+    }
+    match names.iter().find(|n| !ours(n)) {
+        None => Ok(true),
+        Some(other) => Err(PipelineError::bad_config(
+            "init_from",
+            path.display(),
+            format!(
+                "holds `{other}` beside an encoder's tensors: start from an encoder's file \
+                 (`base/model.safetensors`, `experts/expert-K/model.safetensors`, \
+                 `distill/model.safetensors`)"
+            ),
+        )),
+    }
 }
 
 /// Trains MoCLR for the DnC run's total epochs (base + experts + distill) on the same data, into
