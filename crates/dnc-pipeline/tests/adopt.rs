@@ -3,15 +3,9 @@
 
 mod common;
 
-use dnc_pipeline::{Run, RunConfig, Stage};
+use common::tiny;
 
-fn tiny(edit: impl Fn(&mut RunConfig)) -> RunConfig {
-    let mut cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
-    cfg.baseline = false;
-    cfg.eval.bn_adapted_floor = false;
-    edit(&mut cfg);
-    cfg
-}
+use dnc_pipeline::{Run, Stage};
 
 #[test]
 fn adopted_stages_give_the_results_of_training_them() {

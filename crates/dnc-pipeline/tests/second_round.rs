@@ -4,17 +4,11 @@
 
 mod common;
 
+use common::tiny;
+
 use dnc_pipeline::{Run, RunConfig, Stage};
 use std::collections::HashMap;
 use std::path::Path;
-
-fn tiny(edit: impl Fn(&mut RunConfig)) -> RunConfig {
-    let mut cfg = RunConfig::from_toml(&common::tiny_config_toml()).unwrap();
-    cfg.baseline = false;
-    cfg.eval.bn_adapted_floor = false;
-    edit(&mut cfg);
-    cfg
-}
 
 fn second_round(student: &Path) -> impl Fn(&mut RunConfig) {
     let student = student.display().to_string();

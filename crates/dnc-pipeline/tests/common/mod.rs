@@ -11,6 +11,16 @@ pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cifar10-mini")
 }
 
+/// The tiny configuration without a baseline or the BN-adapted floor (the stages that tests of
+/// other things need not train), then `edit`.
+pub(crate) fn tiny(edit: impl Fn(&mut dnc_pipeline::RunConfig)) -> dnc_pipeline::RunConfig {
+    let mut cfg = dnc_pipeline::RunConfig::from_toml(&tiny_config_toml()).unwrap();
+    cfg.baseline = false;
+    cfg.eval.bn_adapted_floor = false;
+    edit(&mut cfg);
+    cfg
+}
+
 /// Every stage, seconds each: 200 train / 100 test images, a 3-stage conv net, K = 2.
 pub(crate) fn tiny_config_toml() -> String {
     format!(
