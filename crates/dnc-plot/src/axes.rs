@@ -61,10 +61,22 @@ pub(crate) struct LogAxis {
 }
 
 impl LogAxis {
-    /// An axis over `range`, whose ends must be positive and finite.
-    pub(crate) fn new(range: Range<f64>) -> Self {
+    /// An axis over `range`, whose ends must be positive and finite, labelled at `labelled`
+    /// (those inside the range) or, when none is, at the automatic ticks of [`log_ticks`]. With
+    /// given labels the automatic ticks become minor grid lines.
+    pub(crate) fn new(range: Range<f64>, labelled: &[f64]) -> Self {
         let log = (range.start.log10()..range.end.log10()).into();
-        let ticks = log_ticks(range.start, range.end);
+        let (bold, light) = log_ticks(range.start, range.end);
+        let given: Vec<f64> = labelled
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && range.contains(v))
+            .collect();
+        let ticks = if given.is_empty() {
+            (bold, light)
+        } else {
+            (given, bold.into_iter().chain(light).collect())
+        };
         Self { range, log, ticks }
     }
 }
@@ -206,12 +218,26 @@ mod tests {
 
     #[test]
     fn log_axis_maps_decades_evenly_and_pins_non_positive_values() {
-        let axis = LogAxis::new(1.0..1000.0);
+        let axis = LogAxis::new(1.0..1000.0, &[]);
         assert_eq!(axis.map(&1.0, (0, 300)), 0);
         assert_eq!(axis.map(&10.0, (0, 300)), 100);
         assert_eq!(axis.map(&100.0, (0, 300)), 200);
         assert_eq!(axis.map(&-5.0, (0, 300)), 0);
         assert_eq!(axis.format_ext(&0.05), "0.05");
+    }
+
+    #[test]
+    fn given_log_labels_replace_the_automatic_ones_inside_the_range() {
+        // 35..180 is under a decade: automatically 40, 50, ..., 100, and nothing above 100.
+        let auto = LogAxis::new(35.0..180.0, &[]);
+        assert_close(
+            &auto.key_points(BoldPoints(20)),
+            &[40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0],
+        );
+        let ladder = LogAxis::new(35.0..180.0, &[20.0, 40.0, 80.0, 160.0, 320.0]);
+        assert_close(&ladder.key_points(BoldPoints(20)), &[40.0, 80.0, 160.0]);
+        // The automatic ticks stay as minor grid lines.
+        assert_eq!(ladder.key_points(LightPoints::new(20, 40)).len(), 7);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct LineChart {
     pub log_y: bool,
     /// Logarithmic x axis (e.g. budgets that double); points with `x <= 0` are then skipped.
     pub log_x: bool,
+    /// The labelled ticks of a logarithmic x axis (the budgets of a ladder, say) in place of the
+    /// automatic ones; empty for automatic ticks. Values outside the axis are left out.
+    pub log_x_ticks: Vec<f64>,
     /// Where the legend sits: out of the way of curves that fall (upper right, the default) or
     /// rise (lower right).
     pub legend: LegendCorner,
@@ -58,6 +61,7 @@ impl Default for LineChart {
             series: Vec::new(),
             log_y: false,
             log_x: false,
+            log_x_ticks: Vec::new(),
             legend: LegendCorner::UpperRight,
             size: DEFAULT_SIZE,
         }
@@ -102,11 +106,15 @@ pub fn line_chart(path: &Path, spec: &LineChart) -> Result<(), PlotError> {
     canvas::render(path, &spec.title, spec.size, |root| {
         match (spec.log_x, spec.log_y) {
             (false, false) => draw(root, spec, &prepared, x, y),
-            (false, true) => draw(root, spec, &prepared, x, LogAxis::new(y)),
-            (true, false) => draw(root, spec, &prepared, LogAxis::new(x), y),
-            (true, true) => draw(root, spec, &prepared, LogAxis::new(x), LogAxis::new(y)),
+            (false, true) => draw(root, spec, &prepared, x, LogAxis::new(y, &[])),
+            (true, false) => draw(root, spec, &prepared, log_x(spec, x), y),
+            (true, true) => draw(root, spec, &prepared, log_x(spec, x), LogAxis::new(y, &[])),
         }
     })
+}
+
+fn log_x(spec: &LineChart, range: std::ops::Range<f64>) -> LogAxis {
+    LogAxis::new(range, &spec.log_x_ticks)
 }
 
 /// Validates `spec`, drops undrawable points and computes the axis ranges.

@@ -1200,6 +1200,7 @@ fn report(
                 y_label: format!("{metric} top-1 (%)"),
                 series,
                 log_x: true,
+                log_x_ticks: ladder.iter().map(|&e| e as f64).collect(),
                 // Accuracy rises with the budget: the lower right is free.
                 legend: dnc_plot::LegendCorner::LowerRight,
                 ..dnc_plot::LineChart::default()
