@@ -199,9 +199,10 @@ fn dnc_totals(ladder: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// Whether `arm` is drawn at DnC total `t`: a second round needs a first at half of it.
+/// Whether `arm` is drawn at DnC total `t` (one of `totals`, so even): a second round needs a
+/// first at half of it.
 fn runs_at(arm: &Arm, t: u64, totals: &[u64]) -> bool {
-    !arm.second_round || t.is_multiple_of(2) && totals.contains(&(t / 2))
+    !arm.second_round || totals.contains(&(t / 2))
 }
 
 /// The `dnc` run whose student is the base of a second round at `total`.
